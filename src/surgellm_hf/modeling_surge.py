@@ -1,0 +1,608 @@
+"""SURGELLM modeling: a Hub encoder plus task embedding, surgical feature gate, fusion and per-task heads.
+
+METHOD.md §5. Copied to the Hub for ``trust_remote_code`` loading: imports torch, transformers, huggingface_hub,
+safetensors and its flat siblings only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_surge import SurgeConfig
+from .normalization import apply_normalizer, fit_normalizer
+
+ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
+ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
+ADAPTER_FORMAT_VERSION = 1
+_ENCODER_PREFIX = "surge.encoder."
+
+
+@dataclass
+class SurgeModelOutput(ModelOutput):
+    """Output of [`SurgeModel`]: the fused representation z, the encoder states and the gate values."""
+
+    pooled_output: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    gate: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class SurgeSequenceClassifierOutput(ModelOutput):
+    """Output of [`SurgeForSequenceClassification`].
+
+    ``logits`` is ``[batch, max_num_labels]``; columns past an example's own task's label count hold the dtype's
+    minimum, so ``argmax`` and ``softmax`` stay valid for every task.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    gate: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SurgeFeatureNormalizer(nn.Module):
+    """Frozen per-task feature statistics (buffers, saved with the weights), fitted once from training data."""
+
+    def __init__(self, num_tasks: int, num_features: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(num_tasks, num_features))
+        self.register_buffer("std", torch.ones(num_tasks, num_features))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return apply_normalizer(features, self.mean, self.std, task_ids, self.eps)
+
+
+class SurgePreTrainedModel(PreTrainedModel):
+    """Base class: config class, weight init of the SURGELLM modules, Auto-class metadata on save."""
+
+    config_class = SurgeConfig
+    base_model_prefix = "surge"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    # The loss is a plain mean over the batch; the Trainer must scale it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+    _no_split_modules: list[str] = []
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise every SURGELLM parameter and buffer (transformers 5 loads missing ones as empty memory)."""
+        super()._init_weights(module)
+        if isinstance(module, SurgeFeatureNormalizer):
+            init.zeros_(module.mean)
+            init.ones_(module.std)
+            init.zeros_(module.fitted)
+        elif isinstance(module, SurgeModel) and module.task_embedding is not None:
+            init.normal_(module.task_embedding.weight, mean=0.0, std=0.02)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save weights and config with a complete ``auto_map`` so remote code loads every Auto class."""
+        self.config.auto_map = {
+            "AutoConfig": "configuration_surge.SurgeConfig",
+            "AutoModel": "modeling_surge.SurgeModel",
+            "AutoModelForSequenceClassification": "modeling_surge.SurgeForSequenceClassification",
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    # -- encoder construction and checks -------------------------------------------------------------------------
+    @staticmethod
+    def _check_encoder_config(encoder_config) -> None:
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+            MODEL_MAPPING_NAMES,
+        )
+
+        model_type = getattr(encoder_config, "model_type", None)
+        if model_type not in MODEL_MAPPING_NAMES:
+            raise ValueError(f"Encoder type {model_type!r} has no AutoModel class; it cannot be wrapped.")
+        if getattr(encoder_config, "is_encoder_decoder", False):
+            raise ValueError(
+                f"Encoder type {model_type!r} is an encoder-decoder model; SURGELLM wraps a bidirectional text "
+                "encoder whose first-token state is pooled (BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R)."
+            )
+        if (
+            getattr(encoder_config, "is_decoder", False)
+            or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        ):
+            raise ValueError(
+                f"Encoder type {model_type!r} is not a bidirectional (masked-LM) text encoder; SURGELLM pools the "
+                "first-token state of encoders such as BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R."
+            )
+
+    @classmethod
+    def from_encoder_pretrained(
+        cls, encoder_name_or_path: str | os.PathLike, tasks: dict[str, int], **config_kwargs
+    ) -> SurgePreTrainedModel:
+        """Build a SURGELLM model around a Hub encoder, loading the encoder's real weights (pooler dropped).
+
+        Loads the encoder explicitly rather than through ``key_mapping`` (which reverses on save, see
+        ARCHITECTURE.md pitfall 2). ``config_kwargs`` go to [`SurgeConfig`].
+        """
+        encoder_kwargs = {
+            k: config_kwargs.pop(k)
+            for k in ("revision", "token", "cache_dir", "local_files_only")
+            if k in config_kwargs
+        }
+        encoder_config = AutoConfig.from_pretrained(encoder_name_or_path, **encoder_kwargs)
+        cls._check_encoder_config(encoder_config)
+        config = SurgeConfig(
+            encoder_config=encoder_config,
+            tasks=tasks,
+            encoder_name_or_path=str(encoder_name_or_path),
+            **config_kwargs,
+        )
+        model = cls(config)
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, config=encoder_config, **encoder_kwargs)
+        state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+        base = model.surge if isinstance(model, SurgeForSequenceClassification) else model
+        result = base.encoder.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"Encoder weights of {encoder_name_or_path!r} do not fit the wrapped encoder: missing "
+                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
+            )
+        del encoder
+        return model
+
+
+class SurgeModel(SurgePreTrainedModel):
+    """Shared trunk: encoder -> first-token state h -> (task embedding, normalized features, gate, fusion) -> z."""
+
+    def __init__(self, config: SurgeConfig):
+        super().__init__(config)
+        self._check_encoder_config(config.encoder_config)
+        encoder = AutoModel.from_config(config.encoder_config)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused; DDP fails on parameters that get no gradient (pitfall 7)
+        self.encoder = encoder
+        config.encoder_config = encoder.config  # one config object, so resizing embeddings updates it
+        d = config.hidden_size
+        self.task_embedding = (
+            nn.Embedding(config.num_tasks, d) if config.use_gate and config.use_task_embedding else None
+        )
+        self.normalizer = SurgeFeatureNormalizer(config.num_tasks, config.num_features, config.norm_eps)
+        if config.use_gate:
+            self.feature_proj = nn.Linear(config.num_features, d)
+            self.gate = nn.Linear(2 * d, d)
+            self.fusion_norm = nn.LayerNorm(d, eps=getattr(config.encoder_config, "layer_norm_eps", 1e-12))
+        else:
+            self.feature_proj = self.gate = self.fusion_norm = None
+        forward_params = inspect.signature(encoder.forward).parameters
+        self._encoder_takes_token_type_ids = "token_type_ids" in forward_params
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resize the encoder's token embeddings (e.g. after the compact prefix added special tokens)."""
+        embeddings = self.encoder.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.config.encoder_config = self.encoder.config
+        return embeddings
+
+    @property
+    def feature_normalizer_fitted(self) -> bool:
+        """Whether normalization statistics were fitted (always True when ``norm == "none"``)."""
+        return self.config.norm == "none" or bool(self.normalizer.fitted)
+
+    # -- input checks ---------------------------------------------------------------------------------------------
+    def _resolve_task_ids(self, task_ids, batch_size: int, device) -> torch.Tensor:
+        if task_ids is None:
+            return torch.full((batch_size,), self.config.default_task_id, dtype=torch.long, device=device)
+        if not isinstance(task_ids, torch.Tensor):
+            task_ids = torch.as_tensor(task_ids, device=device)
+        if task_ids.dim() == 0:
+            task_ids = task_ids.expand(batch_size)
+        if task_ids.shape != (batch_size,):
+            raise ValueError(f"`task_ids` must have shape ({batch_size},), got {tuple(task_ids.shape)}.")
+        if task_ids.dtype.is_floating_point or task_ids.dtype == torch.bool:
+            raise ValueError(f"`task_ids` must be an integer tensor, got {task_ids.dtype}.")
+        bad = (task_ids < 0) | (task_ids >= self.config.num_tasks)
+        if bool(bad.any()):
+            raise ValueError(
+                f"Unknown task id(s) {sorted(set(task_ids[bad].tolist()))}; valid ids are "
+                + ", ".join(f"{i}={n!r}" for i, n in enumerate(self.config.task_names))
+                + "."
+            )
+        return task_ids.long()
+
+    def _check_features(self, lexical_features, batch_size: int) -> torch.Tensor:
+        if lexical_features is None:
+            raise ValueError(
+                "This model uses the feature gate (use_gate=True) and needs `lexical_features` of shape "
+                f"[batch, {self.config.num_features}]; compute them with SurgeProcessor or Lexicon.featurize."
+            )
+        if not isinstance(lexical_features, torch.Tensor):
+            lexical_features = torch.as_tensor(lexical_features)
+        if lexical_features.shape != (batch_size, self.config.num_features):
+            raise ValueError(
+                f"`lexical_features` must have shape ({batch_size}, {self.config.num_features}) (num_features from "
+                f"the config), got {tuple(lexical_features.shape)}; does the lexicon match the model?"
+            )
+        return lexical_features
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        lexical_features: torch.Tensor | None = None,
+        task_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_gate: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SurgeModelOutput:
+        """Encode, pool the first token and (with the gate) fuse it with the normalized lexical features."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        ref = input_ids if input_ids is not None else inputs_embeds
+        batch_size, device = ref.shape[0], ref.device
+        task_ids = self._resolve_task_ids(task_ids, batch_size, device)
+        if self.config.use_gate:
+            lexical_features = self._check_features(lexical_features, batch_size)
+            if self.config.norm != "none" and not self.feature_normalizer_fitted:
+                raise ValueError(
+                    f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
+                    "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
+                )
+
+        encoder_kwargs = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            if self._encoder_takes_token_type_ids:
+                encoder_kwargs["token_type_ids"] = token_type_ids
+            elif bool((token_type_ids != 0).any()):
+                raise ValueError(
+                    f"Encoder {self.config.encoder_config.model_type!r} takes no `token_type_ids`, but non-zero "
+                    "ones were passed."
+                )
+        if output_hidden_states is not None:
+            encoder_kwargs["output_hidden_states"] = output_hidden_states
+        if output_attentions is not None:
+            encoder_kwargs["output_attentions"] = output_attentions
+        if input_ids is not None:
+            encoder_kwargs["input_ids"] = input_ids
+        else:
+            encoder_kwargs["inputs_embeds"] = inputs_embeds
+        enc = self.encoder(**encoder_kwargs, return_dict=True)
+        h = enc.last_hidden_state[:, 0]
+
+        gate = None
+        if self.config.use_gate:
+            feats = lexical_features.to(device=h.device, dtype=torch.float32)
+            if self.config.norm != "none":
+                feats = self.normalizer(feats, task_ids)
+            feats = feats.to(h.dtype)
+            h_task = h
+            if self.task_embedding is not None:
+                h_task = h + self.config.task_embedding_scale * self.task_embedding(task_ids)
+            s_proj = torch.relu(self.feature_proj(feats))
+            gate = torch.sigmoid(self.gate(torch.cat([h_task, s_proj], dim=-1)))
+            z = self.fusion_norm(gate * h_task + (1 - gate) * s_proj)
+        else:
+            z = h
+        return SurgeModelOutput(
+            pooled_output=z,
+            last_hidden_state=enc.last_hidden_state,
+            gate=gate if output_gate else None,
+            hidden_states=getattr(enc, "hidden_states", None),
+            attentions=getattr(enc, "attentions", None),
+        )
+
+
+class SurgeTaskHead(nn.Sequential):
+    """Dropout -> Linear(d, d/2) -> GELU -> Dropout -> Linear(d/2, C_t) (METHOD.md §5.5)."""
+
+    def __init__(self, config: SurgeConfig, num_labels: int):
+        d = config.hidden_size
+        inner = config.head_hidden_size or max(1, d // 2)
+        super().__init__(
+            nn.Dropout(config.head_dropout),
+            nn.Linear(d, inner),
+            nn.GELU(),
+            nn.Dropout(config.head_inner_dropout),
+            nn.Linear(inner, num_labels),
+        )
+
+
+class SurgeForSequenceClassification(SurgePreTrainedModel):
+    """SURGELLM multi-task classifier: the shared trunk and one head per task; a batch may mix tasks."""
+
+    def __init__(self, config: SurgeConfig):
+        super().__init__(config)
+        self.surge = SurgeModel(config)
+        self.heads = nn.ModuleList([SurgeTaskHead(config, n) for n in config.tasks.values()])
+        self.post_init()
+
+    # -- embeddings -------------------------------------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.surge.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.surge.set_input_embeddings(value)
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resize the encoder's token embeddings (e.g. after the compact prefix added special tokens)."""
+        return self.surge.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+
+    # -- normalization ---------------------------------------------------------------------------------------------
+    @property
+    def feature_normalizer_fitted(self) -> bool:
+        """Whether normalization statistics were fitted (always True when ``norm == "none"``)."""
+        return self.surge.feature_normalizer_fitted
+
+    def fit_feature_normalizer(self, features, labels, task_ids, method: str | None = None) -> None:
+        """Fit the per-task statistics (standard or IWN per ``config.norm``) from raw training features.
+
+        Task ids may be ids or task names. Statistics are frozen buffers saved with the weights.
+        """
+        method = method or self.config.norm
+        if method == "none":
+            raise ValueError("config.norm is 'none': there are no statistics to fit.")
+        if isinstance(task_ids, (list, tuple)) and task_ids and isinstance(task_ids[0], str):
+            task_ids = [self.config.task_id(t) for t in task_ids]
+        if (
+            hasattr(features, "shape")
+            and len(features.shape) == 2
+            and features.shape[1] != self.config.num_features
+        ):
+            raise ValueError(
+                f"features have {features.shape[1]} columns but the model expects num_features="
+                f"{self.config.num_features}; does the lexicon match the model?"
+            )
+        tids = torch.as_tensor(task_ids).detach().cpu().numpy()
+        labs = None if labels is None else torch.as_tensor(labels).detach().cpu().numpy()
+        if labs is not None and labs.shape == tids.shape:
+            for t, name in enumerate(self.config.task_names):
+                row_labels = labs[tids == t]
+                bad = row_labels[(row_labels < 0) | (row_labels >= self.config.tasks[name])]
+                if len(bad):
+                    raise ValueError(
+                        f"Labels {sorted(set(bad.tolist()))[:5]} out of range for task {name!r} "
+                        f"(0..{self.config.tasks[name] - 1})."
+                    )
+        mean, std = fit_normalizer(
+            features, labs, tids, self.config.num_tasks, method=method, task_names=self.config.task_names
+        )
+        normalizer = self.surge.normalizer
+        normalizer.mean.copy_(torch.from_numpy(mean))
+        normalizer.std.copy_(torch.from_numpy(std))
+        normalizer.fitted.fill_(True)
+
+    # -- forward -----------------------------------------------------------------------------------------------------
+    def _check_labels(self, labels: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        if labels.shape != task_ids.shape:
+            raise ValueError(f"`labels` must have shape {tuple(task_ids.shape)}, got {tuple(labels.shape)}.")
+        if labels.dtype.is_floating_point:
+            raise ValueError(f"`labels` must be integer class ids, got {labels.dtype}.")
+        counts = torch.tensor(list(self.config.tasks.values()), device=labels.device)[task_ids]
+        bad = (labels < 0) | (labels >= counts)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            task = self.config.task_names[int(task_ids[i])]
+            raise ValueError(
+                f"Label {int(labels[i])} out of range for task {task!r} (0..{self.config.tasks[task] - 1}); "
+                f"{int(bad.sum())} bad label(s) in the batch."
+            )
+        return labels.long()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        lexical_features: torch.Tensor | None = None,
+        task_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_gate: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SurgeSequenceClassifierOutput:
+        """Route each example to its own task's head; the loss is the mean cross-entropy under each example's task."""
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if ref is None:
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        task_ids = self.surge._resolve_task_ids(task_ids, ref.shape[0], ref.device)
+        if labels is not None:
+            labels = self._check_labels(torch.as_tensor(labels, device=ref.device), task_ids)
+        out = self.surge(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            lexical_features=lexical_features,
+            task_ids=task_ids,
+            inputs_embeds=inputs_embeds,
+            output_gate=output_gate,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
+        z = out.pooled_output
+        logits = z.new_full((z.shape[0], self.config.max_num_labels), torch.finfo(z.dtype).min)
+        loss = None
+        losses = []
+        for t in torch.unique(task_ids).tolist():
+            idx = (task_ids == t).nonzero(as_tuple=True)[0]
+            task_logits = self.heads[t](z[idx])
+            logits = logits.index_put(
+                (idx[:, None], torch.arange(task_logits.shape[1], device=z.device)), task_logits
+            )
+            if labels is not None:
+                losses.append(nn.functional.cross_entropy(task_logits.float(), labels[idx], reduction="sum"))
+        if labels is not None:
+            loss = torch.stack(losses).sum() / labels.shape[0]
+        return SurgeSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            gate=out.gate,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+    # -- PEFT-style adapter use -------------------------------------------------------------------------------------
+    def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:
+        """Freeze (or unfreeze) the encoder; the SURGELLM modules and heads stay trainable."""
+        for p in self.surge.encoder.parameters():
+            p.requires_grad_(not freeze)
+        return self
+
+    def trainable_parameters_report(self) -> dict[str, dict[str, int]]:
+        """Trainable and total parameter counts per component (encoder, SURGELLM modules, heads, all)."""
+        groups = {"encoder": self.surge.encoder, "heads": self.heads}
+        modules = {
+            n: getattr(self.surge, n)
+            for n in ("task_embedding", "feature_proj", "gate", "fusion_norm")
+            if getattr(self.surge, n) is not None
+        }
+        report = {}
+        for name, mod in {**groups, **modules}.items():
+            params = list(mod.parameters())
+            report[name] = {
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+                "total": sum(p.numel() for p in params),
+            }
+        params = list(self.parameters())
+        report["all"] = {
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "total": sum(p.numel() for p in params),
+        }
+        return report
+
+    def print_trainable_parameters(self) -> None:
+        """Print the PEFT-style one-line summary of trainable parameters."""
+        a = self.trainable_parameters_report()["all"]
+        print(
+            f"trainable params: {a['trainable']:,} || all params: {a['total']:,} || "
+            f"trainable%: {100 * a['trainable'] / a['total']:.4f}"
+        )
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every non-encoder weight and buffer (gate, task embedding, statistics, heads)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(_ENCODER_PREFIX)}
+
+    def save_adapter(self, save_directory: str | os.PathLike) -> None:
+        """Write only the non-encoder weights and buffers plus a JSON config naming the base encoder.
+
+        Refuses when the encoder was trained (its weights would be lost) or its base is unknown.
+        """
+        from safetensors.torch import save_file
+
+        if not self.config.encoder_name_or_path:
+            raise ValueError(
+                "The model has no `encoder_name_or_path`; an adapter must name its base encoder."
+            )
+        if any(p.requires_grad for p in self.surge.encoder.parameters()):
+            raise ValueError(
+                "The encoder is trainable, so its weights may differ from the base checkpoint and an adapter-only "
+                "save would lose them. Call `model.freeze_encoder()` before training, or use `save_pretrained`."
+            )
+        base_vocab = AutoConfig.from_pretrained(self.config.encoder_name_or_path).vocab_size
+        if getattr(self.config.encoder_config, "vocab_size", base_vocab) != base_vocab:
+            raise ValueError(
+                "The token embeddings were resized (added prefix tokens): their new rows are encoder weights, so "
+                "an adapter-only save cannot hold them. Use `save_pretrained`."
+            )
+        os.makedirs(save_directory, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.adapter_state_dict().items()}
+        save_file(state, os.path.join(save_directory, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        config = self.config.to_dict()
+        config.pop("encoder_config", None)
+        payload = {
+            "format_version": ADAPTER_FORMAT_VERSION,
+            "base_model_name_or_path": self.config.encoder_name_or_path,
+            "surge_config": config,
+        }
+        with open(os.path.join(save_directory, ADAPTER_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_adapter(
+        cls, adapter_name_or_path: str | os.PathLike, encoder_name_or_path: str | None = None, **hub_kwargs
+    ) -> SurgeForSequenceClassification:
+        """Rebuild a model from its base encoder and an adapter folder or Hub repo written by `save_adapter`."""
+        from safetensors.torch import load_file
+
+        if os.path.isdir(adapter_name_or_path):
+            config_path = os.path.join(adapter_name_or_path, ADAPTER_CONFIG_NAME)
+            weights_path = os.path.join(adapter_name_or_path, ADAPTER_WEIGHTS_NAME)
+            for path in (config_path, weights_path):
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(f"No adapter file {path}; was it written by `save_adapter`?")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config_path = hf_hub_download(str(adapter_name_or_path), ADAPTER_CONFIG_NAME, **hub_kwargs)
+            weights_path = hf_hub_download(str(adapter_name_or_path), ADAPTER_WEIGHTS_NAME, **hub_kwargs)
+        with open(config_path, encoding="utf-8") as f:
+            payload = json.load(f)
+        if payload.get("format_version") != ADAPTER_FORMAT_VERSION:
+            raise ValueError(
+                f"Unsupported adapter format version {payload.get('format_version')!r} in {config_path} "
+                f"(this code reads version {ADAPTER_FORMAT_VERSION})."
+            )
+        surge_config = dict(payload["surge_config"])
+        for key in (
+            "auto_map",
+            "architectures",
+            "transformers_version",
+            "model_type",
+            "encoder_name_or_path",
+        ):
+            surge_config.pop(key, None)
+        tasks = surge_config.pop("tasks")
+        base = encoder_name_or_path or payload["base_model_name_or_path"]
+        model = cls.from_encoder_pretrained(base, tasks=tasks, **surge_config)
+        state = load_file(weights_path)
+        expected = set(model.adapter_state_dict())
+        if set(state) != expected:
+            raise ValueError(
+                f"Adapter weights do not match the model: missing {sorted(expected - set(state))[:5]}, "
+                f"unexpected {sorted(set(state) - expected)[:5]}."
+            )
+        model.load_state_dict(state, strict=False)
+        return model
+
+    def surge_modules_to_save(self) -> list[str]:
+        """Module names to pass as PEFT ``modules_to_save`` when LoRA adapts the encoder."""
+        names = ["normalizer"] + [f"heads.{i}" for i in range(len(self.heads))]
+        names += [
+            n
+            for n in ("task_embedding", "feature_proj", "gate", "fusion_norm")
+            if getattr(self.surge, n) is not None
+        ]
+        return names
+
+
+# Saving copies the remote-code files; save_pretrained then writes the complete auto_map (pitfall 3).
+SurgeModel.register_for_auto_class("AutoModel")
+SurgeForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "SurgeModel",
+    "SurgePreTrainedModel",
+    "SurgeForSequenceClassification",
+    "SurgeModelOutput",
+    "SurgeSequenceClassifierOutput",
+    "SurgeFeatureNormalizer",
+]

