@@ -1,0 +1,274 @@
+"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, push.
+
+Errors print one readable line to stderr and exit non-zero (2 for bad input, 1 otherwise); set
+SURGELLM_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import load_run_config, train_run
+
+    cfg = load_run_config(args.config, args.overrides)
+    run_dir = train_run(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"Run finished. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
+    return 0
+
+
+def _run_data_section(run_dir: Path) -> dict:
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        raise CLIError(f"{run_dir} has no metrics.json; pass --data to say which data to score")
+    data = json.loads(metrics.read_text()).get("run_config", {}).get("data")
+    if not data:
+        raise CLIError(f"{metrics} records no data section; pass --data")
+    return data
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import summarize_tasks
+    from .inference import load_run_model
+    from .training import SurgeDataCollator, encode_split, evaluate_predictions, load_run_data, predict_split
+
+    run_dir = Path(args.run_dir)
+    model, processor = load_run_model(run_dir)
+    data = {"folder": args.data} if args.data else _run_data_section(run_dir)
+    mtd = load_run_data(data)
+    unknown = [t for t in mtd.task_names if t not in model.config.tasks]
+    if unknown:
+        raise CLIError(
+            f"data has task(s) {unknown} the model was not trained on; model tasks: {model.config.task_names}"
+        )
+    present = [t for t in mtd.task_names if args.split in mtd[t]]
+    if not present:
+        raise CLIError(f"no task of the data has a {args.split!r} split")
+    ds = encode_split(mtd, processor, args.split)
+    pred = predict_split(model, ds, SurgeDataCollator(processor.tokenizer), args.batch_size)
+    metrics, _ = evaluate_predictions(pred, model.config.tasks)
+    result = {"split": args.split, "tasks": metrics, **summarize_tasks(metrics)}
+    text = json.dumps(result, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _read_inputs(path: str) -> list[dict]:
+    stream = sys.stdin if path == "-" else None
+    if stream is None:
+        p = Path(path)
+        if not p.is_file():
+            raise CLIError(f"input file not found: {p}")
+        lines = p.read_text(encoding="utf-8").splitlines()
+        is_jsonl = p.suffix in (".jsonl", ".json")
+    else:
+        lines = stream.read().splitlines()
+        is_jsonl = bool(lines) and lines[0].lstrip().startswith("{")
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if is_jsonl:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CLIError(f"input line {n} is not valid JSON: {err.msg}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise CLIError(f"input line {n} needs a string field 'text'")
+            rows.append(row)
+        else:
+            rows.append({"text": line})
+    if not rows:
+        raise CLIError("no input texts")
+    return rows
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import load_run_model, predict_texts
+
+    model, processor = load_run_model(args.run_dir)
+    rows = _read_inputs(args.input)
+    tasks = [r.get("task") or args.task or model.config.default_task for r in rows]
+    records = predict_texts(model, processor, [r["text"] for r in rows], tasks, batch_size=args.batch_size)
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for row, rec in zip(rows, records):
+            out.write(
+                json.dumps({**{k: v for k, v in row.items() if k != "task"}, **rec}, ensure_ascii=False)
+                + "\n"
+            )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluation import compare_runs, gate_values_from_runs, load_run, render_markdown_table, write_report
+
+    records = [load_run(p) for p in args.run_dirs]
+    split = args.split
+    if split is None:
+        split = "test" if all(all("test" in s for s in r.tasks.values()) for r in records) else "validation"
+    variants = {r.variant for r in records}
+    baseline = args.baseline if args.baseline in variants else None
+    if args.baseline and args.baseline != "baseline" and baseline is None:
+        raise CLIError(
+            f"baseline variant {args.baseline!r} is not among the runs' variants {sorted(variants)}"
+        )
+    comparison = compare_runs(records, baseline=baseline, split=split, n_resamples=args.n_resamples)
+    gates = gate_values_from_runs(records, split)
+    path = write_report(comparison, args.output, gates or None, title="SURGELLM comparison")
+    print(render_markdown_table(comparison))
+    print(f"Report: {path}")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .lexicon import Lexicon
+    from .training import load_run_data, resolve_encoder
+
+    mtd = load_run_data({"folder": args.data, **({"tasks": args.tasks} if args.tasks else {})})
+    texts, labels, tasks = [], [], []
+    for name in mtd.task_names:
+        train = mtd[name]["train"]
+        texts += list(train["text"])
+        labels += list(train["label"])
+        tasks += [name] * len(train)
+    lexicon = Lexicon.extract(
+        texts,
+        labels,
+        tasks=tasks,
+        encoder=resolve_encoder(args.encoder),
+        k=args.k,
+        top_n=args.top_n,
+        seed=args.seed,
+    )
+    lexicon.to_json(args.output)
+    print(
+        f"Wrote {lexicon.n_groups} groups ({sum(len(v) for v in lexicon.groups.values())} entries) to {args.output}"
+    )
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .publishing import publish_run
+
+    url = publish_run(args.run_dir, args.repo_id, private=args.private, adapter_only=args.adapter_only)
+    print(f"Pushed {args.run_dir} to {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `surgellm`."""
+    from .training import BUNDLED_ENCODER
+
+    parser = argparse.ArgumentParser(prog="surgellm", description="SURGELLM on Hugging Face transformers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run from a YAML config")
+    p.add_argument("--config", required=True, help="run config YAML (see examples/quickstart.yaml)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides, e.g. seed=1 variant=baseline data.max_rows.train=200",
+    )
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a saved run on a data folder")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="folder laid out as <task>/<split>.jsonl (default: the run's own data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--output", help="also write the metrics JSON here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify texts from a file or stdin into JSONL")
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--input",
+        default="-",
+        help="JSONL with 'text' (and optional 'task'), plain text lines, or - for stdin",
+    )
+    p.add_argument("--task", help="task for rows without one (default: the model's default task)")
+    p.add_argument("--output", default="-", help="JSONL output file, or - for stdout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("compare", help="compare runs or seeds: mean ± SD, Welch + BH, bootstrap CIs, plots")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--baseline", default="baseline", help="variant the others are tested against")
+    p.add_argument("--split", default=None, help="default: test where every run has it, else validation")
+    p.add_argument("--output", default="comparison", help="folder for report.md and the plots")
+    p.add_argument("--n-resamples", type=int, default=2000)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("extract-lexicon", help="extract a lexicon from training data (METHOD.md §2.1)")
+    p.add_argument("--data", required=True, help="folder laid out as <task>/train.jsonl")
+    p.add_argument("--tasks", nargs="*", help="task folders to use (default: all)")
+    p.add_argument("--output", required=True, help="lexicon JSON to write")
+    p.add_argument("--encoder", default=BUNDLED_ENCODER)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--top-n", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("push", help="publish a run folder (model, processor, lexicon, card) to the Hub")
+    p.add_argument("run_dir")
+    p.add_argument("repo_id")
+    p.add_argument("--private", action="store_true")
+    p.add_argument(
+        "--adapter-only", action="store_true", help="push only the adapter weights (frozen-encoder runs)"
+    )
+    p.set_defaults(func=_cmd_push)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand; user errors become one line on stderr and a non-zero exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (
+        CLIError,
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
+        if os.environ.get("SURGELLM_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"surgellm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"surgellm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if os.environ.get("SURGELLM_DEBUG"):
+            raise
+        print(
+            f"surgellm {args.command}: error: {type(err).__name__}: {err} (SURGELLM_DEBUG=1 shows details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Inference helpers behind `surgellm evaluate` and `surgellm predict`: load a run folder, predict texts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def load_run_model(run_dir: str | os.PathLike):
+    """Load the model and processor saved in a run folder (or any folder/repo holding both)."""
+    from .modeling_surge import SurgeForSequenceClassification
+    from .processing_surge import SurgeProcessor
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no saved model (config.json) in {run_dir}; is it a finished `surgellm train` run?"
+        )
+    model = SurgeForSequenceClassification.from_pretrained(run_dir).eval()
+    processor = SurgeProcessor.from_pretrained(run_dir)
+    processor.check_model(model)
+    return model, processor
+
+
+@torch.no_grad()
+def predict_texts(
+    model, processor, texts: Sequence[str], tasks: str | Sequence[str] | None = None, batch_size: int = 32
+) -> list[dict[str, Any]]:
+    """Classify texts, each under its task (a name per text, one name for all, or the model's default task).
+
+    Returns one record per text: task, label id, label name and the probability of every label of that task.
+    """
+    from .training import per_task_predictions
+
+    if isinstance(tasks, str) or tasks is None:
+        tasks = [tasks or model.config.default_task] * len(texts)
+    if len(tasks) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(tasks)} task names")
+    for t in set(tasks):
+        model.config.task_id(t)
+    records: list[dict[str, Any]] = []
+    for start in range(0, len(texts), batch_size):
+        chunk, chunk_tasks = list(texts[start : start + batch_size]), list(tasks[start : start + batch_size])
+        inputs = processor(chunk, task=chunk_tasks, return_tensors="pt", padding=True)
+        logits = model(**dict(inputs)).logits.float().numpy()
+        task_ids = np.asarray([model.config.task_id(t) for t in chunk_tasks])
+        by_task = per_task_predictions(logits, task_ids, model.config.tasks)
+        rows: dict[int, dict[str, Any]] = {}
+        for name, pred in by_task.items():
+            names = model.config.label_names(name)
+            for j, i in enumerate(pred["index"]):
+                label = int(pred["y_pred"][j])
+                rows[int(i)] = {
+                    "task": name,
+                    "label": label,
+                    "label_name": names[label],
+                    "scores": {n: float(p) for n, p in zip(names, pred["score"][j])},
+                }
+        records += [rows[i] for i in range(len(chunk))]
+    return records
