@@ -1,0 +1,530 @@
+"""SurgeProcessor: tokenizer + lexicon + task prefix -> every input SurgeForSequenceClassification.forward takes.
+
+`processor(texts, task="sst2")` returns `input_ids`, `attention_mask`, `token_type_ids` (where the tokenizer makes
+them), `lexical_features` (RAW features s(x) of the full text, float32; the model normalises them) and `task_ids`.
+
+Prefix styles (METHOD.md §4):
+- "text" (the paper's): the string `[TASK:<task>|F1:<v1>|...|Fn:<vn>]` with v_j = floor(s_j), then a space, then the
+  text, tokenized together by the encoder's own tokenizer;
+- "tokens" (compact): one added special token for the task (`[SURGE_TASK_<task>]`) and one per feature holding its
+  bucket (`[SURGE_F<j>_B<b>]`), so the prefix costs exactly n_features + 1 tokens. Buckets of floor(s_j):
+  mean word length is linear, b = min(v, 15) (16 buckets); every other feature is a count with log2 buckets,
+  b = 0 for 0, else min(bit_length(v), 9): 0 | 1 | 2-3 | 4-7 | 8-15 | 16-31 | 32-63 | 64-127 | 128-255 | 256+;
+- None: no prefix.
+The prefix is never truncated: the tokenizer cuts from the right (the text) and the processor raises an error when
+the prefix and the special tokens alone do not fit `max_length`.
+
+Saved as `processor_config.json` (settings, with an `auto_map` for AutoProcessor) + `lexicon.json` + the tokenizer
+files + this module and its siblings, so `AutoProcessor.from_pretrained(repo, trust_remote_code=True)` works for a
+user without surgellm_hf. This module is copied to the Hub: it imports only stdlib, numpy, torch, transformers,
+huggingface_hub and its flat siblings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import PROCESSOR_NAME, cached_file
+
+from .features import as_text_list
+from .lexicon import LEXICON_FILE_NAME, Lexicon
+
+PROCESSOR_CONFIG_VERSION = 1
+PREFIX_STYLES = ("text", "tokens")
+TASK_TOKEN = "[SURGE_TASK_{task}]"
+FEATURE_TOKEN = "[SURGE_F{index}_B{bucket}]"
+COUNT_BUCKETS = 10  # log2 buckets 0 | 1 | 2-3 | ... | 128-255 | 256+
+LINEAR_BUCKETS = 16  # floor value 0..14, then 15+
+LINEAR_FEATURES = ("mean_word_length",)
+BUCKET_SCHEME = f"count:log2x{COUNT_BUCKETS};linear:{'+'.join(LINEAR_FEATURES)}x{LINEAR_BUCKETS}"
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+_UPLOAD_OPTIONS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
+_IGNORED_LOAD_KWARGS = ("trust_remote_code", "code_revision", "use_fast", "user_agent")
+
+
+def feature_bucket(value: float, linear: bool = False) -> int:
+    """Bucket of a raw feature value for the compact prefix (see the module docstring)."""
+    v = max(int(math.floor(value)), 0)
+    if linear:
+        return min(v, LINEAR_BUCKETS - 1)
+    return min(v.bit_length(), COUNT_BUCKETS - 1)
+
+
+def _check_tasks(tasks: Any) -> list[str]:
+    if tasks is None:
+        return ["default"]
+    if isinstance(tasks, Mapping):
+        tasks = list(tasks)
+    if isinstance(tasks, str) or not isinstance(tasks, Sequence):
+        raise TypeError(
+            f"tasks must be a list of task names (e.g. list(model.config.tasks)), got {tasks!r:.80}"
+        )
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks must name at least one task")
+    for t in tasks:
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"task names must be non-blank strings, got {t!r}")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"task names must be unique, got {tasks}")
+    return tasks
+
+
+def _to_tensor(values: Any, return_tensors: Any, dtype: str) -> Any:
+    if return_tensors is None:
+        return values
+    kind = getattr(return_tensors, "value", return_tensors)
+    if kind == "pt":
+        import torch
+
+        return torch.tensor(values, dtype=getattr(torch, dtype))
+    if kind == "np":
+        return np.asarray(values, dtype=dtype)
+    raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+
+
+class SurgeProcessor(ProcessorMixin):
+    """Turns raw texts and task names into SURGELLM model inputs (token ids, raw lexical features, task ids).
+
+    Args:
+        tokenizer: the encoder's tokenizer (a transformers tokenizer; "tokens" prefix mode adds special tokens to it).
+        lexicon: the `Lexicon` whose features the model was built for (default: `Lexicon.curated()`).
+        tasks: task names in the model's order (`list(model.config.tasks)`); a mapping is taken by its keys.
+            Default: a single task "default", as in SurgeConfig.
+        prefix: "text" (the paper's prefix string), "tokens" (compact added tokens) or None (no prefix).
+        max_length: maximum sequence length in tokens; the text is truncated, never the prefix.
+        default_task: task used when a call names none (default: the first task).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        lexicon: Lexicon | Mapping[str, Any] | None = None,
+        tasks: Sequence[str] | Mapping[str, Any] | None = None,
+        prefix: str | None = "text",
+        max_length: int = 128,
+        default_task: str | None = None,
+    ):
+        if not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}")
+        if lexicon is None:
+            lexicon = Lexicon.curated()
+        elif isinstance(lexicon, Mapping):
+            lexicon = Lexicon.from_dict(lexicon)
+        elif not (isinstance(lexicon, Lexicon) or type(lexicon).__name__ == "Lexicon"):
+            raise TypeError(f"lexicon must be a Lexicon, got {type(lexicon).__name__}")
+        tasks = _check_tasks(tasks)
+        if prefix not in (None, *PREFIX_STYLES):
+            raise ValueError(f"prefix must be one of 'text', 'tokens' or None, got {prefix!r}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        if default_task is None:
+            default_task = tasks[0]
+        elif default_task not in tasks:
+            raise ValueError(f"default_task {default_task!r} is not one of the tasks {tasks}")
+        # all checks passed: only now touch the tokenizer
+        super().__init__(tokenizer)
+        self.lexicon = lexicon
+        self.tasks = tasks
+        self.prefix = prefix
+        self.max_length = max_length
+        self.default_task = default_task
+        self._linear = [name in LINEAR_FEATURES for name in lexicon.feature_names]
+        self._prefix_len_cache: dict[str, int] = {}
+        if prefix == "tokens":
+            self.tokenizer.add_tokens(self.prefix_tokens(), special_tokens=True)
+
+    # ------------------------------------------------------------------ prefix
+    def prefix_tokens(self) -> list[str]:
+        """All added tokens of the "tokens" prefix style: one per task, then one per (feature, bucket)."""
+        out = [TASK_TOKEN.format(task=t) for t in self.tasks]
+        for j, linear in enumerate(self._linear, start=1):
+            n_buckets = LINEAR_BUCKETS if linear else COUNT_BUCKETS
+            out += [FEATURE_TOKEN.format(index=j, bucket=b) for b in range(n_buckets)]
+        return out
+
+    def make_prefix(self, features: Sequence[float], task: str | int | None = None) -> str:
+        """The prefix string of one example from its RAW features (empty string when prefix is None)."""
+        task_name = self.tasks[self._task_id(task)]
+        values = [math.floor(float(v)) for v in features]
+        if len(values) != self.lexicon.num_features:
+            raise ValueError(f"expected {self.lexicon.num_features} features, got {len(values)}")
+        if self.prefix is None:
+            return ""
+        if self.prefix == "text":
+            return "[TASK:" + task_name + "".join(f"|F{j}:{v}" for j, v in enumerate(values, start=1)) + "]"
+        tokens = [TASK_TOKEN.format(task=task_name)]
+        for j, (v, linear) in enumerate(zip(values, self._linear), start=1):
+            tokens.append(FEATURE_TOKEN.format(index=j, bucket=feature_bucket(v, linear)))
+        return "".join(tokens)
+
+    def _prefix_token_count(self, prefix: str) -> int:
+        if self.prefix is None:
+            return 0
+        if self.prefix == "tokens":
+            return self.lexicon.num_features + 1
+        n = self._prefix_len_cache.get(prefix)
+        if n is None:
+            n = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+            if len(self._prefix_len_cache) > 100_000:
+                self._prefix_len_cache.clear()
+            self._prefix_len_cache[prefix] = n
+        return n
+
+    def prefix_length(
+        self, text: str | Sequence[str], task: str | int | Sequence[str | int] | None = None
+    ) -> Any:
+        """Tokens the prefix costs for `text` (an int for one string, a list for a batch; 0 without a prefix)."""
+        texts = as_text_list(text, "text")
+        task_ids = self._task_ids(task, len(texts))
+        features = self.lexicon.featurize(texts)
+        lengths = [self._prefix_token_count(self.make_prefix(f, t)) for f, t in zip(features, task_ids)]
+        return lengths[0] if isinstance(text, str) else lengths
+
+    # ------------------------------------------------------------------ tasks
+    def _task_id(self, task: str | int | None) -> int:
+        if task is None:
+            return self.tasks.index(self.default_task)
+        if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
+            if not 0 <= int(task) < len(self.tasks):
+                raise ValueError(
+                    f"unknown task id {task}; valid ids are 0..{len(self.tasks) - 1} for {self.tasks}"
+                )
+            return int(task)
+        if not isinstance(task, str):
+            raise TypeError(
+                f"a task must be a task name (str) or id (int), got {type(task).__name__} ({task!r:.40})"
+            )
+        if task not in self.tasks:
+            raise ValueError(f"unknown task {task!r}; valid tasks are {self.tasks}")
+        return self.tasks.index(task)
+
+    def _task_ids(self, task: Any, n: int) -> list[int]:
+        if task is None or isinstance(task, (str, int, np.integer)):
+            return [self._task_id(task)] * n
+        if not isinstance(task, Sequence):
+            raise TypeError(
+                f"task must be a task name, a task id or a list with one per text, got {type(task).__name__}"
+            )
+        if len(task) != n:
+            raise ValueError(
+                f"task has {len(task)} entries for {n} texts; give one task per text or a single task"
+            )
+        return [self._task_id(t) for t in task]
+
+    # ------------------------------------------------------------------ call
+    def __call__(
+        self,
+        text: str | Sequence[str] | None = None,
+        task: str | int | Sequence[str | int] | None = None,
+        *,
+        return_tensors: str | None = None,
+        padding: bool | str = False,
+        truncation: bool = True,
+        max_length: int | None = None,
+        **tokenizer_kwargs: Any,
+    ) -> BatchEncoding:
+        """Model inputs for one text or a batch: input_ids, attention_mask, token_type_ids (if the tokenizer makes
+        them), lexical_features (raw, float32) and task_ids. Lists when return_tensors is None (datasets.map),
+        tensors with return_tensors="pt" (or "np")."""
+        if text is None:
+            raise TypeError("SurgeProcessor needs `text`: a string or a list of strings, got None")
+        single = isinstance(text, str)
+        texts = as_text_list(text, "text")
+        task_ids = self._task_ids(task, len(texts))
+        if max_length is None:
+            max_length = self.max_length
+        elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        if return_tensors is not None and getattr(return_tensors, "value", return_tensors) not in (
+            "pt",
+            "np",
+        ):
+            raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+        for key in ("add_special_tokens", "text_pair", "is_split_into_words"):
+            if key in tokenizer_kwargs:
+                raise TypeError(
+                    f"SurgeProcessor does not take {key!r}: the prefix layout depends on the defaults"
+                )
+
+        features = self.lexicon.featurize(texts)
+        if self.prefix is None:
+            inputs = texts
+        else:
+            prefixes = [self.make_prefix(f, t) for f, t in zip(features, task_ids)]
+            if truncation:
+                self._check_prefix_fits(prefixes, max_length)
+            inputs = [p + " " + t for p, t in zip(prefixes, texts)]
+        encoded = self.tokenizer(
+            inputs[0] if single else inputs,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length if truncation or padding == "max_length" else None,
+            return_tensors=return_tensors,
+            **tokenizer_kwargs,
+        )
+        if single:
+            feats: Any = features[:1].tolist() if return_tensors is not None else features[0].tolist()
+            tids: Any = task_ids[:1] if return_tensors is not None else task_ids[0]
+        else:
+            feats, tids = features.tolist(), task_ids
+        encoded["lexical_features"] = _to_tensor(feats, return_tensors, "float32")
+        encoded["task_ids"] = _to_tensor(tids, return_tensors, "int64")
+        return encoded
+
+    def _check_prefix_fits(self, prefixes: list[str], max_length: int) -> None:
+        if self.tokenizer.truncation_side != "right":
+            raise ValueError(
+                f"the tokenizer truncates on the {self.tokenizer.truncation_side!r}, which would cut the "
+                "prefix; set tokenizer.truncation_side = 'right' (the text is cut, never the prefix)"
+            )
+        n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
+        longest = max((self._prefix_token_count(p) for p in prefixes), default=0)
+        if longest + n_special > max_length:
+            raise ValueError(
+                f"the {self.prefix!r} prefix takes {longest} tokens plus {n_special} special tokens, more "
+                f"than max_length={max_length}; raise max_length or use prefix='tokens' "
+                f"({self.lexicon.num_features + 1} tokens)"
+            )
+
+    @property
+    def model_input_names(self) -> list[str]:
+        """Names of the model inputs this processor returns (the tokenizer's, then lexical_features, task_ids)."""
+        return [*self.tokenizer.model_input_names, "lexical_features", "task_ids"]
+
+    # ------------------------------------------------------------------ model checks
+    def check_model(self, model: Any) -> None:
+        """Raise ValueError naming every mismatch between this processor and a SURGELLM model (or its config):
+        feature count and names, task names and order, and a vocabulary too small for the tokenizer."""
+        config = getattr(model, "config", model)
+        problems = []
+        num_features = getattr(config, "num_features", None)
+        if num_features is None:
+            raise ValueError(
+                f"{type(model).__name__} has no num_features in its config: not a SURGELLM model"
+            )
+        if num_features != self.lexicon.num_features:
+            problems.append(
+                f"the model takes {num_features} lexical features but the lexicon {self.lexicon.name!r} "
+                f"gives {self.lexicon.num_features} ({self.lexicon.n_groups} groups + 6)"
+            )
+        names = getattr(config, "feature_names", None)
+        if names is not None and list(names) != self.lexicon.feature_names:
+            problems.append(
+                f"feature names differ: model {list(names)} vs lexicon {self.lexicon.feature_names}"
+            )
+        model_tasks = getattr(config, "task_names", None)
+        if model_tasks is None and getattr(config, "tasks", None) is not None:
+            model_tasks = list(config.tasks)
+        if model_tasks is not None and list(model_tasks) != self.tasks:
+            problems.append(
+                f"tasks differ (names and order must match): model {list(model_tasks)} vs processor "
+                f"{self.tasks}"
+            )
+        get_emb = getattr(model, "get_input_embeddings", None)
+        if callable(get_emb) and get_emb() is not None and get_emb().num_embeddings < len(self.tokenizer):
+            problems.append(
+                f"the model has {get_emb().num_embeddings} token embeddings but the tokenizer has "
+                f"{len(self.tokenizer)} tokens; call processor.prepare_model(model)"
+            )
+        if problems:
+            raise ValueError("processor and model do not match:\n- " + "\n- ".join(problems))
+
+    def prepare_model(self, model: Any) -> Any:
+        """Resize the model's token embeddings when the tokenizer has more tokens (compact prefix); returns model."""
+        n_tokens = len(self.tokenizer)
+        if model.get_input_embeddings().num_embeddings < n_tokens:
+            model.resize_token_embeddings(n_tokens)
+        return model
+
+    # ------------------------------------------------------------------ save / load
+    def to_dict(self) -> dict[str, Any]:
+        """Settings saved in processor_config.json (the lexicon goes to lexicon.json, the tokenizer to its files)."""
+        out: dict[str, Any] = {
+            "processor_class": type(self).__name__,
+            "surge_processor_version": PROCESSOR_CONFIG_VERSION,
+            "tasks": list(self.tasks),
+            "default_task": self.default_task,
+            "prefix": self.prefix,
+            "max_length": self.max_length,
+            "prefix_buckets": BUCKET_SCHEME,
+            "lexicon_file": LEXICON_FILE_NAME,
+            "lexicon_name": self.lexicon.name,
+            "num_features": self.lexicon.num_features,
+            "feature_names": self.lexicon.feature_names,
+        }
+        if getattr(self, "auto_map", None):
+            out["auto_map"] = dict(self.auto_map)
+        return out
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any
+    ) -> list[str]:
+        """Write tokenizer files, processor_config.json, lexicon.json and the remote code into `save_directory`.
+        With push_to_hub=True also upload the folder (kwargs: repo_id, commit_message, private, token, revision)."""
+        save_directory = os.fspath(save_directory)
+        unknown = sorted(set(kwargs) - ({"repo_id", *_UPLOAD_OPTIONS} if push_to_hub else set()))
+        if unknown:
+            raise TypeError(f"save_pretrained got unexpected arguments {unknown}")
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory {save_directory!r} is a file, not a directory")
+        os.makedirs(save_directory, exist_ok=True)
+        files = super().save_pretrained(save_directory)
+        lexicon_path = os.path.join(save_directory, LEXICON_FILE_NAME)
+        self.lexicon.to_json(lexicon_path)
+        files = [*files, lexicon_path]
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.abspath(save_directory))
+            self._upload(save_directory, repo_id, kwargs)
+        return files
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> SurgeProcessor:
+        """Load a processor saved with `save_pretrained` / `push_to_hub` from a folder or a Hub repo.
+
+        Hub kwargs: cache_dir, force_download, local_files_only, token, revision, subfolder, proxies.
+        Overrides: max_length, default_task."""
+        path = os.fspath(pretrained_model_name_or_path)
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        overrides = {k: kwargs.pop(k) for k in ("max_length", "default_task") if k in kwargs}
+        unknown = [k for k in kwargs if not k.startswith("_") and k not in _IGNORED_LOAD_KWARGS]
+        if unknown:
+            raise TypeError(f"SurgeProcessor.from_pretrained got unexpected arguments {unknown}")
+        file_kwargs = {k: v for k, v in hub.items() if v is not None}
+
+        config_file = cached_file(
+            path, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **file_kwargs
+        )
+        if config_file is None:
+            raise OSError(
+                f"{path!r} has no {PROCESSOR_NAME}: it is not a saved SurgeProcessor "
+                "(create one with SurgeProcessor.from_encoder_pretrained and save_pretrained)"
+            )
+        with open(config_file, encoding="utf-8") as f:
+            try:
+                config = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{PROCESSOR_NAME} of {path!r} is not valid JSON: {err}") from err
+        version = config.get("surge_processor_version")
+        if config.get("processor_class") != "SurgeProcessor" or version is None:
+            raise ValueError(
+                f"{PROCESSOR_NAME} of {path!r} describes {config.get('processor_class')!r}, "
+                "not a SurgeProcessor"
+            )
+        if version != PROCESSOR_CONFIG_VERSION:
+            raise ValueError(
+                f"{path!r} holds a SurgeProcessor of config version {version}; this code reads "
+                f"version {PROCESSOR_CONFIG_VERSION}"
+            )
+        if config.get("prefix") == "tokens" and config.get("prefix_buckets") != BUCKET_SCHEME:
+            raise ValueError(
+                f"{path!r} uses prefix buckets {config.get('prefix_buckets')!r}; this code makes "
+                f"{BUCKET_SCHEME!r}"
+            )
+        lexicon_name = config.get("lexicon_file", LEXICON_FILE_NAME)
+        lexicon_file = cached_file(
+            path, lexicon_name, _raise_exceptions_for_missing_entries=False, **file_kwargs
+        )
+        if lexicon_file is None:
+            raise OSError(f"{path!r} has {PROCESSOR_NAME} but no {lexicon_name}; save the processor again")
+        lexicon = Lexicon.from_json(lexicon_file)
+        if config.get("feature_names") not in (None, lexicon.feature_names):
+            raise ValueError(
+                f"{lexicon_name} of {path!r} gives features {lexicon.feature_names} but "
+                f"{PROCESSOR_NAME} records {config['feature_names']}; the files do not belong together"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path, **file_kwargs)
+        settings = {k: config[k] for k in ("tasks", "prefix", "max_length", "default_task") if k in config}
+        settings.update(overrides)
+        return cls(tokenizer, lexicon=lexicon, **settings)
+
+    @classmethod
+    def from_encoder_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        lexicon: Lexicon | None = None,
+        tasks: Sequence[str] | Mapping[str, Any] | None = None,
+        prefix: str | None = "text",
+        max_length: int = 128,
+        default_task: str | None = None,
+        **tokenizer_kwargs: Any,
+    ) -> SurgeProcessor:
+        """A new processor around the tokenizer of an encoder checkpoint (path or Hub id)."""
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(name_or_path), **tokenizer_kwargs)
+        return cls(
+            tokenizer,
+            lexicon=lexicon,
+            tasks=tasks,
+            prefix=prefix,
+            max_length=max_length,
+            default_task=default_task,
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """Save to a temporary folder and upload it with huggingface_hub (HF_ENDPOINT / HF_TOKEN respected);
+        creates the repo if needed and leaves other files of the repo (e.g. the model's) in place."""
+        options = dict(
+            commit_message=commit_message,
+            commit_description=commit_description,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+        )
+        self._check_repo_id(repo_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return self._upload(tmp, repo_id, options)
+
+    @staticmethod
+    def _check_repo_id(repo_id: Any) -> None:
+        if not isinstance(repo_id, str) or not repo_id.strip():
+            raise ValueError(f"repo_id must be a non-empty string like 'user/name', got {repo_id!r}")
+
+    @classmethod
+    def _upload(cls, folder: str, repo_id: str, options: dict[str, Any]) -> Any:
+        """Create the repo (and branch) if needed and upload `folder` with HfApi.upload_folder."""
+        from huggingface_hub import HfApi
+
+        cls._check_repo_id(repo_id)
+        unknown = sorted(set(options) - set(_UPLOAD_OPTIONS))
+        if unknown:
+            raise TypeError(f"unexpected upload arguments {unknown}; allowed: {list(_UPLOAD_OPTIONS)}")
+        opts = {**dict.fromkeys(_UPLOAD_OPTIONS), "create_pr": False, **options}
+        api = HfApi(token=opts["token"])
+        repo_id = api.create_repo(repo_id, private=opts["private"], exist_ok=True).repo_id
+        if opts["revision"] is not None and not opts["create_pr"]:
+            api.create_branch(repo_id, branch=opts["revision"], exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=opts["commit_message"] or "Upload SurgeProcessor",
+            commit_description=opts["commit_description"],
+            revision=opts["revision"],
+            create_pr=bool(opts["create_pr"]),
+        )
+
+
+SurgeProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["SurgeProcessor", "feature_bucket", "PREFIX_STYLES"]

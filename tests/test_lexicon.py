@@ -1,0 +1,322 @@
+"""Lexicon: curated groups, JSON round trip, validation, extraction (METHOD.md §2.1), random control (§2.2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from surgellm_hf.lexicon import LEXICON_FORMAT_VERSION, Lexicon
+from surgellm_hf.lexicon_extraction import log_odds_dirichlet, rank_words
+
+
+# ----------------------------------------------------------------------------- curated + JSON
+def test_curated_lexicon_is_the_papers():
+    lex = Lexicon.curated()
+    assert lex.group_names == [
+        "sst_pos",
+        "sst_neg",
+        "llm_stat",
+        "llm_formal",
+        "llm_list",
+        "human_pers",
+        "human_hedge",
+        "human_emo",
+        "retrieval",
+        "prompt_cot",
+    ]
+    assert sum(len(e) for e in lex.groups.values()) == 88
+    assert lex.n_groups == 10 and lex.num_features == 16 and len(lex.feature_names) == 16
+    assert lex.feature_names[10:] == [
+        "word_count",
+        "mean_word_length",
+        "sentence_count",
+        "question_marks",
+        "exclamation_marks",
+        "has_digit",
+    ]
+    assert "terrible" in lex["sst_neg"] and "terrible" in lex["human_emo"]
+    assert lex["llm_list"][-3:] == ["(1)", "(2)", "(3)"]
+
+
+def test_json_round_trip(tmp_path):
+    lex = Lexicon({"b": ["x*", "two words"], "a": ["(1)", "Ünïcödé"]}, name="mine", metadata={"seed": 3})
+    path = tmp_path / "lex.json"
+    lex.to_json(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["format"] == "surgellm-lexicon" and raw["format_version"] == LEXICON_FORMAT_VERSION
+    assert [g["name"] for g in raw["groups"]] == ["b", "a"]  # column order kept
+    back = Lexicon.from_json(path)
+    assert back == lex and back.metadata == {"seed": 3} and back.name == "mine"
+    texts = ["xyz two\nwords (1)", "ünïcödé"]
+    np.testing.assert_array_equal(back.featurize(texts), lex.featurize(texts))
+    assert Lexicon.from_dict(lex.to_dict()) == lex
+
+
+def test_from_dict_accepts_a_plain_groups_object():
+    lex = Lexicon.from_dict({"format": "surgellm-lexicon", "format_version": 1, "groups": {"g": ["a", "b"]}})
+    assert lex.groups == {"g": ["a", "b"]} and lex.name == "custom"
+
+
+def test_groups_as_pairs_and_views_are_copies():
+    lex = Lexicon([("g1", ["a"]), ("g2", ["b", "c"])])
+    groups = lex.groups
+    groups["g1"].append("zzz")
+    assert lex["g1"] == ["a"]
+    assert list(lex) == ["g1", "g2"] and len(lex) == 2
+    with pytest.raises(KeyError, match="no group 'nope'"):
+        lex["nope"]
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "groups,exc,match",
+    [
+        ({"g": []}, ValueError, "group 'g' is empty"),
+        ({"g": ["ok", 3]}, TypeError, r"group 'g', entry 1: entries must be strings, got int"),
+        ({"g": ["ok", None]}, TypeError, "got NoneType"),
+        ({"g": ["  "]}, ValueError, "entry is blank"),
+        ({"g": "abc"}, TypeError, "entries must be a list of strings"),
+        ({"": ["a"]}, ValueError, "non-blank strings"),
+        ({"word_count": ["a"]}, ValueError, "clashes with a surface feature name"),
+        ({"g": ["a*b"]}, ValueError, "may only end an entry"),
+        ({"g": ["*"]}, ValueError, "word stem before the final"),
+        ({"g": ["(*"]}, ValueError, "word stem before the final"),
+        ({"g": ["Great", "great "]}, ValueError, "match the same text"),
+        ({}, ValueError, "at least one group"),
+        ([("g", ["a"]), ("g", ["b"])], ValueError, "two groups named 'g'"),
+        ([("g", ["a"], 1)], TypeError, "must be a .name, entries. pair"),
+        ("abc", TypeError, "must be a mapping"),
+    ],
+)
+def test_invalid_lexicons_raise_clear_errors(groups, exc, match):
+    with pytest.raises(exc, match=match):
+        Lexicon(groups)
+
+
+def test_invalid_metadata_and_name():
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        Lexicon({"g": ["a"]}, metadata={"x": object()})
+    with pytest.raises(ValueError, match="name"):
+        Lexicon({"g": ["a"]}, name=" ")
+
+
+def _write(path, data):
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "content,exc,match",
+    [
+        ("{not json", ValueError, "is not valid JSON"),
+        (
+            {"format": "other", "format_version": 1, "groups": {"g": ["a"]}},
+            ValueError,
+            "not a SURGELLM lexicon",
+        ),
+        (
+            {"format": "surgellm-lexicon", "format_version": 99, "groups": {"g": ["a"]}},
+            ValueError,
+            "unsupported lexicon format_version 99.*newer",
+        ),
+        (
+            {"format": "surgellm-lexicon", "format_version": "1", "groups": {"g": ["a"]}},
+            ValueError,
+            "must be an integer",
+        ),
+        ({"format": "surgellm-lexicon", "format_version": 1}, ValueError, "no 'groups'"),
+        (
+            {"format": "surgellm-lexicon", "format_version": 1, "groups": [{"name": "g"}]},
+            ValueError,
+            "exactly 'name' and 'entries'",
+        ),
+        (
+            {"format": "surgellm-lexicon", "format_version": 1, "groups": {"g": []}},
+            ValueError,
+            "group 'g' is empty",
+        ),
+        (
+            '{"format": "surgellm-lexicon", "format_version": 1, "groups": {"g": ["a"], "g": ["b"]}}',
+            ValueError,
+            "repeats the key 'g'",
+        ),
+        ("[1, 2]", TypeError, "must be a JSON object"),
+    ],
+)
+def test_bad_lexicon_files(tmp_path, content, exc, match):
+    path = _write(tmp_path / "lex.json", content)
+    with pytest.raises(exc, match=match) as info:
+        Lexicon.from_json(path)
+    assert "lex.json" in str(info.value)  # the error names the file
+
+
+def test_unreadable_lexicon_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Lexicon.from_json(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="cannot read lexicon file"):
+        Lexicon.from_json(tmp_path)  # a directory
+    (tmp_path / "latin1.json").write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(ValueError, match="cannot read lexicon file"):
+        Lexicon.from_json(tmp_path / "latin1.json")
+
+
+# ----------------------------------------------------------------------------- log-odds
+def test_log_odds_dirichlet_matches_hand_computation():
+    a, b, prior = np.array([3.0, 1.0]), np.array([1.0, 5.0]), np.array([2.0, 4.0])
+    # word 0: delta = log(5/(4+6-5)) - log(3/(6+6-3)); var = 1/5 + 1/3
+    delta0 = math.log(5 / 5) - math.log(3 / 9)
+    z0 = delta0 / math.sqrt(1 / 5 + 1 / 3)
+    delta1 = math.log(5 / (4 + 6 - 5)) - math.log(9 / (6 + 6 - 9))
+    z1 = delta1 / math.sqrt(1 / 5 + 1 / 9)
+    np.testing.assert_allclose(log_odds_dirichlet(a, b, prior), [z0, z1], rtol=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        log_odds_dirichlet(a, b, np.array([0.0, 1.0]))
+
+
+def _synthetic_corpus(n_per_class=60, seed=0):
+    """Two classes sharing filler words; each class plants its own discriminative words."""
+    rng = random.Random(seed)
+    filler = [
+        "the",
+        "a",
+        "of",
+        "and",
+        "film",
+        "story",
+        "people",
+        "day",
+        "house",
+        "water",
+        "city",
+        "time",
+        "road",
+        "music",
+        "book",
+        "table",
+        "window",
+        "paper",
+        "garden",
+        "river",
+    ]
+    planted = {0: ["dreadful", "boring", "tedious"], 1: ["wonderful", "delightful", "charming"]}
+    texts, labels = [], []
+    for label in (0, 1):
+        for _ in range(n_per_class):
+            words = rng.choices(filler, k=12) + rng.sample(planted[label], 2)
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+            labels.append(label)
+    return texts, labels, planted
+
+
+def test_rank_words_puts_planted_words_first():
+    texts, labels, planted = _synthetic_corpus()
+    ranked = rank_words(texts, labels, top_n=5)
+    for label, words in planted.items():
+        top = [w for w, _ in ranked[None][label]]
+        assert set(top[:3]) == set(words), top
+        assert all(z > 0 for _, z in ranked[None][label])
+
+
+def test_extract_recovers_planted_words_and_is_deterministic(minilm_path):
+    texts, labels, planted = _synthetic_corpus()
+    kwargs = dict(top_n=10, k=3, seed=0, encoder=str(minilm_path))
+    lex = Lexicon.extract(texts, labels, **kwargs)
+    entries = {e for es in lex.groups.values() for e in es}
+    assert set(planted[0]) | set(planted[1]) <= entries
+    assert lex.n_groups == 3 and lex.metadata["k"] == 3 and lex.metadata["seed"] == 0
+    for label, words in planted.items():
+        assert set(lex.metadata["top_words"]["None"][str(label)][:3]) == set(words)
+    again = Lexicon.extract(texts, labels, **kwargs)
+    assert again == lex and again.metadata == lex.metadata
+    # the extracted lexicon finds its planted words in text
+    row = lex.featurize(["wonderful, charming, zzz"])[0]
+    assert row[: lex.n_groups].sum() == 2
+
+
+def test_extract_per_task_with_a_model_and_tokenizer_pair(minilm_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    t1, y1, p1 = _synthetic_corpus(seed=1)
+    t2 = [t.replace("dreadful", "zigzag").replace("wonderful", "quartz") for t in t1]
+    pair = (AutoModel.from_pretrained(minilm_path).train(), AutoTokenizer.from_pretrained(minilm_path))
+    lex = Lexicon.extract(
+        t1 + t2, y1 + y1, tasks=["a"] * len(t1) + ["b"] * len(t2), top_n=3, k=4, encoder=pair
+    )
+    assert set(lex.metadata["top_words"]) == {"a", "b"}
+    assert (
+        "zigzag" in lex.metadata["top_words"]["b"]["0"] and "dreadful" in lex.metadata["top_words"]["a"]["0"]
+    )
+    entries = {e for es in lex.groups.values() for e in es}
+    assert {"zigzag", "quartz", "dreadful", "wonderful"} <= entries
+    assert pair[0].training  # embedding ran in eval mode and restored the caller's train mode
+
+
+def test_extract_with_fewer_words_than_k_warns_and_lowers_k(minilm_path):
+    texts = ["good good film", "good day", "bad bad film", "bad night"]
+    with pytest.warns(UserWarning, match="fewer than k=10"):
+        lex = Lexicon.extract(texts, [1, 1, 0, 0], encoder=str(minilm_path))
+    assert lex.n_groups == lex.metadata["k"] < 10
+    assert {"good", "bad"} <= {e for es in lex.groups.values() for e in es}
+
+
+@pytest.mark.parametrize(
+    "texts,labels,kwargs,exc,match",
+    [
+        (["a b", "a c"], [1, 1], {}, ValueError, "only one class"),
+        ([], [], {}, ValueError, "empty"),
+        (["a", "b"], [0], {}, ValueError, "differ in length"),
+        (["a", "b"], [0, 1], {"tasks": ["t"]}, ValueError, "differ in length"),
+        (["a", 3], [0, 1], {}, TypeError, r"texts\[1\] must be a string"),
+        (["x y", "z w"], [0, 1], {}, ValueError, "no word qualifies"),  # every word occurs once < min_count
+        (["a a", "b b"], [0, None], {}, ValueError, "missing"),
+        (["a a", "b b"], [0, 1], {"k": 0}, ValueError, "k must be a positive integer"),
+        (["a a", "b b"], [0, 1], {"top_n": 0}, ValueError, "top_n"),
+        (["a a", "b b", "c c"], [0, 1, 2], {"k": 2, "encoder": 42}, TypeError, "encoder must be"),
+    ],
+)
+def test_extract_bad_inputs(texts, labels, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        Lexicon.extract(texts, labels, **kwargs)
+
+
+# ----------------------------------------------------------------------------- random control
+def test_random_like_keeps_sizes_and_is_reproducible():
+    import wordfreq
+
+    lex = Lexicon.curated()
+    r0 = Lexicon.random_like(lex, seed=0)
+    assert r0.group_names == lex.group_names
+    assert [len(e) for e in r0.groups.values()] == [len(e) for e in lex.groups.values()]
+    assert Lexicon.random_like(lex, seed=0) == r0
+    r1 = Lexicon.random_like(lex, seed=1)
+    assert r1.groups != r0.groups
+    original_words = {w for es in lex.groups.values() for e in es for w in e.replace("*", "").split()}
+    all_new = [e for es in r0.groups.values() for e in es]
+    assert len(set(all_new)) == len(all_new)  # no duplicates within (or across) groups
+    assert not set(all_new) & original_words
+    # frequency matched: plain-word entries get a word within a small Zipf distance
+    gaps = [
+        abs(wordfreq.zipf_frequency(new, "en") - wordfreq.zipf_frequency(old, "en"))
+        for g in lex.group_names
+        for old, new in zip(lex[g], r0[g])
+        if old.isalpha()
+    ]
+    assert max(gaps) < 0.5, gaps
+    assert r0.metadata["random_like"] == "curated" and r0.metadata["seed"] == 0
+    assert r0.featurize(["some text"]).shape == (1, 16)
+
+
+def test_random_like_custom_lexicon_and_bad_input():
+    lex = Lexicon({"one": ["apple", "banana split", "zyx*"], "two": ["car"]}, name="mine")
+    r = Lexicon.random_like(lex, seed=7)
+    assert {g: len(e) for g, e in r.groups.items()} == {"one": 3, "two": 1}
+    assert r.name == "random_like_mine_seed7"
+    with pytest.raises(TypeError, match="needs a Lexicon"):
+        Lexicon.random_like({"one": ["a"]}, seed=0)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        Lexicon.random_like(lex, seed="0")
