@@ -10,6 +10,7 @@ Use in a test module with `from _hub_utils import hub_server  # noqa: F401`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -118,7 +119,7 @@ def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeou
     helper = (
         "import json as _json\n"
         "def result(obj):\n"
-        f"    print({_RESULT_MARKER!r} + _json.dumps(obj), flush=True)\n"
+        f"    print('\\n' + {_RESULT_MARKER!r} + _json.dumps(obj), flush=True)\n"
     )
     script = prelude + helper + textwrap.dedent(code)
     with tempfile.NamedTemporaryFile("w", suffix=".py", dir=cwd, delete=False) as handle:
@@ -126,7 +127,8 @@ def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeou
         path = handle.name
     try:
         args = [sys.executable, *([] if surgellm else ["-I"]), path]
-        proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
     finally:
         os.unlink(path)
     if proc.returncode != 0:
@@ -135,14 +137,24 @@ def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeou
             f"\n--- stderr ---\n{proc.stderr[-12000:]}"
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT_MARKER)]
+    if not lines and "result(" in code:
+        raise AssertionError(f"the subprocess returned no result\n--- stdout ---\n{proc.stdout[-6000:]}"
+                             f"\n--- stderr ---\n{proc.stderr[-6000:]}")
     return json.loads(lines[-1][len(_RESULT_MARKER):]) if lines else None
+
+
+@contextlib.contextmanager
+def local_hub_session(workdir: Path) -> Iterator[HubSession]:
+    """Start a LocalHub storing under `workdir`; stop it on exit (for fixtures of any scope)."""
+    hub = LocalHub(workdir / "hub_storage").start()
+    try:
+        yield HubSession(hub=hub, workdir=workdir)
+    finally:
+        hub.stop()
 
 
 @pytest.fixture
 def hub_server(tmp_path: Path) -> Iterator[HubSession]:
     """A LocalHub serving on 127.0.0.1 (free port) for one test; shut down afterwards."""
-    hub = LocalHub(tmp_path / "hub_storage").start()
-    try:
-        yield HubSession(hub=hub, workdir=tmp_path)
-    finally:
-        hub.stop()
+    with local_hub_session(tmp_path) as session:
+        yield session

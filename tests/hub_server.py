@@ -157,6 +157,24 @@ class LocalHub:
                 oid = repo.commits[oid].parent
         return out[::-1]
 
+    def add_folder(self, repo_id: str, folder: str | Path, message: str = "add folder", repo_type: str = "model") -> str:
+        """Commit every file under `folder` to `repo_id` (created if needed) without HTTP; returns the commit oid.
+
+        For seeding a test Hub with a fixture (e.g. a base encoder) that the code under test then downloads.
+        """
+        folder = Path(folder)
+        blobs = {p.relative_to(folder).as_posix(): self._store(p.read_bytes()) for p in sorted(folder.rglob("*"))
+                 if p.is_file()}
+        with self._lock:
+            if (repo_type, repo_id) not in self._repos:
+                self.create_repo({"name": repo_id.split("/")[-1], "organization": repo_id.split("/")[0],
+                                  "type": repo_type}, "http://unused")
+            repo = self._repos[(repo_type, repo_id)]
+            head = repo.commits[repo.branches["main"]]
+            commit = self._new_commit(repo, head.oid, message, {**head.files, **blobs})
+            repo.branches["main"] = commit.oid
+        return commit.oid
+
     def write_requests(self) -> list[tuple[str, str, int]]:
         """Requests that change state or would (POST/PUT/DELETE), as (method, path, status)."""
         return [r for r in list(self.requests) if r[0] in ("POST", "PUT", "DELETE")]

@@ -1,0 +1,466 @@
+"""Model cards for SURGELLM models: `SurgeModelCardData` gathers what a Hub user needs to know (tasks and labels,
+per-task validation / test metrics, the lexicon, the variant and its switches, the base encoder, training settings,
+intended use, limitations, a usage snippet) and renders it with `huggingface_hub.ModelCard.from_template` from the
+Jinja template `model_cards/surgellm_model_card.md` (shipped as package data `resources/surgellm_model_card.md`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+TEMPLATE_NAME = "surgellm_model_card.md"
+
+# METHOD.md §6.1: variant -> switches (P prefix, G gate, E extended training, I IWN).
+VARIANT_SWITCHES: dict[str, dict[str, bool]] = {
+    "baseline": {"prefix": False, "gate": False, "extended_training": False, "iwn": False},
+    "S": {"prefix": True, "gate": True, "extended_training": False, "iwn": False},
+    "G": {"prefix": True, "gate": False, "extended_training": False, "iwn": False},
+    "FULL": {"prefix": True, "gate": True, "extended_training": True, "iwn": False},
+    "IWN": {"prefix": True, "gate": True, "extended_training": True, "iwn": True},
+}
+_SWITCH_LABELS = {
+    "prefix": "P (prefix)",
+    "gate": "G (gate)",
+    "extended_training": "E (extended training)",
+    "iwn": "I (IWN)",
+}
+_METRIC_TITLES = {
+    "macro_f1": "macro-F1",
+    "accuracy": "accuracy",
+    "precision": "precision (macro)",
+    "recall": "recall (macro)",
+    "roc_auc": "ROC-AUC",
+}
+_SPLIT_TITLES = {"validation": "Validation", "test": "Test", "train": "Train"}
+_DEFAULT_INTENDED_USE = (
+    "Classifying English texts into the label sets of the tasks listed above, one task per example, as in the "
+    "training data. Intended for research on multi-task classification with lexical features and for "
+    "reproducing the SURGELLM experiments; check the per-task results before relying on a task."
+)
+_DEFAULT_LIMITATIONS = [
+    "Each task head only knows its own label set: name the task of every input (`task=`); the model cannot tell "
+    "which task a text belongs to.",
+    "Lexical features come from a fixed English lexicon and surface statistics of the raw text; texts in other "
+    "languages, or in styles far from the training data, get uninformative features.",
+    "Normalization statistics were fitted on the training split of each task; a strong shift in text length or "
+    "punctuation moves the features away from those statistics.",
+    "Inputs longer than the processor's maximum length are truncated (the task prefix never is); the lexical "
+    "features still see the full text.",
+    "Scores are softmax outputs of a fine-tuned classifier, not calibrated probabilities.",
+]
+
+
+def template_path() -> Path:
+    """Path of the card template shipped with the package (`model_cards/` in a checkout links to it)."""
+    return Path(str(resources.files("surgellm_hf") / "resources" / TEMPLATE_NAME))
+
+
+@dataclass
+class TaskCardInfo:
+    """One task of the model as the card shows it."""
+
+    name: str = field(metadata={"help": "Task name (the `task=` value)."})
+    num_labels: int = field(metadata={"help": "Number of labels of the task."})
+    label_names: list[str] = field(metadata={"help": "Label names in id order."})
+    dataset: str | None = field(default=None, metadata={"help": "Hub dataset id or description of the data."})
+
+
+@dataclass
+class SurgeModelCardData:
+    """Everything a SURGELLM model card shows; build it with `from_model` / `from_run`, render with `to_model_card`."""
+
+    model_name: str = field(metadata={"help": "Repo id (or name) the card describes."})
+    tasks: list[TaskCardInfo] = field(metadata={"help": "Tasks in id order."})
+    default_task: str = field(metadata={"help": "Task used when a call names none."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "Encoder checkpoint the model was built on."}
+    )
+    encoder_type: str | None = field(
+        default=None, metadata={"help": "model_type of the encoder (bert, roberta...)."}
+    )
+    variant: str | None = field(
+        default=None, metadata={"help": "Variant name (baseline, S, G, FULL, IWN...)."}
+    )
+    switches: dict[str, bool | None] = field(
+        default_factory=dict,
+        metadata={"help": "prefix / gate / extended_training / iwn switches of the variant."},
+    )
+    model_settings: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Architecture settings shown."}
+    )
+    lexicon: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Lexicon summary: name, groups {name: entries}, feature names."},
+    )
+    metrics: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict,
+        metadata={"help": "split -> task -> metric -> value (a number, or {'mean', 'std'} over seeds)."},
+    )
+    training: dict[str, Any] = field(default_factory=dict, metadata={"help": "Training settings shown."})
+    license: str | None = field(default="apache-2.0", metadata={"help": "License of the weights."})
+    language: list[str] = field(
+        default_factory=lambda: ["en"], metadata={"help": "Languages of the training data."}
+    )
+    datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids used for training."})
+    intended_use: str = field(default=_DEFAULT_INTENDED_USE, metadata={"help": "Intended-use paragraph."})
+    limitations: list[str] = field(
+        default_factory=lambda: list(_DEFAULT_LIMITATIONS), metadata={"help": "Limitations, one per bullet."}
+    )
+    example_text: str = field(
+        default="a gorgeous, witty film", metadata={"help": "Text used in the usage snippet."}
+    )
+    adapter_only: bool = field(
+        default=False,
+        metadata={"help": "The repo holds only the adapter (non-encoder weights); usage differs."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("A model card needs at least one task.")
+        names = [t.name for t in self.tasks]
+        if self.default_task not in names:
+            raise ValueError(f"default_task {self.default_task!r} is not one of the tasks {names}.")
+        for split, by_task in self.metrics.items():
+            unknown = sorted(set(by_task) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"Metrics for split {split!r} name task(s) {unknown} that the model does not have ({names}); "
+                    "is this the right run for this model?"
+                )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any = None,
+        *,
+        repo_id: str | None = None,
+        metrics: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        training: Mapping[str, Any] | None = None,
+        variant: str | None = None,
+        datasets: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> SurgeModelCardData:
+        """Fill the card from a SURGELLM model (config), its processor (lexicon, prefix) and a run's metrics.
+
+        `metrics` is split -> task -> metric -> value; `datasets` maps task -> Hub dataset id.
+        """
+        config = model.config
+        datasets = dict(datasets or {})
+        tasks = [
+            TaskCardInfo(name, int(n), list(config.label_names(name)), datasets.get(name))
+            for name, n in config.tasks.items()
+        ]
+        variant = variant or getattr(config, "variant", None)
+        prefix_style = getattr(processor, "prefix", None) if processor is not None else None
+        switches: dict[str, bool | None] = {
+            "prefix": None if processor is None else prefix_style is not None,
+            "gate": bool(config.use_gate),
+            "extended_training": VARIANT_SWITCHES.get(variant or "", {}).get("extended_training"),
+            "iwn": config.use_gate and config.norm == "iwn",
+        }
+        settings: dict[str, Any] = {
+            "encoder": getattr(config.encoder_config, "model_type", None),
+            "hidden size": config.hidden_size,
+            "feature gate": config.use_gate,
+            "task embedding": bool(config.use_gate and config.use_task_embedding),
+            "task embedding scale": config.task_embedding_scale,
+            "feature normalization": config.norm,
+            "features": config.num_features,
+        }
+        if processor is not None:
+            settings["prefix style"] = prefix_style if prefix_style is not None else "none"
+            if getattr(processor, "max_length", None) is not None:
+                settings["max length (tokens)"] = processor.max_length
+        lexicon = getattr(processor, "lexicon", None)
+        fields: dict[str, Any] = {
+            "model_name": repo_id or getattr(config, "_name_or_path", None) or "surgellm-model",
+            "tasks": tasks,
+            "default_task": config.default_task,
+            "base_model": getattr(config, "encoder_name_or_path", None),
+            "encoder_type": settings["encoder"],
+            "variant": variant,
+            "switches": switches,
+            "model_settings": settings,
+            "lexicon": _lexicon_summary(lexicon) if lexicon is not None else {},
+            "metrics": _metrics_by_split(metrics or {}),
+            "training": dict(training or {}),
+            "datasets": sorted({d for d in datasets.values() if _is_hub_id(d)}),
+        }
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike,
+        model: Any,
+        processor: Any = None,
+        *,
+        repo_id: str | None = None,
+        **kw: Any,
+    ) -> SurgeModelCardData:
+        """Fill the card from a training run folder (metrics.json, see `evaluation.load_run`) and its model."""
+        from .evaluation import load_run
+
+        record = load_run(run_dir)
+        metrics: dict[str, dict[str, dict[str, Any]]] = {}
+        for task, by_split in record.tasks.items():
+            for split, values in by_split.items():
+                metrics.setdefault(split, {})[task] = dict(values)
+        training = _training_from_extra(record.extra)
+        training.setdefault("seed", record.seed)
+        kw.setdefault(
+            "datasets",
+            record.extra.get("datasets") if isinstance(record.extra.get("datasets"), dict) else None,
+        )
+        return cls.from_model(
+            model,
+            processor,
+            repo_id=repo_id,
+            metrics=metrics,
+            training=training,
+            variant=kw.pop("variant", None) or record.variant,
+            **kw,
+        )
+
+    # ------------------------------------------------------------------ rendering
+    def to_hub_card_data(self) -> ModelCardData:
+        """The YAML metadata block of the card (library, pipeline tag, tags, base model, eval results)."""
+        eval_results = []
+        split = "test" if "test" in self.metrics else "validation" if "validation" in self.metrics else None
+        for task in self.tasks:
+            values = self.metrics.get(split, {}).get(task.name, {}) if split else {}
+            for metric in ("macro_f1", "accuracy"):
+                number = _point(values.get(metric))
+                if number is None:
+                    continue
+                eval_results.append(
+                    EvalResult(
+                        task_type="text-classification",
+                        task_name=f"Text classification ({task.name})",
+                        dataset_type=task.dataset or task.name,
+                        dataset_name=task.name,
+                        dataset_split=split,
+                        metric_type="f1" if metric == "macro_f1" else "accuracy",
+                        metric_name=_METRIC_TITLES[metric],
+                        metric_value=round(number, 4),
+                        metric_config="macro" if metric == "macro_f1" else None,
+                    )
+                )
+        tags = ["surgellm", "text-classification", "multi-task", "lexical-features", "custom_code"]
+        if self.variant:
+            tags.append(f"surgellm-{self.variant.lower()}")
+        return ModelCardData(
+            language=self.language or None,
+            license=self.license,
+            library_name="transformers",
+            pipeline_tag="text-classification",
+            tags=tags,
+            base_model=self.base_model if _is_hub_id(self.base_model) else None,
+            datasets=self.datasets or None,
+            metrics=["f1", "accuracy"] if eval_results else None,
+            model_name=self.model_name,
+            eval_results=eval_results or None,
+        )
+
+    def template_variables(self) -> dict[str, Any]:
+        """What the Jinja template sees besides `card_data`."""
+        from .features import SURFACE_FEATURE_NAMES
+
+        result_splits, missing = [], []
+        for split in ("validation", "test"):
+            by_task = self.metrics.get(split)
+            if by_task:
+                result_splits.append(_split_table(split, by_task, [t.name for t in self.tasks]))
+            else:
+                missing.append(f"No {split} metrics were recorded for this run.")
+        for split in sorted(set(self.metrics) - {"validation", "test"}):
+            result_splits.append(_split_table(split, self.metrics[split], [t.name for t in self.tasks]))
+        default = next(t for t in self.tasks if t.name == self.default_task)
+        return {
+            "title": self.model_name,
+            "summary": _summary(self),
+            "repo_id": self.model_name,
+            "tasks": [asdict(t) for t in self.tasks],
+            "default_task": self.default_task,
+            "default_task_labels": default.num_labels,
+            "base_model_display": self.base_model or self.encoder_type or "an unknown encoder",
+            "result_splits": result_splits,
+            "missing_splits": missing,
+            "lexicon": self.lexicon or _EMPTY_LEXICON,
+            "surface_feature_names": list(SURFACE_FEATURE_NAMES),
+            "variant": self.variant or "custom",
+            "uses_gate": bool(self.switches.get("gate", True)),
+            "switches": [
+                {"name": _SWITCH_LABELS[k], "value": "n/a" if v is None else ("on" if v else "off")}
+                for k, v in self.switches.items()
+            ],
+            "model_settings": [(k, _fmt_value(v)) for k, v in self.model_settings.items()],
+            "training_settings": [(k, _fmt_value(v)) for k, v in self.training.items()],
+            "intended_use": self.intended_use,
+            "limitations": self.limitations,
+            "adapter_only": self.adapter_only,
+            "example_text": self.example_text.replace("\\", "\\\\").replace('"', '\\"'),
+        }
+
+    def to_model_card(self, template: str | os.PathLike | None = None) -> ModelCard:
+        """Render the card with `ModelCard.from_template` (the package template unless `template` is given)."""
+        path = Path(template) if template is not None else template_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"Model card template {path} does not exist.")
+        return ModelCard.from_template(
+            self.to_hub_card_data(), template_path=str(path), **self.template_variables()
+        )
+
+
+_EMPTY_LEXICON = {
+    "name": "none",
+    "n_groups": 0,
+    "n_entries": 0,
+    "num_features": 0,
+    "feature_names": [],
+    "groups": [],
+    "metadata": None,
+}
+
+
+def _is_hub_id(value: Any) -> bool:
+    """True for a plausible Hub repo id that is not a local path (the Hub rejects paths in `base_model`)."""
+    if not isinstance(value, str) or not value or os.path.exists(value) or value.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _lexicon_summary(lexicon: Any, max_examples: int = 8) -> dict[str, Any]:
+    groups = lexicon.groups
+    meta = getattr(lexicon, "metadata", None) or {}
+    return {
+        "name": lexicon.name,
+        "n_groups": len(groups),
+        "n_entries": sum(len(e) for e in groups.values()),
+        "num_features": lexicon.num_features,
+        "feature_names": list(lexicon.feature_names),
+        "groups": [
+            {
+                "name": name,
+                "size": len(entries),
+                "examples": ", ".join(f"`{e}`" for e in entries[:max_examples])
+                + (", ..." if len(entries) > max_examples else ""),
+            }
+            for name, entries in groups.items()
+        ],
+        "metadata": ", ".join(f"{k}: {v}" for k, v in meta.items()) if meta else None,
+    }
+
+
+def _metrics_by_split(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for split, by_task in metrics.items():
+        if not isinstance(by_task, Mapping):
+            raise TypeError(
+                f"metrics[{split!r}] must map task -> metric -> value, got {type(by_task).__name__}."
+            )
+        out[split] = {task: dict(values) for task, values in by_task.items()}
+    return out
+
+
+def _training_from_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Training settings from a run's extra keys: a `training` (or `training_args`) mapping, else scalar keys."""
+    for key in ("training", "training_args", "training_settings"):
+        if isinstance(extra.get(key), Mapping):
+            return dict(extra[key])
+    return {
+        k: v for k, v in extra.items() if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+    }
+
+
+def _point(value: Any) -> float | None:
+    if isinstance(value, Mapping):
+        value = value.get("mean")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _fmt_metric(value: Any) -> str:
+    if isinstance(value, Mapping):
+        mean, std = _point(value), value.get("std")
+        if mean is None:
+            return "–"
+        if isinstance(std, (int, float)) and not math.isnan(std):
+            return f"{mean:.3f} ± {std:.3f}"
+        return f"{mean:.3f}"
+    number = _point(value)
+    return "–" if number is None else f"{number:.3f}"
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _split_table(split: str, by_task: Mapping[str, Mapping[str, Any]], task_order: Sequence[str]) -> dict:
+    present = [m for m in _METRIC_TITLES if any(m in by_task.get(t, {}) for t in task_order)]
+    rows = [
+        {"task": f"`{t}`", "cells": [_fmt_metric(by_task[t].get(m)) for m in present]}
+        for t in task_order
+        if t in by_task
+    ]
+    note = None
+    missing_tasks = [t for t in task_order if t not in by_task]
+    if missing_tasks:
+        note = f"No {split} metrics for: {', '.join(missing_tasks)}."
+    elif "macro_f1" in present:
+        values = [_point(by_task[t].get("macro_f1")) for t in task_order]
+        if all(v is not None for v in values):
+            rows.append(
+                {
+                    "task": "**average**",
+                    "cells": [
+                        f"**{sum(values) / len(values):.3f}**" if m == "macro_f1" else "" for m in present
+                    ],
+                }
+            )
+    return {
+        "title": _SPLIT_TITLES.get(split, split.title()),
+        "metric_names": [_METRIC_TITLES[m] for m in present],
+        "rows": rows,
+        "note": note,
+    }
+
+
+def _summary(card: SurgeModelCardData) -> str:
+    parts = [f"Multi-task text classifier for {', '.join(f'`{t.name}`' for t in card.tasks)}"]
+    if card.variant:
+        parts.append(f"(SURGELLM variant **{card.variant}**)")
+    test = card.metrics.get("test") or card.metrics.get("validation")
+    split = "test" if card.metrics.get("test") else "validation"
+    text = " ".join(parts) + "."
+    if test:
+        values = [_point(test.get(t.name, {}).get("macro_f1")) for t in card.tasks]
+        if all(v is not None for v in values):
+            text += f" Average {split} macro-F1 over tasks: **{sum(values) / len(values):.3f}**."
+    return text
+
+
+__all__ = ["SurgeModelCardData", "TaskCardInfo", "VARIANT_SWITCHES", "template_path"]

@@ -1,0 +1,152 @@
+"""`text-classification` pipeline for SURGELLM models: lexical features and task prefix come from the processor.
+
+A saved SURGELLM model lists this class in its config's ``custom_pipelines``, so
+``pipeline("text-classification", model=repo, trust_remote_code=True)`` builds it, with the repo's
+`SurgeProcessor` (loaded through ``AutoProcessor``) computing the raw features s(x), the prefix and the tokens.
+Each call may name its task (``clf(texts, task="sst2")``); without one the config's ``default_task`` is used.
+
+Copied to the Hub for ``trust_remote_code`` loading: imports only numpy, torch and transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Pipeline
+from transformers.pipelines.text_classification import ClassificationFunction
+
+PIPELINE_TASK = "text-classification"
+PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
+# What a SURGELLM config stores under `custom_pipelines` (see `surge_custom_pipelines`).
+_CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
+    PIPELINE_TASK: {
+        "impl": f"pipeline_surge.{PIPELINE_CLASS_NAME}",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
+}
+
+
+def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The ``config.custom_pipelines`` entry that routes ``pipeline("text-classification", ...)`` to this file."""
+    return copy.deepcopy(_CUSTOM_PIPELINES)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class SurgeTextClassificationPipeline(Pipeline):
+    """Multi-task text classification with a SURGELLM model and its processor.
+
+    Call arguments: ``task`` (a task name of the model; default ``config.default_task``), ``top_k`` (labels per
+    text, ``None`` for all; as in the stock pipeline) and ``function_to_apply`` (``"softmax"``, ``"sigmoid"``,
+    ``"none"``). Scores cover only the chosen task's own labels, named from ``config.task_label_names``.
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_video_processor = False
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "The SURGELLM pipeline needs the model's SurgeProcessor (tokenizer + lexicon + prefix settings): push "
+                "it to the same repo with `processor.push_to_hub(repo_id)`, or pass `processor=`."
+            )
+        if not callable(self.processor):
+            raise TypeError(f"`processor` must be a SurgeProcessor, got {type(self.processor).__name__}.")
+        check = getattr(self.processor, "check_model", None)
+        if check is not None:
+            check(self.model)  # tasks / feature names of processor and model must agree
+
+    def _resolve_task(self, task: Any) -> str:
+        config = self.model.config
+        if task is None:
+            return config.default_task
+        if not isinstance(task, str):
+            raise TypeError(f"`task` must be a task name (one of {config.task_names}), got {task!r}.")
+        config.task_id(task)  # raises a ValueError listing the valid tasks
+        return task
+
+    def _sanitize_parameters(self, task=None, default_task=None, top_k="", function_to_apply=None, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"Unexpected argument(s) {sorted(kwargs)} for the SURGELLM text-classification pipeline."
+            )
+        preprocess, postprocess = {}, {}
+        chosen = task if task is not None else default_task
+        if chosen is not None:
+            chosen = self._resolve_task(chosen)
+            preprocess["task"] = postprocess["task"] = chosen
+        if isinstance(top_k, int) or top_k is None:
+            if isinstance(top_k, int) and top_k < 1:
+                raise ValueError(f"`top_k` must be a positive integer or None, got {top_k}.")
+            postprocess["top_k"] = top_k
+            postprocess["_legacy"] = False
+        if isinstance(function_to_apply, str):
+            try:
+                function_to_apply = ClassificationFunction[function_to_apply.upper()]
+            except KeyError as err:
+                raise ValueError(
+                    f"`function_to_apply` must be 'softmax', 'sigmoid' or 'none', got {function_to_apply!r}."
+                ) from err
+        if function_to_apply is not None:
+            postprocess["function_to_apply"] = function_to_apply
+        return preprocess, {}, postprocess
+
+    def __call__(
+        self, inputs: str | list[str], **kwargs: Any
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Classify one text or a list of texts under one task (``task=``, else the model's default task)."""
+        if not isinstance(inputs, (str, list, tuple)) or (
+            not isinstance(inputs, str) and not all(isinstance(t, str) for t in inputs)
+        ):
+            raise TypeError("The SURGELLM pipeline takes a string or a list of strings.")
+        result = super().__call__(inputs if isinstance(inputs, str) else list(inputs), **kwargs)
+        if isinstance(inputs, str) and "top_k" not in kwargs:
+            return [result]  # the stock text-classification pipeline wraps a single text's answer in a list
+        return result
+
+    def preprocess(self, inputs: str, task: str | None = None) -> dict[str, torch.Tensor]:
+        task = self._resolve_task(task)
+        encoded = self.processor([inputs], task=task, return_tensors="pt")
+        return dict(encoded)
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = self.model(**model_inputs)
+        return {"logits": outputs.logits, "task_ids": model_inputs["task_ids"]}
+
+    def postprocess(
+        self, model_outputs, task: str | None = None, function_to_apply=None, top_k=1, _legacy=True
+    ):
+        config = self.model.config
+        task = self._resolve_task(task)
+        if int(model_outputs["task_ids"].reshape(-1)[0]) != config.task_id(task):
+            raise RuntimeError("The processor encoded a different task than the pipeline asked for.")
+        num_labels = config.tasks[task]
+        logits = model_outputs["logits"][0, :num_labels].float().numpy()
+        function_to_apply = function_to_apply or ClassificationFunction.SOFTMAX
+        if function_to_apply == ClassificationFunction.SOFTMAX:
+            scores = _softmax(logits)
+        elif function_to_apply == ClassificationFunction.SIGMOID:
+            scores = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            scores = logits
+        labels = config.label_names(task)
+        if top_k == 1 and _legacy:
+            best = int(scores.argmax())
+            return {"label": labels[best], "score": float(scores[best])}
+        ranked = [{"label": labels[i], "score": float(s)} for i, s in enumerate(scores)]
+        ranked.sort(key=lambda d: d["score"], reverse=True)
+        return ranked if top_k is None else ranked[:top_k]
+
+
+__all__ = ["SurgeTextClassificationPipeline", "surge_custom_pipelines", "PIPELINE_TASK"]

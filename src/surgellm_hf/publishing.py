@@ -1,0 +1,225 @@
+"""Publishing SURGELLM models to the Hub: model + processor + lexicon + model card in one commit, adapters, run folders.
+
+Everything is checked before anything is uploaded (repo id, fitted normalization statistics, processor/model
+agreement), so a refused push leaves the Hub untouched. The uploaded folder is exactly what `save_pretrained`
+writes (safetensors weights, config with `auto_map` and `custom_pipelines`, remote-code files, tokenizer,
+processor config, `lexicon.json`), plus `README.md` rendered by `model_card` and, for a run, `surgellm_run.json`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from .model_card import SurgeModelCardData
+from .pipeline_surge import surge_custom_pipelines
+
+RUN_FILE_NAME = "surgellm_run.json"
+"""The run's metrics.json, published beside the weights so the card can be rebuilt from the repo alone."""
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """Return `repo_id` if it is a valid Hub model id (`name` or `namespace/name`), else raise ValueError."""
+    if not isinstance(repo_id, str):
+        raise TypeError(
+            f"repo_id must be a string such as 'my-org/surgellm-roberta', got {type(repo_id).__name__}."
+        )
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"Malformed Hub repo id {repo_id!r}: {err}") from None
+    return repo_id
+
+
+def check_publishable(model: Any, processor: Any = None, repo_id: str | None = None) -> None:
+    """Refuse, with a ValueError naming the problem, what must not reach the Hub.
+
+    Checks the repo id, that the model's normalization statistics were fitted (unless ``norm == "none"`` or there is
+    no gate) and, with a processor, that its tasks and lexicon features match the model (`processor.check_model`).
+    """
+    if repo_id is not None:
+        check_repo_id(repo_id)
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) != "surge":
+        raise TypeError(
+            f"Expected a SURGELLM model (SurgeForSequenceClassification), got {type(model).__name__}."
+        )
+    if not model.feature_normalizer_fitted:
+        raise ValueError(
+            f"The model uses norm={config.norm!r} but its feature normalization statistics were never fitted, so its "
+            "predictions would be meaningless. Call `model.fit_feature_normalizer(features, labels, task_ids)` on the "
+            "training features (before training) and train, then publish."
+        )
+    if processor is not None:
+        check = getattr(processor, "check_model", None)
+        if check is None:
+            raise TypeError(f"Expected a SurgeProcessor, got {type(processor).__name__}.")
+        check(model)
+
+
+def _save_folder(
+    model: Any, processor: Any, folder: Path, card: SurgeModelCardData | None, adapter: bool
+) -> None:
+    """Write everything that gets uploaded into `folder`."""
+    if adapter:
+        from transformers.dynamic_module_utils import custom_object_save
+
+        model.save_adapter(folder)
+        # the remote code, so that a user without surgellm_hf can load the class from this repo and call from_adapter
+        custom_object_save(model, folder)
+    else:
+        # the pipeline route (`pipeline("text-classification", model=repo, trust_remote_code=True)`)
+        model.config.custom_pipelines = surge_custom_pipelines()
+        model.save_pretrained(folder)
+        pipeline_file = Path(__file__).with_name("pipeline_surge.py")
+        if not (folder / pipeline_file.name).exists():
+            shutil.copyfile(pipeline_file, folder / pipeline_file.name)
+    if processor is not None:
+        processor.save_pretrained(folder)
+    if card is not None:
+        card.to_model_card().save(folder / "README.md")
+
+
+def publish(
+    model: Any,
+    processor: Any,
+    repo_id: str,
+    *,
+    card: SurgeModelCardData | None = None,
+    metrics: dict[str, dict[str, dict[str, Any]]] | None = None,
+    training: dict[str, Any] | None = None,
+    run_file: str | os.PathLike | None = None,
+    adapter_only: bool = False,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> CommitInfo:
+    """Push model (or only its adapter), processor and a rendered model card to `repo_id` in one commit.
+
+    `metrics` is split -> task -> metric -> value for the card (ignored when `card` is given). Returns the
+    `CommitInfo` (a str holding the commit URL). Raises before any upload when `check_publishable` fails.
+    """
+    check_publishable(model, processor, repo_id)
+    if processor is None:
+        raise ValueError(
+            "Publishing needs the model's SurgeProcessor (tokenizer, lexicon, prefix settings): without it a Hub "
+            "user cannot compute the lexical features. Pass `processor=`."
+        )
+    if card is None:
+        card = SurgeModelCardData.from_model(
+            model, processor, repo_id=repo_id, metrics=metrics, training=training
+        )
+    card.adapter_only = adapter_only
+    with tempfile.TemporaryDirectory(prefix="surgellm_push_") as tmp:
+        folder = Path(tmp)
+        _save_folder(
+            model, processor, folder, card, adapter_only
+        )  # may still refuse (e.g. save_adapter checks)
+        if run_file is not None:
+            shutil.copyfile(run_file, folder / RUN_FILE_NAME)
+        api = HfApi(token=token)
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        what = "adapter" if adapter_only else "model"
+        return api.upload_folder(
+            repo_id=repo_url.repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or f"Upload SURGELLM {what}, processor, lexicon and model card",
+        )
+
+
+def publish_run(
+    run_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    adapter_only: bool = False,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> CommitInfo:
+    """Publish a finished `surgellm train` run folder (model + processor + metrics.json) — `surgellm push RUN_DIR REPO`.
+
+    The card shows the run's per-task validation and test metrics, variant, lexicon and training settings.
+    """
+    from .inference import load_run_model
+
+    check_repo_id(repo_id)
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no metrics.json; is it a finished `surgellm train` run folder?"
+        )
+    model, processor = load_run_model(run_dir)
+    if adapter_only:
+        model.freeze_encoder()  # a run trained with a frozen encoder: save_adapter checks the encoder is the base one
+    card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
+    return publish(
+        model,
+        processor,
+        repo_id,
+        card=card,
+        run_file=run_dir / "metrics.json",
+        adapter_only=adapter_only,
+        private=private,
+        token=token,
+        revision=revision,
+        commit_message=commit_message,
+    )
+
+
+def update_model_card(
+    repo_id: str, *, token: str | bool | None = None, revision: str | None = None
+) -> CommitInfo | None:
+    """Re-render a repo's README from what the repo holds (config, processor, `surgellm_run.json`).
+
+    For the plain `model.push_to_hub` / `processor.push_to_hub` path: whichever is pushed last leaves a complete card.
+    Returns None (uploads nothing) when the repo has no SURGELLM config yet.
+    """
+    from huggingface_hub import hf_hub_download
+
+    from .configuration_surge import SurgeConfig
+    from .processing_surge import SurgeProcessor
+
+    check_repo_id(repo_id)
+    api = HfApi(token=token)
+    files = set(api.list_repo_files(repo_id, revision=revision))
+    if "config.json" not in files:
+        return None
+    config = SurgeConfig.from_pretrained(repo_id, revision=revision, token=token)
+    processor = None
+    if "lexicon.json" in files:
+        processor = SurgeProcessor.from_pretrained(repo_id, revision=revision, token=token)
+    holder = type("_ConfigHolder", (), {"config": config})()
+    if RUN_FILE_NAME in files:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = hf_hub_download(repo_id, RUN_FILE_NAME, revision=revision, token=token)
+            shutil.copyfile(path, Path(tmp) / "metrics.json")
+            card = SurgeModelCardData.from_run(tmp, holder, processor, repo_id=repo_id)
+    else:
+        card = SurgeModelCardData.from_model(holder, processor, repo_id=repo_id)
+    content = str(card.to_model_card())
+    return api.upload_file(
+        path_or_fileobj=content.encode("utf-8"),
+        path_in_repo="README.md",
+        repo_id=repo_id,
+        revision=revision,
+        commit_message="Update SURGELLM model card",
+    )
+
+
+__all__ = [
+    "publish",
+    "publish_run",
+    "check_publishable",
+    "check_repo_id",
+    "update_model_card",
+    "RUN_FILE_NAME",
+]
