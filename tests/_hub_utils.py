@@ -158,3 +158,10 @@ def hub_server(tmp_path: Path) -> Iterator[HubSession]:
     """A LocalHub serving on 127.0.0.1 (free port) for one test; shut down afterwards."""
     with local_hub_session(tmp_path) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def module_hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSession]:
+    """A LocalHub shared by the tests of one module (for an expensive publish done once)."""
+    with local_hub_session(tmp_path_factory.mktemp("module_hub")) as session:
+        yield session

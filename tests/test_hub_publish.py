@@ -14,9 +14,7 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers.dynamic_module_utils import get_imports
 
-from _hub_utils import local_hub_session
-
-pytest_plugins = ["_hub_utils"]  # the hub_server fixture
+pytest_plugins = ["_hub_utils"]  # the hub_server and module_hub_server fixtures
 
 TEXTS = [
     "a gorgeous, witty film. I love it!",
@@ -178,16 +176,15 @@ def _check_remote_code_imports(hub, repo: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory, tiny_bert_with_tokenizer):
+def published(module_hub_server, tiny_bert_with_tokenizer):
     """One author session: a run folder pushed with `surgellm push`, and a second model pushed with the stock
-    `model.push_to_hub` + `processor.push_to_hub`; yields the Hub session and the author's logits per repo."""
-    workdir = tmp_path_factory.mktemp("published")
-    with local_hub_session(workdir) as session:
-        session.hub.add_folder("tester/tiny-encoder", tiny_bert_with_tokenizer, "base encoder")
-        run_dir = workdir / "run"
-        author = session.run_python(
-            AUTHOR
-            + f"""
+    `model.push_to_hub` + `processor.push_to_hub`; gives the Hub session and the author's logits per repo."""
+    session = module_hub_server
+    session.hub.add_folder("tester/tiny-encoder", tiny_bert_with_tokenizer, "base encoder")
+    run_dir = session.workdir / "run"
+    author = session.run_python(
+        AUTHOR
+        + f"""
 from surgellm_hf.cli import main
 from surgellm_hf.evaluation import save_run
 from surgellm_hf.publishing import update_model_card
@@ -195,7 +192,7 @@ model, processor = build(prefix="tokens")
 model.save_pretrained({str(run_dir)!r})
 processor.save_pretrained({str(run_dir)!r})
 save_run({str(run_dir)!r}, "IWN", 0, {RUN_METRICS!r},
-         extra={{"training": {{"learning_rate": 1.5e-5, "epochs_budget": 5, "effective_batch_size": 32}}}})
+     extra={{"training": {{"learning_rate": 1.5e-5, "epochs_budget": 5, "effective_batch_size": 32}}}})
 assert main(["push", {str(run_dir)!r}, {RUN_REPO!r}]) == 0
 plain, plain_processor = build(prefix="text", seed=2)
 plain.push_to_hub({PLAIN_REPO!r})
@@ -203,9 +200,9 @@ plain_processor.push_to_hub({PLAIN_REPO!r})
 update_model_card({PLAIN_REPO!r})
 result({{{RUN_REPO!r}: author_logits(model, processor), {PLAIN_REPO!r}: author_logits(plain, plain_processor)}})
 """,
-            surgellm=True,
-        )
-        yield session, author
+        surgellm=True,
+    )
+    return session, author
 
 
 def test_surgellm_push_uploads_everything_in_one_commit(published):
@@ -294,9 +291,26 @@ def test_adapter_only_publish_and_from_adapter(hub_server, encoder_repo):
         + """
 from surgellm_hf.publishing import publish
 model, processor = build(prefix="text", freeze=True, seed=3)
+from surgellm_hf.evaluation import save_run
+from surgellm_hf.publishing import publish_run
 publish(model, processor, "tester/surge-adapter", adapter_only=True)
 again = SurgeForSequenceClassification.from_adapter("tester/surge-adapter").eval()
-result({"author": author_logits(model, processor), "installed": author_logits(again, processor)})
+metrics = {"sst2": {"validation": {"macro_f1": 0.5}}, "topic": {"validation": {"macro_f1": 0.4}}}
+for name, m in (("frozen", model), ("tuned", build(prefix="text", seed=4)[0])):
+    if name == "tuned":
+        with torch.no_grad():
+            m.surge.encoder.embeddings.word_embeddings.weight[5] += 1.0  # as if fine-tuning moved the encoder
+    m.save_pretrained(name)
+    processor.save_pretrained(name)
+    save_run(name, "IWN", 0, metrics)
+publish_run("frozen", "tester/surge-adapter-run", adapter_only=True)
+try:
+    publish_run("tuned", "tester/refused", adapter_only=True)
+    refused = "pushed"
+except ValueError as err:
+    refused = str(err)
+result({"author": author_logits(model, processor), "installed": author_logits(again, processor),
+        "refused": refused})
 """,
         surgellm=True,
     )
@@ -304,6 +318,9 @@ result({"author": author_logits(model, processor), "installed": author_logits(ag
     assert {"surge_adapter.safetensors", "surge_adapter_config.json", "modeling_surge.py", "lexicon.json",
             "README.md"} <= files
     assert "model.safetensors" not in files and "config.json" not in files  # no encoder weights travel
+    assert {"surge_adapter.safetensors", "surgellm_run.json"} <= set(hub_server.hub.files("tester/surge-adapter-run"))
+    assert "differs from its base 'tester/tiny-encoder'" in author["refused"] and "fine-tuned" in author["refused"]
+    assert not hub_server.hub.repo_exists("tester/refused")
     card = hub_server.hub.read("tester/surge-adapter", "README.md").decode()
     assert "holds only the **adapter**" in card and 'from_adapter("tester/surge-adapter")' in card
     _check_remote_code_imports(hub_server.hub, "tester/surge-adapter")

@@ -159,7 +159,8 @@ def publish_run(
         )
     model, processor = load_run_model(run_dir)
     if adapter_only:
-        model.freeze_encoder()  # a run trained with a frozen encoder: save_adapter checks the encoder is the base one
+        _check_encoder_is_base(model)
+        model.freeze_encoder()  # weights equal the base encoder's, so the adapter loses nothing
     card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
     return publish(
         model,
@@ -173,6 +174,26 @@ def publish_run(
         revision=revision,
         commit_message=commit_message,
     )
+
+
+def _check_encoder_is_base(model: Any) -> None:
+    """Refuse an adapter-only push of a run whose encoder weights differ from its base checkpoint's."""
+    import torch
+    from transformers import AutoModel
+
+    base_name = model.config.encoder_name_or_path
+    if not base_name:
+        raise ValueError("The run's model names no base encoder (`encoder_name_or_path`); push the full model.")
+    base = AutoModel.from_pretrained(base_name).state_dict()
+    changed = [
+        key for key, value in model.surge.encoder.state_dict().items()
+        if key not in base or base[key].shape != value.shape or not torch.equal(base[key], value)
+    ]
+    if changed:
+        raise ValueError(
+            f"The encoder of this run differs from its base {base_name!r} ({len(changed)} tensors, e.g. "
+            f"{changed[:3]}): it was fine-tuned, so an adapter-only push would lose it. Push the full model."
+        )
 
 
 def update_model_card(
