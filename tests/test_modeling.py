@@ -74,16 +74,25 @@ def test_iwn_three_class_two_tasks_by_hand():
     )
     labels = np.array([0, 0, 0, 1, 1, 2, 0, 1])
     tids = np.array([0, 0, 0, 0, 0, 0, 1, 1])
-    mean, std = fit_normalizer(feats, labels, tids, num_tasks=2, method="iwn")
+    with pytest.warns(UserWarning, match="constant within"):
+        mean, std = fit_normalizer(feats, labels, tids, num_tasks=2, method="iwn")
     # task 0, feature 0: class means 4/3, 6, 9 -> 49/9; class stds sqrt(8/9), 1, 0 -> (sqrt(8/9)+1)/3
     assert mean[0, 0] == pytest.approx((4 / 3 + 6 + 9) / 3, rel=1e-6)
     assert std[0, 0] == pytest.approx((np.sqrt(8 / 9) + 1 + 0) / 3, rel=1e-6)
     # task 0, feature 1: class means 4, 1, 9 -> 14/3; stds 0, 1, 0 -> 1/3
     assert mean[0, 1] == pytest.approx(14 / 3, rel=1e-6)
     assert std[0, 1] == pytest.approx(1 / 3, rel=1e-6)
-    # task 1: one row per class -> stds 0; means 2 and 2
+    # task 1: one row per class -> stds 0, which are set to 1 (centre only); means 2 and 2
     np.testing.assert_allclose(mean[1], [2.0, 2.0])
-    np.testing.assert_allclose(std[1], [0.0, 0.0])
+    np.testing.assert_allclose(std[1], [1.0, 1.0])
+
+
+def test_constant_dimension_is_centred_not_exploded():
+    feats = np.array([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0], [0.0, 6.0]])
+    with pytest.warns(UserWarning, match="constant within"):
+        mean, std = fit_normalizer(feats, [0, 0, 1, 1], np.zeros(4), num_tasks=1, method="iwn")
+    assert mean[0, 0] == 0.0 and std[0, 0] == 1.0  # an unseen value 1 normalizes to 1, not 1e6
+    assert std[0, 1] == pytest.approx((1.0 + 2.0) / 2)
 
 
 def test_fit_errors_are_clear_and_change_nothing(tiny_bert_dir):
@@ -323,6 +332,9 @@ def test_remote_code_load_without_the_package(tiny_bert_dir, tmp_path):
     )
     assert result["cls"].startswith("transformers_modules")
     assert result["trunk"] == "SurgeModel"
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    assert isinstance(model(**batch), SequenceClassifierOutput)
     torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=0, atol=0)
 
 
@@ -363,7 +375,7 @@ def test_from_encoder_pretrained_initialises_new_modules(tiny_bert_dir):
         torch.equal(s.normalizer.std, torch.ones_like(s.normalizer.std))
         and not model.feature_normalizer_fitted
     )
-    assert 0.01 < float(s.gate.weight.std()) < 0.03 and torch.equal(
+    assert 0.01 < float(s.gate.weight.detach().std()) < 0.03 and torch.equal(
         s.gate.bias, torch.zeros_like(s.gate.bias)
     )
 

@@ -33,7 +33,8 @@ def fit_normalizer(
 
     ``method="standard"``: mean and std over all rows of the task. ``method="iwn"``: the unweighted average over
     classes of the per-class means and of the per-class standard deviations (not a pooled std), which removes the
-    class prior. Population std (``ddof=0``) by default, as METHOD.md fixes.
+    class prior. Population std (``ddof=0``) by default, as METHOD.md fixes. A dimension whose std is 0 gets
+    std 1 (centred only, scikit-learn's convention), since (s - mean) / eps would explode on unseen values.
     """
     if method not in ("standard", "iwn"):
         raise ValueError(f"`method` must be 'standard' or 'iwn', got {method!r}.")
@@ -88,9 +89,12 @@ def fit_normalizer(
         raise ValueError(f"Standard deviation undefined (a class with <= ddof={ddof} rows).")
     zero = [(names[t], int(j)) for t, j in zip(*np.nonzero(std == 0))]
     if zero:
+        # scikit-learn's StandardScaler convention: a constant dimension is centred, not scaled. The literal
+        # formula would give (s - mean) / eps = 1e6 for any value unseen in training.
+        std[std == 0] = 1.0
         warnings.warn(
-            f"{len(zero)} feature dimension(s) are constant within their task (e.g. task/feature {zero[:5]}); "
-            "their normalized value is (s - mean) / eps, large for any unseen value.",
+            f"{len(zero)} feature dimension(s) are constant within their task's training rows (task/feature "
+            f"{zero[:5]}{' ...' if len(zero) > 5 else ''}); their std is set to 1, so they are only centred.",
             stacklevel=2,
         )
     return mean.astype(np.float32), std.astype(np.float32)
