@@ -110,9 +110,14 @@ def user_pipeline_outputs(repo):
     }}
 """
 RUN_METRICS = {
-    "sst2": {"validation": {"macro_f1": 0.8125, "accuracy": 0.83, "roc_auc": 0.9},
-             "test": {"macro_f1": 0.7931, "accuracy": 0.8}},
-    "topic": {"validation": {"macro_f1": 0.6543, "accuracy": 0.7}, "test": {"macro_f1": 0.6012, "accuracy": 0.66}},
+    "sst2": {
+        "validation": {"macro_f1": 0.8125, "accuracy": 0.83, "roc_auc": 0.9},
+        "test": {"macro_f1": 0.7931, "accuracy": 0.8},
+    },
+    "topic": {
+        "validation": {"macro_f1": 0.6543, "accuracy": 0.7},
+        "test": {"macro_f1": 0.6012, "accuracy": 0.66},
+    },
 }
 RUN_REPO, PLAIN_REPO = "tester/surge-iwn", "tester/surge-plain"
 
@@ -139,7 +144,9 @@ def _check_model_matches_author(user: dict, author: dict) -> None:
     for task, labels in TASK_LABELS.items():
         mine = np.array(author[task])
         np.testing.assert_allclose(np.array(user["logits"][task]), mine, rtol=0, atol=1e-5)
-        assert (mine[:, len(labels):] < -1e30).all()  # columns past the task's own labels hold the dtype minimum
+        assert (
+            mine[:, len(labels) :] < -1e30
+        ).all()  # columns past the task's own labels hold the dtype minimum
     # different tasks really give different answers for the same texts (task routing is exercised)
     assert not np.allclose(np.array(author["sst2"])[:, :2], np.array(author["topic"])[:, :2])
 
@@ -157,10 +164,14 @@ def _check_pipeline_matches_author(user: dict, author: dict) -> None:
             np.testing.assert_allclose([got[name] for name in labels], probs[i], atol=1e-5)
             assert answer[0]["label"] == labels[int(probs[i].argmax())]
     default_probs = _softmax(np.array(author["topic"])[:, :3])  # the config's default task is "topic"
-    assert [d["label"] for d in user["default"]] == [TASK_LABELS["topic"][int(p.argmax())] for p in default_probs]
+    assert [d["label"] for d in user["default"]] == [
+        TASK_LABELS["topic"][int(p.argmax())] for p in default_probs
+    ]
     np.testing.assert_allclose([d["score"] for d in user["default"]], default_probs.max(axis=1), atol=1e-5)
     sst2 = _softmax(np.array(author["sst2"])[1, :2])
-    assert user["single"] == [{"label": TASK_LABELS["sst2"][int(sst2.argmax())], "score": pytest.approx(sst2.max(), abs=1e-5)}]
+    assert user["single"] == [
+        {"label": TASK_LABELS["sst2"][int(sst2.argmax())], "score": pytest.approx(sst2.max(), abs=1e-5)}
+    ]
 
 
 def _check_remote_code_imports(hub, repo: str) -> list[str]:
@@ -207,12 +218,27 @@ result({{{RUN_REPO!r}: author_logits(model, processor), {PLAIN_REPO!r}: author_l
 
 def test_surgellm_push_uploads_everything_in_one_commit(published):
     hub = published[0].hub
-    assert hub.commits(RUN_REPO) == ["initial commit", "Upload SURGELLM model, processor, lexicon and model card"]
+    assert hub.commits(RUN_REPO) == [
+        "initial commit",
+        "Upload SURGELLM model, processor, lexicon and model card",
+    ]
     files = set(hub.files(RUN_REPO))
     expected = {
-        "config.json", "model.safetensors", "README.md", "processor_config.json", "lexicon.json", "surgellm_run.json",
-        "tokenizer.json", "tokenizer_config.json", "configuration_surge.py", "modeling_surge.py",
-        "normalization.py", "pipeline_surge.py", "processing_surge.py", "lexicon.py", "features.py",
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "processor_config.json",
+        "lexicon.json",
+        "surgellm_run.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "configuration_surge.py",
+        "modeling_surge.py",
+        "normalization.py",
+        "pipeline_surge.py",
+        "processing_surge.py",
+        "lexicon.py",
+        "features.py",
     }
     assert expected <= files, expected - files
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)  # safetensors only
@@ -222,12 +248,17 @@ def test_surgellm_push_uploads_everything_in_one_commit(published):
         "AutoModel": "modeling_surge.SurgeModel",
         "AutoModelForSequenceClassification": "modeling_surge.SurgeForSequenceClassification",
     }
-    assert config["custom_pipelines"]["text-classification"]["impl"] == "pipeline_surge.SurgeTextClassificationPipeline"
+    assert (
+        config["custom_pipelines"]["text-classification"]["impl"]
+        == "pipeline_surge.SurgeTextClassificationPipeline"
+    )
     processor_config = json.loads(hub.read(RUN_REPO, "processor_config.json"))
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_surge.SurgeProcessor"
     assert processor_config["prefix"] == "tokens" and processor_config["tasks"] == ["sst2", "topic"]
     lexicon = json.loads(hub.read(RUN_REPO, "lexicon.json"))
-    assert [g["name"] for g in lexicon["groups"]][:2] == ["sst_pos", "sst_neg"] and len(lexicon["groups"]) == 10
+    assert [g["name"] for g in lexicon["groups"]][:2] == ["sst_pos", "sst_neg"] and len(
+        lexicon["groups"]
+    ) == 10
     assert json.loads(hub.read(RUN_REPO, "surgellm_run.json"))["tasks"]["topic"]["test"]["macro_f1"] == 0.6012
     _check_remote_code_imports(hub, RUN_REPO)
 
@@ -236,20 +267,40 @@ def test_run_card_shows_tasks_metrics_lexicon_variant_and_usage(published):
     card = ModelCard(published[0].hub.read(RUN_REPO, "README.md").decode())
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
     assert card.data.base_model == "tester/tiny-encoder" and "custom_code" in card.data.tags
-    results = {(r.dataset_name, r.metric_type): (r.metric_value, r.dataset_split) for r in card.data.eval_results}
+    results = {
+        (r.dataset_name, r.metric_type): (r.metric_value, r.dataset_split) for r in card.data.eval_results
+    }
     assert results[("sst2", "f1")] == (0.7931, "test") and results[("topic", "accuracy")] == (0.66, "test")
-    for snippet in ("world, sports, science", "negative, positive", "| `sst2` | 0.812 | 0.830 | 0.900 |",
-                    "| `topic` | 0.601 | 0.660 |", f"**{(0.7931 + 0.6012) / 2:.3f}**", "**Variant:** IWN",
-                    "I (IWN) = on", "`sst_pos`", "curated", f'pipeline("text-classification", model="{RUN_REPO}"',
-                    'task="sst2"', "| learning_rate | 1.5e-05 |", "## Intended use", "## Limitations"):
+    for snippet in (
+        "world, sports, science",
+        "negative, positive",
+        "| `sst2` | 0.812 | 0.830 | 0.900 |",
+        "| `topic` | 0.601 | 0.660 |",
+        f"**{(0.7931 + 0.6012) / 2:.3f}**",
+        "**Variant:** IWN",
+        "I (IWN) = on",
+        "`sst_pos`",
+        "curated",
+        f'pipeline("text-classification", model="{RUN_REPO}"',
+        'task="sst2"',
+        "| learning_rate | 1.5e-05 |",
+        "## Intended use",
+        "## Limitations",
+    ):
         assert snippet in card.text, snippet
 
 
 def test_stock_push_plus_card_update(published):
     hub = published[0].hub
     files = set(hub.files(PLAIN_REPO))
-    assert {"model.safetensors", "config.json", "lexicon.json", "processor_config.json", "modeling_surge.py",
-            "processing_surge.py"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "lexicon.json",
+        "processor_config.json",
+        "modeling_surge.py",
+        "processing_surge.py",
+    } <= files
     card = ModelCard(hub.read(PLAIN_REPO, "README.md").decode())  # re-rendered from what the repo holds
     assert "**Groups:** 10 (88 entries)" in card.text and "| prefix style | text |" in card.text
     assert "No test metrics were recorded" in card.text and card.data.eval_results is None
@@ -263,20 +314,11 @@ def test_user_without_surgellm_gets_the_authors_logits(published, repo):
     _check_model_matches_author(user, author[repo])
 
 
-_NEEDS_PROCESSOR_FIX = (
-    "pipeline() loads the processor with AutoProcessor.from_pretrained(..., dtype='auto'), which "
-    "SurgeProcessor.from_pretrained rejects (processor helper; /work/brief/notes_hub.md section 5)"
-)
-_NEEDS_LEAD_FIX = "model.save_pretrained must write config.custom_pipelines (lead; notes_hub.md section 1); " + (
-    _NEEDS_PROCESSOR_FIX
-)
-
-
 @pytest.mark.parametrize(
     "repo",
     [
-        pytest.param(RUN_REPO, marks=pytest.mark.xfail(strict=True, reason=_NEEDS_PROCESSOR_FIX)),
-        pytest.param(PLAIN_REPO, marks=pytest.mark.xfail(strict=True, reason=_NEEDS_LEAD_FIX)),
+        RUN_REPO,
+        PLAIN_REPO,
     ],
 )
 def test_user_pipeline_gives_the_authors_predictions(published, repo):
@@ -315,11 +357,21 @@ result({"author": author_logits(model, processor), "installed": author_logits(ag
         surgellm=True,
     )
     files = set(hub_server.hub.files("tester/surge-adapter"))
-    assert {"surge_adapter.safetensors", "surge_adapter_config.json", "modeling_surge.py", "lexicon.json",
-            "README.md"} <= files
+    assert {
+        "surge_adapter.safetensors",
+        "surge_adapter_config.json",
+        "modeling_surge.py",
+        "lexicon.json",
+        "README.md",
+    } <= files
     assert "model.safetensors" not in files and "config.json" not in files  # no encoder weights travel
-    assert {"surge_adapter.safetensors", "surgellm_run.json"} <= set(hub_server.hub.files("tester/surge-adapter-run"))
-    assert "differs from its base 'tester/tiny-encoder'" in author["refused"] and "fine-tuned" in author["refused"]
+    assert {"surge_adapter.safetensors", "surgellm_run.json"} <= set(
+        hub_server.hub.files("tester/surge-adapter-run")
+    )
+    assert (
+        "differs from its base 'tester/tiny-encoder'" in author["refused"]
+        and "fine-tuned" in author["refused"]
+    )
     assert not hub_server.hub.repo_exists("tester/refused")
     card = hub_server.hub.read("tester/surge-adapter", "README.md").decode()
     assert "holds only the **adapter**" in card and 'from_adapter("tester/surge-adapter")' in card
@@ -396,13 +448,14 @@ result(out)
         "processor_push_to_hub": "tester/has space",
     }
     for name, fragment in expected.items():
-        assert fragment in out[name] and out[name].split(":")[0] in ("ValueError", "HFValidationError"), (name, out)
+        assert fragment in out[name] and out[name].split(":")[0] in ("ValueError", "HFValidationError"), (
+            name,
+            out,
+        )
     assert hub_server.hub.write_requests()[writes_before:] == []  # nothing created, nothing committed
     assert not hub_server.hub.repo_exists("tester/refused")
 
 
-@pytest.mark.xfail(strict=True, reason="model.push_to_hub must call publishing.check_publishable before uploading "
-                   "(lead; /work/brief/notes_hub.md section 2)")
 def test_model_push_to_hub_refuses_unfitted_statistics(hub_server, encoder_repo):
     writes_before = len(hub_server.hub.write_requests())
     out = hub_server.run_python(

@@ -433,7 +433,7 @@ class Lexicon:
 
     @classmethod
     def random_like(
-        cls, lexicon: Lexicon, seed: int = 0, *, lang: str = "en", pool_size: int = 50_000
+        cls, lexicon: Lexicon, seed: int = 0, *, lang: str = "en", pool_size: int = 100_000
     ) -> Lexicon:
         """Random-lexicon control (METHOD.md §2.2): same group names and sizes, each entry replaced by a random
         English word of similar corpus frequency (wordfreq Zipf scale), reproducible for a seed."""

@@ -6,6 +6,7 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -15,15 +16,25 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 
 from .configuration_surge import SurgeConfig
 from .normalization import apply_normalizer, fit_normalizer
+from .pipeline_surge import surge_custom_pipelines
 
 ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
 ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
 ADAPTER_FORMAT_VERSION = 1
 _ENCODER_PREFIX = "surge.encoder."
+
+
+def _optional_publishing():
+    """surgellm_hf.publishing where the package is installed; None for remote-code users (no import statement,
+    so transformers' check_imports does not require the package)."""
+    try:
+        return importlib.import_module("surgellm_hf.publishing")
+    except ImportError:
+        return None
 
 
 @dataclass
@@ -38,18 +49,14 @@ class SurgeModelOutput(ModelOutput):
 
 
 @dataclass
-class SurgeSequenceClassifierOutput(ModelOutput):
-    """Output of [`SurgeForSequenceClassification`].
+class SurgeSequenceClassifierOutput(SequenceClassifierOutput):
+    """A `SequenceClassifierOutput` plus the gate values.
 
     ``logits`` is ``[batch, max_num_labels]``; columns past an example's own task's label count hold the dtype's
     minimum, so ``argmax`` and ``softmax`` stay valid for every task.
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
     gate: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class SurgeFeatureNormalizer(nn.Module):
@@ -96,6 +103,8 @@ class SurgePreTrainedModel(PreTrainedModel):
             "AutoModel": "modeling_surge.SurgeModel",
             "AutoModelForSequenceClassification": "modeling_surge.SurgeForSequenceClassification",
         }
+        # pipeline("text-classification", model=repo, trust_remote_code=True) then uses the SURGELLM pipeline
+        self.config.custom_pipelines = surge_custom_pipelines()
         super().save_pretrained(save_directory, *args, **kwargs)
 
     # -- encoder construction and checks -------------------------------------------------------------------------
@@ -459,6 +468,20 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """Refuse a malformed repo id or unfitted statistics before any upload, push, then refresh the model card."""
+        publishing = _optional_publishing()
+        if publishing is not None:
+            publishing.check_publishable(self, repo_id=repo_id)
+        elif not self.feature_normalizer_fitted:
+            raise ValueError(
+                f"norm={self.config.norm!r} but the feature statistics were never fitted; fit them before pushing."
+            )
+        result = super().push_to_hub(repo_id, *args, **kwargs)
+        if publishing is not None:
+            publishing.update_model_card(repo_id, token=kwargs.get("token"), revision=kwargs.get("revision"))
+        return result
 
     # -- PEFT-style adapter use -------------------------------------------------------------------------------------
     def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:

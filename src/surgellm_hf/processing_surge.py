@@ -47,7 +47,17 @@ LINEAR_FEATURES = ("mean_word_length",)
 BUCKET_SCHEME = f"count:log2x{COUNT_BUCKETS};linear:{'+'.join(LINEAR_FEATURES)}x{LINEAR_BUCKETS}"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 _UPLOAD_OPTIONS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
-_IGNORED_LOAD_KWARGS = ("trust_remote_code", "code_revision", "use_fast", "user_agent")
+# trust/code kwargs and the model-only kwargs pipeline() forwards to every loader (dtype is always among them)
+_IGNORED_LOAD_KWARGS = (
+    "trust_remote_code",
+    "code_revision",
+    "use_fast",
+    "user_agent",
+    "dtype",
+    "torch_dtype",
+    "device_map",
+    "attn_implementation",
+)
 
 
 def feature_bucket(value: float, linear: bool = False) -> int:
@@ -443,7 +453,8 @@ class SurgeProcessor(ProcessorMixin):
                 f"{lexicon_name} of {path!r} gives features {lexicon.feature_names} but "
                 f"{PROCESSOR_NAME} records {config['feature_names']}; the files do not belong together"
             )
-        tokenizer = AutoTokenizer.from_pretrained(path, **file_kwargs)
+        # a stock tokenizer: never consult the repo's remote code (that would prompt the user a second time)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, **file_kwargs)
         settings = {k: config[k] for k in ("tasks", "prefix", "max_length", "default_task") if k in config}
         settings.update(overrides)
         return cls(tokenizer, lexicon=lexicon, **settings)
