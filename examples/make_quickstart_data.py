@@ -4,6 +4,7 @@ Both tasks are synthetic, made from templates by this script (seeded, determinis
 anywhere without a download. They are skewed on purpose (IWN addresses class-prior bias):
 - reviews: movie-review sentiment, 1 = positive (60 %), 0 = negative;
 - register: 1 = formal, report-like prose (30 %), 0 = casual first-person prose.
+About 5 % of labels are flipped at random (label noise), so scores stay below 1.0.
 Run: python examples/make_quickstart_data.py [--out examples/data/quickstart]
 """
 
@@ -102,6 +103,7 @@ def _register(rng: random.Random, label: int) -> str:
 
 TASKS = {"reviews": (_review, 0.6), "register": (_register, 0.3)}
 SIZES = {"train": 400, "validation": 100, "test": 100}
+NOISE = 0.05
 
 
 def make(out: Path, seed: int = 0) -> None:
@@ -119,6 +121,8 @@ def make(out: Path, seed: int = 0) -> None:
                 if text in seen:
                     continue
                 seen.add(text)
+                if rng.random() < NOISE:
+                    label = 1 - label
                 rows.append({"id": f"{task}-{split}-{len(rows)}", "text": text, "label": label})
             with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)

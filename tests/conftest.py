@@ -110,3 +110,27 @@ def run_isolated(code: str, tmp_path: Path, env: dict[str, str] | None = None, t
     if proc.returncode != 0:
         raise AssertionError(f"isolated process failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_with_tokenizer(tmp_path_factory, minilm_path) -> Path:
+    """A tiny random BERT that carries the real MiniLM WordPiece tokenizer (vocabulary sizes match)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_bert_tok")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=160,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+QUICKSTART_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "quickstart"

@@ -21,10 +21,16 @@ class CLIError(Exception):
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import load_run_config, train_run
 
-    cfg = load_run_config(args.config, args.overrides)
-    run_dir = train_run(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"Run finished. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
+    sweep = [
+        [*args.overrides, *([f"variant={v}"] if v else []), *([f"seed={s}"] if s is not None else [])]
+        for v in (args.variants or [None])
+        for s in (args.seeds or [None])
+    ]
+    configs = [load_run_config(args.config, overrides) for overrides in sweep]  # every config checked first
+    for cfg in configs:
+        run_dir = train_run(cfg)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"Run finished. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
     return 0
 
 
@@ -186,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="key=value overrides, e.g. seed=1 variant=baseline data.max_rows.train=200",
     )
+    p.add_argument("--seeds", nargs="+", type=int, help="train one run per seed, e.g. --seeds 0 1 2")
+    p.add_argument(
+        "--variants", nargs="+", help="train one run per variant, e.g. --variants baseline G FULL IWN"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score a saved run on a data folder")
@@ -241,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; user errors become one line on stderr and a non-zero exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "train":  # progress bars belong to training; elsewhere they only clutter the output
+        import datasets
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     try:
         return args.func(args)
     except (

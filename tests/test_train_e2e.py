@@ -1,0 +1,246 @@
+"""End to end on a tiny encoder: `surgellm train/evaluate/predict/compare`, resume, DDP, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import QUICKSTART_DATA
+from surgellm_hf.cli import main
+from surgellm_hf.training import load_run_config, train_run
+
+MAX_ROWS = {"train": 48, "validation": 24, "test": 24}
+
+
+def _write_config(tmp_path: Path, encoder: Path, name: str = "run.yaml", **overrides) -> Path:
+    cfg = {
+        "encoder": str(encoder),
+        "data": {
+            "folder": str(QUICKSTART_DATA),
+            "max_rows": MAX_ROWS,
+            "label_names": {"reviews": ["negative", "positive"], "register": ["casual", "formal"]},
+        },
+        "variant": "IWN",
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "batch_size": 16,
+        "max_length": 48,
+        "seed": 0,
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
+    }
+    cfg.update(overrides)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, tiny_bert_with_tokenizer):
+    """Two variants x one seed plus a second IWN seed, trained through the CLI."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    config = _write_config(tmp, tiny_bert_with_tokenizer)
+    assert main(["train", "--config", str(config), "--seeds", "0", "1"]) == 0
+    assert main(["train", "--config", str(config), "variant=baseline"]) == 0
+    runs = {key: tmp / "runs" / f"{key[0]}-seed{key[1]}" for key in (("IWN", 0), ("IWN", 1), ("baseline", 0))}
+    return tmp, config, runs
+
+
+def test_train_writes_a_complete_run_folder(trained_runs):
+    from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
+    from surgellm_hf.evaluation import load_run
+
+    _, _, runs = trained_runs
+    run = runs[("IWN", 0)]
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "lexicon.json",
+        "metrics.json",
+        "report.md",
+        "task_f1_by_variant.png",
+        "gate_distribution.png",
+    ):
+        assert (run / name).is_file(), name
+    record = load_run(run)
+    assert record.variant == "IWN" and set(record.tasks) == {"register", "reviews"}
+    assert set(record.tasks["reviews"]) == {"validation", "test"}
+    assert record.extra["training"]["effective_batch_size"] == 16
+    model = SurgeForSequenceClassification.from_pretrained(run)
+    processor = SurgeProcessor.from_pretrained(run)
+    assert model.feature_normalizer_fitted and model.config.norm == "iwn"
+    assert model.config.label_names("register") == ["casual", "formal"]
+    # the saved test predictions are what the saved model predicts
+    rows = [
+        json.loads(line) for line in (run / "predictions" / "reviews_test.jsonl").read_text().splitlines()
+    ]
+    texts = {
+        json.loads(line)["id"]: json.loads(line)["text"]
+        for line in (QUICKSTART_DATA / "reviews" / "test.jsonl").read_text().splitlines()
+    }
+    batch = processor([texts[r["id"]] for r in rows[:8]], task="reviews", return_tensors="pt", padding=True)
+    with torch.no_grad():
+        pred = model.eval()(**dict(batch)).logits[:, :2].argmax(-1).tolist()
+    assert pred == [r["y_pred"] for r in rows[:8]]
+    # the report's per-task table carries the metrics.json values
+    report = (run / "report.md").read_text()
+    assert f"{record.tasks['reviews']['test']['macro_f1']:.4f}" in report
+    baseline = load_run(runs[("baseline", 0)])
+    assert baseline.extra["variant_switches"]["gate"] is False and "gate" not in str(
+        baseline.predictions.get("reviews", {}).get("test", {}).get("gate")
+    )
+
+
+def test_evaluate_and_predict_commands(trained_runs, capsys, tmp_path):
+    _, _, runs = trained_runs
+    run = runs[("IWN", 0)]
+    assert main(["evaluate", str(run), "--split", "test", "--output", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    saved = json.loads((run / "metrics.json").read_text())
+    for task in ("reviews", "register"):
+        assert result["tasks"][task]["macro_f1"] == pytest.approx(saved["tasks"][task]["test"]["macro_f1"])
+    capsys.readouterr()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(
+        json.dumps({"text": "the film is superb", "task": "reviews"})
+        + "\n"
+        + json.dumps({"text": "maybe i think so"})
+        + "\n"
+    )
+    assert main(["predict", str(run), "--input", str(inp), "--task", "register"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["task"] for x in lines] == ["reviews", "register"]
+    assert lines[0]["label_name"] in ("negative", "positive") and lines[1]["label_name"] in (
+        "casual",
+        "formal",
+    )
+    assert sum(lines[0]["scores"].values()) == pytest.approx(1.0)
+
+
+def test_compare_command(trained_runs, tmp_path, capsys):
+    _, _, runs = trained_runs
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            *map(str, runs.values()),
+            "--baseline",
+            "baseline",
+            "--output",
+            str(out),
+            "--n-resamples",
+            "200",
+        ]
+    )
+    assert code == 0
+    report = (out / "report.md").read_text()
+    assert "IWN" in report and "baseline" in report and (out / "task_f1_by_variant.png").is_file()
+    table = capsys.readouterr().out
+    assert "| IWN | 2 |" in table  # two seeds aggregated
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--config", "/nonexistent.yaml"], "run config not found"),
+        (["evaluate", "/nonexistent-run"], "no saved model"),
+        (["compare", "/nonexistent-run"], "no metrics.json"),
+        (["train", "--config", "{cfg}", "variant=Q"], "Unknown variant 'Q'"),
+        (["train", "--config", "{cfg}", "data.folder=/nonexistent-data"], "data folder not found"),
+        (
+            ["train", "--config", "{cfg}", "data.tasks=[reviews, nope]", "data.label_names=null"],
+            "task folder not found",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path, tiny_bert_with_tokenizer):
+    cfg = _write_config(tmp_path, tiny_bert_with_tokenizer)
+    argv = [a.replace("{cfg}", str(cfg)) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "surgellm_hf.cli", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_bert_with_tokenizer, monkeypatch):
+    import surgellm_hf.training as training
+
+    config = _write_config(tmp_path, tiny_bert_with_tokenizer, epochs=3, variant="IWN")
+    reference = train_run(load_run_config(config, [f"output_dir={tmp_path / 'ref'}"]))
+
+    class Interrupted(training.SurgeTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.state.global_step >= 5 and self.state.epoch >= 1.0:  # after the epoch-1 checkpoint
+                raise KeyboardInterrupt
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    monkeypatch.setattr(training, "SurgeTrainer", Interrupted)
+    cfg = load_run_config(config, [f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg)
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints and not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.undo()
+    resumed = train_run(cfg)
+    ref = json.loads((reference / "metrics.json").read_text())
+    got = json.loads((resumed / "metrics.json").read_text())
+    assert got["training"]["global_steps"] == ref["training"]["global_steps"]
+    from safetensors.torch import load_file
+
+    a, b = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    for task in ref["tasks"]:
+        assert got["tasks"][task]["test"]["macro_f1"] == pytest.approx(ref["tasks"][task]["test"]["macro_f1"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes(tmp_path, tiny_bert_with_tokenizer):
+    config = _write_config(tmp_path, tiny_bert_with_tokenizer, epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "surgellm_hf.cli",
+            "train",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "IWN-seed0"
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["training"]["world_size"] == 2
+    assert record["training"]["effective_batch_size"] == 16  # 8 per device x 2 processes
+    # 48 train rows per task, batches of 8 per process, task-homogeneous: 12 batches / 2 processes = 6 steps
+    assert record["training"]["global_steps"] == 6
+    assert proc.stdout.count("Run finished") == 1
