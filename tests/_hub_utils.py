@@ -109,8 +109,9 @@ _DROPPED_ENV = {
 }
 
 
-def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeout: float = 300,
-               cwd: Path | None = None) -> Any:
+def run_python(
+    code: str, env: dict[str, str], *, surgellm: bool = False, timeout: float = 300, cwd: Path | None = None
+) -> Any:
     """Run `code` in a new interpreter with `env`; return the value given to `result()`, or None.
 
     Raises AssertionError carrying the child's stdout/stderr when it exits non-zero.
@@ -127,8 +128,9 @@ def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeou
         path = handle.name
     try:
         args = [sys.executable, *([] if surgellm else ["-I"]), path]
-        proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     finally:
         os.unlink(path)
     if proc.returncode != 0:
@@ -138,9 +140,11 @@ def run_python(code: str, env: dict[str, str], *, surgellm: bool = False, timeou
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT_MARKER)]
     if not lines and "result(" in code:
-        raise AssertionError(f"the subprocess returned no result\n--- stdout ---\n{proc.stdout[-6000:]}"
-                             f"\n--- stderr ---\n{proc.stderr[-6000:]}")
-    return json.loads(lines[-1][len(_RESULT_MARKER):]) if lines else None
+        raise AssertionError(
+            f"the subprocess returned no result\n--- stdout ---\n{proc.stdout[-6000:]}"
+            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return json.loads(lines[-1][len(_RESULT_MARKER) :]) if lines else None
 
 
 @contextlib.contextmanager

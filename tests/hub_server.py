@@ -157,18 +157,29 @@ class LocalHub:
                 oid = repo.commits[oid].parent
         return out[::-1]
 
-    def add_folder(self, repo_id: str, folder: str | Path, message: str = "add folder", repo_type: str = "model") -> str:
+    def add_folder(
+        self, repo_id: str, folder: str | Path, message: str = "add folder", repo_type: str = "model"
+    ) -> str:
         """Commit every file under `folder` to `repo_id` (created if needed) without HTTP; returns the commit oid.
 
         For seeding a test Hub with a fixture (e.g. a base encoder) that the code under test then downloads.
         """
         folder = Path(folder)
-        blobs = {p.relative_to(folder).as_posix(): self._store(p.read_bytes()) for p in sorted(folder.rglob("*"))
-                 if p.is_file()}
+        blobs = {
+            p.relative_to(folder).as_posix(): self._store(p.read_bytes())
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
         with self._lock:
             if (repo_type, repo_id) not in self._repos:
-                self.create_repo({"name": repo_id.split("/")[-1], "organization": repo_id.split("/")[0],
-                                  "type": repo_type}, "http://unused")
+                self.create_repo(
+                    {
+                        "name": repo_id.split("/")[-1],
+                        "organization": repo_id.split("/")[0],
+                        "type": repo_type,
+                    },
+                    "http://unused",
+                )
             repo = self._repos[(repo_type, repo_id)]
             head = repo.commits[repo.branches["main"]]
             commit = self._new_commit(repo, head.oid, message, {**head.files, **blobs})
@@ -207,7 +218,9 @@ class LocalHub:
 
     def _new_commit(self, repo: _Repo, parent: str | None, title: str, files: dict[str, _Blob]) -> _Commit:
         self._counter += 1
-        seed = json.dumps([repo.repo_id, parent, title, self._counter, sorted((p, b.oid) for p, b in files.items())])
+        seed = json.dumps(
+            [repo.repo_id, parent, title, self._counter, sorted((p, b.oid) for p, b in files.items())]
+        )
         commit = _Commit(hashlib.sha1(seed.encode()).hexdigest(), parent, title, _now(), files)
         repo.commits[commit.oid] = commit
         return commit
@@ -257,7 +270,8 @@ class LocalHub:
             files = dict(commit.files)
         blobs = query.get("blobs", ["false"])[0].lower() == "true"
         siblings = [
-            {"rfilename": p, **({"size": b.size, "blobId": b.oid} if blobs else {})} for p, b in sorted(files.items())
+            {"rfilename": p, **({"size": b.size, "blobId": b.oid} if blobs else {})}
+            for p, b in sorted(files.items())
         ]
         info: dict[str, Any] = {
             "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
@@ -306,7 +320,10 @@ class LocalHub:
         except yaml.YAMLError as err:
             return 400, {"error": "Invalid metadata", "errors": [{"message": f"Invalid YAML: {err}"}]}
         if data is not None and not isinstance(data, dict):
-            return 400, {"error": "Invalid metadata", "errors": [{"message": "Metadata must be a YAML mapping"}]}
+            return 400, {
+                "error": "Invalid metadata",
+                "errors": [{"message": "Metadata must be a YAML mapping"}],
+            }
         return 200, {"errors": [], "warnings": []}
 
     def preupload(self, repo_type: str, repo_id: str, revision: str, payload: dict[str, Any]) -> dict:
@@ -396,7 +413,7 @@ class LocalHub:
         for p, entry in sorted(entries.items()):
             if not p.startswith(prefix) or p == path:
                 continue
-            if recursive or "/" not in p[len(prefix):]:
+            if recursive or "/" not in p[len(prefix) :]:
                 out.append(entry)
         return out
 
@@ -417,7 +434,13 @@ class LocalHub:
 
 
 def _check_path(path: Any) -> str:
-    if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/") or "\\" in path:
+    if (
+        not isinstance(path, str)
+        or not path
+        or path.startswith("/")
+        or ".." in path.split("/")
+        or "\\" in path
+    ):
         raise HubError(400, f"Invalid path in repo: {path!r}")
     return path
 
@@ -482,7 +505,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, "JSON body must be an object")
         return data
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, ctype: str = "") -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, ctype: str = ""
+    ) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -542,7 +567,9 @@ class _Handler(BaseHTTPRequestHandler):
         match = _RESOLVE_RE.match(raw)
         if match and method in ("GET", "HEAD"):
             repo_type = (match.group("type") or "models")[:-1]
-            return self._resolve(repo_type, match.group("repo"), unquote(match.group("rev")), unquote(match.group("path")))
+            return self._resolve(
+                repo_type, match.group("repo"), unquote(match.group("rev")), unquote(match.group("path"))
+            )
         raise HubError(404, f"No route for {method} {raw}")
 
     def _api(self, match: re.Match, query: dict, endpoint: str) -> None:
@@ -557,7 +584,9 @@ class _Handler(BaseHTTPRequestHandler):
         if op == "tree" and method == "GET":
             revision, _, path = rest.partition("/")
             recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            return self._send_json(200, hub.tree(repo_type, repo_id, unquote(revision), unquote(path), recursive, auth))
+            return self._send_json(
+                200, hub.tree(repo_type, repo_id, unquote(revision), unquote(path), recursive, auth)
+            )
         if op == "paths-info" and method == "POST":
             body = self._body()
             if self.headers.get("Content-Type", "").startswith("application/json"):
@@ -570,15 +599,21 @@ class _Handler(BaseHTTPRequestHandler):
             if "create_pr" in query:
                 raise HubError(400, "Pull requests are not supported by the local Hub")
             if op == "preupload":
-                return self._send_json(200, hub.preupload(repo_type, repo_id, unquote(rest), self._json_body()))
+                return self._send_json(
+                    200, hub.preupload(repo_type, repo_id, unquote(rest), self._json_body())
+                )
             if op == "commit":
-                return self._send_json(200, hub.commit(repo_type, repo_id, unquote(rest), self._body(), endpoint))
+                return self._send_json(
+                    200, hub.commit(repo_type, repo_id, unquote(rest), self._body(), endpoint)
+                )
             hub.create_branch(repo_type, repo_id, unquote(rest), self._json_body())
             return self._send_json(200, {})
         raise HubError(404, f"No route for {method} {self.path}")
 
     def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
-        commit, blob, blob_path = self.local_hub.resolve(repo_type, repo_id, revision, path, self._authorized())
+        commit, blob, blob_path = self.local_hub.resolve(
+            repo_type, repo_id, revision, path, self._authorized()
+        )
         headers = {
             "X-Repo-Commit": commit,
             "ETag": f'"{blob.oid}"',

@@ -18,11 +18,17 @@ TEXTS = ["a superb, delightful film!", "Moreover, results show (1) a trend.", "m
 def model_and_processor(tiny_bert_with_tokenizer):
     lexicon = Lexicon.curated()
     model = SurgeForSequenceClassification.from_encoder_pretrained(
-        tiny_bert_with_tokenizer, tasks={t: len(v) for t, v in LABELS.items()}, task_label_names=LABELS,
-        default_task="topic", norm="standard", num_features=lexicon.num_features, feature_names=lexicon.feature_names,
+        tiny_bert_with_tokenizer,
+        tasks={t: len(v) for t, v in LABELS.items()},
+        task_label_names=LABELS,
+        default_task="topic",
+        norm="standard",
+        num_features=lexicon.num_features,
+        feature_names=lexicon.feature_names,
     )
-    processor = SurgeProcessor.from_encoder_pretrained(tiny_bert_with_tokenizer, lexicon=lexicon, tasks=list(LABELS),
-                                                       prefix="tokens", default_task="topic")
+    processor = SurgeProcessor.from_encoder_pretrained(
+        tiny_bert_with_tokenizer, lexicon=lexicon, tasks=list(LABELS), prefix="tokens", default_task="topic"
+    )
     processor.prepare_model(model)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -51,11 +57,14 @@ def test_pipeline_matches_processor_and_model_per_task_and_default(model_and_pro
             assert [d["label"] for d in answer] == [labels[i] for i in np.argsort(-row)]
             np.testing.assert_allclose([d["score"] for d in answer], np.sort(row)[::-1], atol=1e-5)
     default = _probs(model, processor, "topic")  # config.default_task
-    assert clf(TEXTS) == [{"label": LABELS["topic"][int(r.argmax())], "score": pytest.approx(float(r.max()), abs=1e-5)}
-                          for r in default]
+    assert clf(TEXTS) == [
+        {"label": LABELS["topic"][int(r.argmax())], "score": pytest.approx(float(r.max()), abs=1e-5)}
+        for r in default
+    ]
     one = _probs(model, processor, "sst2")[0]
-    assert clf(TEXTS[0], task="sst2") == [{"label": LABELS["sst2"][int(one.argmax())],
-                                          "score": pytest.approx(float(one.max()), abs=1e-5)}]
+    assert clf(TEXTS[0], task="sst2") == [
+        {"label": LABELS["sst2"][int(one.argmax())], "score": pytest.approx(float(one.max()), abs=1e-5)}
+    ]
     assert len(clf(TEXTS[0], task="topic", top_k=2)) == 2
     raw = clf(TEXTS[1], task="sst2", top_k=None, function_to_apply="none")
     with torch.no_grad():
@@ -80,7 +89,9 @@ def test_pipeline_refuses_bad_calls(model_and_processor):
         clf([TEXTS[0], 3])
     with pytest.raises(ValueError, match="needs the model's SurgeProcessor"):
         SurgeTextClassificationPipeline(model=model, device=-1)
-    other = SurgeProcessor(processor.tokenizer, Lexicon({"a": ["x"]}, name="tiny"), tasks=list(LABELS), prefix=None)
+    other = SurgeProcessor(
+        processor.tokenizer, Lexicon({"a": ["x"]}, name="tiny"), tasks=list(LABELS), prefix=None
+    )
     with pytest.raises(ValueError, match="do not match"):
         SurgeTextClassificationPipeline(model=model, processor=other, device=-1)
 

@@ -25,9 +25,15 @@ TEXTS = ["a gorgeous, witty film", "Moreover, the results show a clear trend.", 
 def _tiny_bert(tokenizer, num_labels: int = 3) -> BertForSequenceClassification:
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=128, num_labels=num_labels,
-        id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2},
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+        id2label={0: "neg", 1: "neu", 2: "pos"},
+        label2id={"neg": 0, "neu": 1, "pos": 2},
     )
     return BertForSequenceClassification(config).eval()
 
@@ -49,7 +55,9 @@ def test_missing_repo_answers_404_with_error_code(hub_server):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=5)
     assert info.value.code == 404 and info.value.headers["X-Error-Code"] == "RepoNotFound"
-    with pytest.raises(urllib.error.HTTPError) as info:  # anonymous: 401, as the Hub answers for private or missing
+    with pytest.raises(
+        urllib.error.HTTPError
+    ) as info:  # anonymous: 401, as the Hub answers for private or missing
         urllib.request.urlopen(url, timeout=5)
     assert info.value.code == 401 and info.value.headers["X-Error-Code"] == "RepoNotFound"
 
@@ -67,8 +75,9 @@ def test_subprocess_cannot_import_surgellm(hub_server):
     )
     assert "surgellm_hf" in out and "not installed here" in out
     # the same interpreter without the guard does find the (editable) package: the guard is what hides it
-    found = hub_server.run_python("import importlib.util; result(importlib.util.find_spec('surgellm_hf') is not None)",
-                                  surgellm=True)
+    found = hub_server.run_python(
+        "import importlib.util; result(importlib.util.find_spec('surgellm_hf') is not None)", surgellm=True
+    )
     assert found is True
 
 
@@ -93,13 +102,23 @@ def test_push_to_hub_then_load_in_fresh_process(hub_server, tmp_path):
     )
     hub = hub_server.hub
     files = hub.files("tester/tiny-bert")
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= set(files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    } <= set(files)
     assert hub.commits("tester/tiny-bert") == ["initial commit", "Upload model", "Upload tokenizer"]
     # the weights stored on the server are the author's tensors, byte for byte after parsing
     stored = load_safetensors(hub.read("tester/tiny-bert", "model.safetensors"))
     for name, tensor in model.state_dict().items():
         assert torch.equal(stored[name], tensor), name
-    assert json.loads(hub.read("tester/tiny-bert", "config.json"))["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
+    assert json.loads(hub.read("tester/tiny-bert", "config.json"))["id2label"] == {
+        "0": "neg",
+        "1": "neu",
+        "2": "pos",
+    }
 
     got = hub_server.run_python(
         f"""
@@ -166,15 +185,24 @@ def test_upload_folder_snapshot_download_and_revisions(hub_server, tmp_path):
                 "paths": sorted(p.path for p in api.get_paths_info("tester/files", ["a.txt", "sub", "nope"]))}})
         """
     )
-    expected_now = {".gitattributes": None, "a.txt": b"alpha v2\n", "sub/b.json": contents["sub/b.json"],
-                    "empty.txt": b""}
+    expected_now = {
+        ".gitattributes": None,
+        "a.txt": b"alpha v2\n",
+        "sub/b.json": contents["sub/b.json"],
+        "empty.txt": b"",
+    }
     assert set(out["digests"]) == set(expected_now)
     for path, data in expected_now.items():
         if data is not None:
             assert out["digests"][path] == hashlib.sha256(data).hexdigest(), path
     assert out["old"] == "alpha\n"  # the first commit is still addressable by its hash
-    assert out["tree"] == [[".gitattributes", "RepoFile"], ["a.txt", "RepoFile"], ["empty.txt", "RepoFile"],
-                           ["sub", "RepoFolder"], ["sub/b.json", "RepoFile"]]
+    assert out["tree"] == [
+        [".gitattributes", "RepoFile"],
+        ["a.txt", "RepoFile"],
+        ["empty.txt", "RepoFile"],
+        ["sub", "RepoFolder"],
+        ["sub/b.json", "RepoFile"],
+    ]
     assert out["top"] == [".gitattributes", "a.txt", "empty.txt", "sub"]
     assert out["siblings"]["sub/b.json"] == len(contents["sub/b.json"])
     assert out["paths"] == ["a.txt", "sub"]

@@ -183,10 +183,13 @@ def _check_encoder_is_base(model: Any) -> None:
 
     base_name = model.config.encoder_name_or_path
     if not base_name:
-        raise ValueError("The run's model names no base encoder (`encoder_name_or_path`); push the full model.")
+        raise ValueError(
+            "The run's model names no base encoder (`encoder_name_or_path`); push the full model."
+        )
     base = AutoModel.from_pretrained(base_name).state_dict()
     changed = [
-        key for key, value in model.surge.encoder.state_dict().items()
+        key
+        for key, value in model.surge.encoder.state_dict().items()
         if key not in base or base[key].shape != value.shape or not torch.equal(base[key], value)
     ]
     if changed:
