@@ -244,3 +244,31 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_bert_with_tokenizer):
     # 48 train rows per task, batches of 8 per process, task-homogeneous: 12 batches / 2 processes = 6 steps
     assert record["training"]["global_steps"] == 6
     assert proc.stdout.count("Run finished") == 1
+
+
+def test_extract_lexicon_command(tmp_path, tiny_bert_with_tokenizer, capsys):
+    from surgellm_hf import Lexicon
+
+    out = tmp_path / "lex.json"
+    code = main(
+        [
+            "extract-lexicon",
+            "--data",
+            str(QUICKSTART_DATA),
+            "--output",
+            str(out),
+            "--encoder",
+            str(tiny_bert_with_tokenizer),
+            "--k",
+            "4",
+            "--top-n",
+            "10",
+        ]
+    )
+    assert code == 0 and "Wrote 4 groups" in capsys.readouterr().out
+    lexicon = Lexicon.from_json(out)
+    entries = {e for group in lexicon.groups.values() for e in group}
+    assert lexicon.n_groups == 4 and lexicon.num_features == 10
+    # the generator's class words are what log-odds must surface (examples/make_quickstart_data.py)
+    planted = {"great", "excellent", "terrible", "awful", "moreover", "furthermore", "think", "maybe"}
+    assert len(entries & planted) >= 4, entries

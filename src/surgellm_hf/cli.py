@@ -144,24 +144,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .lexicon import Lexicon
-    from .training import load_run_data, resolve_encoder
+    from .training import extract_lexicon_from_data, load_run_data, resolve_encoder
 
     mtd = load_run_data({"folder": args.data, **({"tasks": args.tasks} if args.tasks else {})})
-    texts, labels, tasks = [], [], []
-    for name in mtd.task_names:
-        train = mtd[name]["train"]
-        texts += list(train["text"])
-        labels += list(train["label"])
-        tasks += [name] * len(train)
-    lexicon = Lexicon.extract(
-        texts,
-        labels,
-        tasks=tasks,
-        encoder=resolve_encoder(args.encoder),
-        k=args.k,
-        top_n=args.top_n,
-        seed=args.seed,
+    lexicon = extract_lexicon_from_data(
+        mtd, resolve_encoder(args.encoder), seed=args.seed, k=args.k, top_n=args.top_n
     )
     lexicon.to_json(args.output)
     print(

@@ -391,14 +391,21 @@ def build_lexicon(choice: str, mtd, encoder: str, seed: int):
     if choice == "random":
         return Lexicon.random_like(Lexicon.curated(), seed=seed)
     if choice == "extracted":
-        texts, labels, tasks = [], [], []
-        for name in mtd.task_names:
-            train = mtd[name]["train"]
-            texts += list(train["text"])
-            labels += list(train["label"])
-            tasks += [name] * len(train)
-        return Lexicon.extract(texts, labels, tasks=tasks, encoder=encoder, seed=seed)
+        return extract_lexicon_from_data(mtd, encoder, seed=seed)
     return Lexicon.from_json(choice)
+
+
+def extract_lexicon_from_data(mtd, encoder: str, seed: int = 0, **extract_kwargs):
+    """`Lexicon.extract` on the training split of every task, each text ranked within its own task."""
+    from .lexicon import Lexicon
+
+    texts, labels, tasks = [], [], []
+    for name in mtd.task_names:
+        train = mtd[name]["train"]
+        texts += list(train["text"])
+        labels += list(train["label"])
+        tasks += [name] * len(train)
+    return Lexicon.extract(texts, labels, tasks=tasks, encoder=encoder, seed=seed, **extract_kwargs)
 
 
 def encode_split(mtd, processor, split: str):
