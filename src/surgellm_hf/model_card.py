@@ -220,6 +220,8 @@ class SurgeModelCardData:
                 metrics.setdefault(split, {})[task] = dict(values)
         training = _training_from_extra(record.extra)
         training.setdefault("seed", record.seed)
+        if isinstance(record.extra.get("base_model"), str):  # the Hub id the run names, not a local copy's path
+            kw.setdefault("base_model", record.extra["base_model"])
         kw.setdefault(
             "datasets",
             record.extra.get("datasets") if isinstance(record.extra.get("datasets"), dict) else None,
