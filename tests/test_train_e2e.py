@@ -153,6 +153,7 @@ def test_compare_command(trained_runs, tmp_path, capsys):
         (["evaluate", "/nonexistent-run"], "no saved model"),
         (["compare", "/nonexistent-run"], "no metrics.json"),
         (["train", "--config", "{cfg}", "variant=Q"], "Unknown variant 'Q'"),
+        (["train", "--config", "{cfg}", "encoder=/nonexistent-encoder"], "encoder folder not found"),
         (["train", "--config", "{cfg}", "data.folder=/nonexistent-data"], "data folder not found"),
         (
             ["train", "--config", "{cfg}", "data.tasks=[reviews, nope]", "data.label_names=null"],

