@@ -273,3 +273,31 @@ def test_extract_lexicon_command(tmp_path, tiny_bert_with_tokenizer, capsys):
     # the generator's class words are what log-odds must surface (examples/make_quickstart_data.py)
     planted = {"great", "excellent", "terrible", "awful", "moreover", "furthermore", "think", "maybe"}
     assert len(entries & planted) >= 4, entries
+
+
+def test_python_api_example_runs(tmp_path, tiny_bert_with_tokenizer):
+    """examples/train_with_trainer.py (the documented Python route) trains and saves a loadable model."""
+    import importlib.util
+
+    from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_with_trainer.py"
+    spec = importlib.util.spec_from_file_location("train_with_trainer", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = example.main(
+        [
+            "--encoder",
+            str(tiny_bert_with_tokenizer),
+            "--out",
+            str(tmp_path / "out"),
+            "--epochs",
+            "1",
+            "--max-rows",
+            "24",
+        ]
+    )
+    model = SurgeForSequenceClassification.from_pretrained(out).eval()
+    processor = SurgeProcessor.from_pretrained(out)
+    batch = processor(["the plot is superb"], task="reviews", return_tensors="pt")
+    assert model(**dict(batch)).logits.shape == (1, 2) and model.feature_normalizer_fitted
