@@ -1,0 +1,435 @@
+"""Quality benchmark (issue 6.1): every variant of METHOD.md §6.1 over seeds on a four-task data folder.
+
+Trains one run per (variant label, seed) with `train_run(RunConfig(...))` and the bundled all-MiniLM-L6-v2, into
+`<out>/runs/<label>-seed<k>` (skipped when its metrics.json exists, so an interrupted benchmark resumes), then
+compares the labels with `evaluation.compare_runs` (mean ± SD over seeds, bootstrap CIs, Welch + Benjamini–Hochberg
+against the baseline) and writes `<out>/results.json`, `<out>/results.md` and `<out>/task_f1_by_variant.png`.
+
+Variant labels: baseline, S, G, FULL, IWN (the paper's rows, curated lexicon) and IWN-random / IWN-extracted (IWN
+with the random-lexicon control / the lexicon extracted from the training split); any `<variant>-<lexicon>` works.
+
+    python benchmarks/quality.py [--data ../shared/data] [--out DIR] [--variants ...] [--seeds 0 1 2]
+        [--max-train-rows N] [--max-eval-rows N] [--max-length L] [--epoch-scale X | --epochs N] [--threads 2]
+    python benchmarks/quality.py --aggregate-only --out DIR      # tables and plot from the runs already there
+    python benchmarks/quality.py --score RUN_DIR --data FOLDER [--split test] [--output scores.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_LABELS = ("baseline", "G", "FULL", "IWN", "IWN-random", "IWN-extracted")
+REPORTED_METRICS = ("macro_f1", "accuracy", "roc_auc")
+DETAIL_METRIC = "macro_f1"
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """`IWN-random` -> ("IWN", "random"); a plain variant name uses the curated lexicon."""
+    from surgellm_hf.training import LEXICON_CHOICES, get_variant
+
+    name, _, lexicon = label.partition("-")
+    lexicon = lexicon or "curated"
+    if lexicon not in LEXICON_CHOICES:
+        raise ValueError(f"label {label!r}: lexicon {lexicon!r} is not one of {LEXICON_CHOICES}")
+    return get_variant(name).name, lexicon
+
+
+def variant_epochs(variant: str, args: argparse.Namespace) -> tuple[int, bool]:
+    """Epoch budget of one run and whether it is the equal-budget control."""
+    from surgellm_hf.training import get_variant
+
+    if args.epochs is not None:
+        return args.epochs, True
+    return max(
+        1, math.floor(get_variant(variant).epochs * args.epoch_scale + 0.5)
+    ), False  # half up, not to even
+
+
+def variant_lr(variant: str, args: argparse.Namespace) -> float:
+    """Learning rate of one run: --learning-rate, else the paper's per-variant rate times --lr-scale."""
+    from surgellm_hf.training import get_variant
+
+    if args.learning_rate is not None:
+        return args.learning_rate
+    return get_variant(variant).learning_rate * args.lr_scale
+
+
+def run_config(label: str, seed: int, args: argparse.Namespace):
+    """The RunConfig of one benchmark run."""
+    from surgellm_hf.training import RunConfig
+
+    variant, lexicon = parse_label(label)
+    epochs, equal = variant_epochs(variant, args)
+    max_rows = {"train": args.max_train_rows, "validation": args.max_eval_rows, "test": args.max_eval_rows}
+    return RunConfig(
+        data={"folder": str(args.data), "max_rows": {k: v for k, v in max_rows.items() if v}},
+        output_dir=str(args.out / "runs" / f"{label}-seed{seed}"),
+        encoder=args.encoder,
+        variant=variant,
+        epochs=epochs,
+        equal_budget=equal,
+        learning_rate=variant_lr(variant, args),
+        lexicon=lexicon,
+        prefix_style=args.prefix_style,
+        seed=seed,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        eval_batch_size=args.eval_batch_size,
+        logging_steps=50,
+        disable_tqdm=True,
+    )
+
+
+def train_all(args: argparse.Namespace) -> None:
+    """Train every missing (label, seed) run, seeds outermost so a cut-short benchmark has every label."""
+    from surgellm_hf.training import train_run
+
+    for seed in args.seeds:
+        for label in args.variants:
+            cfg = run_config(label, seed, args)
+            done = cfg.run_dir / "metrics.json"
+            if done.is_file():
+                print(f"[quality] skip {cfg.run_dir.name}: metrics.json exists", flush=True)
+                continue
+            print(f"[quality] train {cfg.run_dir.name}: {cfg.num_epochs} epochs, lr {cfg.lr}", flush=True)
+            start = time.perf_counter()
+            run_dir = train_run(cfg)
+            wall = time.perf_counter() - start
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only needed to resume a broken run
+            if args.drop_models:
+                for f in run_dir.glob("*.safetensors"):
+                    f.unlink()
+            record = json.loads(done.read_text())
+            record["benchmark"] = {"label": label, "wall_s": round(wall, 1)}
+            done.write_text(json.dumps(record, indent=2) + "\n")
+            print(
+                f"[quality] done {run_dir.name} in {wall:.0f} s: validation avg macro-F1 "
+                f"{record['avg_macro_f1'].get('validation')}",
+                flush=True,
+            )
+
+
+def collect_runs(out: Path, labels: list[str] | None) -> dict[str, list[Any]]:
+    """Finished runs under `<out>/runs`, grouped by benchmark label (in the requested order)."""
+    from surgellm_hf.evaluation import load_run
+
+    grouped: dict[str, list[Any]] = {}
+    for metrics in sorted((out / "runs").glob("*/metrics.json")):
+        record = load_run(metrics.parent)
+        label = record.extra.get("benchmark", {}).get("label") or metrics.parent.name.rpartition("-seed")[0]
+        grouped.setdefault(label, []).append(record)
+    order = labels or [lab for lab in DEFAULT_LABELS if lab in grouped] + sorted(
+        set(grouped) - set(DEFAULT_LABELS)
+    )
+    return {lab: sorted(grouped[lab], key=lambda r: r.seed) for lab in order if lab in grouped}
+
+
+def _cells_json(comparison) -> dict[str, Any]:
+    keep = ("mean", "sd", "n", "values", "ci_low", "ci_high", "diff", "p", "p_adj", "reject")
+    return {
+        v: {col: {k: comparison.cells[v][col].get(k) for k in keep} for col in comparison.columns}
+        for v in comparison.variants
+    }
+
+
+def _short_table(comparison) -> str:
+    c = comparison
+    lines = [
+        f"{c.metric} on {c.split}: mean ± SD over seeds (* = BH-significant vs {c.baseline!r})",
+        "",
+        "| variant | " + " | ".join(c.columns) + " |",
+        "|---|" + "---:|" * len(c.columns),
+    ]
+    for v in c.variants:
+        cells = [c.cells[v][col] for col in c.columns]
+        lines.append(
+            f"| {v} | "
+            + " | ".join(f"{x['mean']:.3f} ± {x['sd']:.3f}{'*' if x.get('reject') else ''}" for x in cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
+    """results.json, results.md and the macro-F1 plot from every finished run under `<out>/runs`."""
+    import numpy as np
+
+    from surgellm_hf.evaluation import compare_runs, plot_task_f1_by_variant, render_markdown_table
+
+    grouped = collect_runs(args.out, args.variants if not args.all_labels else None)
+    if not grouped:
+        raise SystemExit(f"no finished runs under {args.out / 'runs'}")
+    records = [r for rs in grouped.values() for r in rs]
+    splits = [s for s in ("validation", "test") if all(s in t for r in records for t in r.tasks.values())]
+    baseline = "baseline" if "baseline" in grouped else None
+    comparisons = {
+        split: {
+            m: compare_runs(grouped, baseline=baseline, split=split, metric=m, n_resamples=args.n_resamples)
+            for m in REPORTED_METRICS
+        }
+        for split in splits
+    }
+    runs = []
+    for label, recs in grouped.items():
+        for r in recs:
+            training = r.extra.get("training", {})
+            runs.append(
+                {
+                    "label": label,
+                    "variant": r.variant,
+                    "lexicon": r.extra.get("lexicon", {}).get("choice"),
+                    "seed": r.seed,
+                    "wall_s": r.extra.get("benchmark", {}).get("wall_s"),
+                    "epochs_budget": training.get("epochs_budget"),
+                    "epochs_run": training.get("epochs_run"),
+                    "best_validation_avg_macro_f1": training.get("best_validation_avg_macro_f1"),
+                    "avg_macro_f1": r.avg_macro_f1,
+                    "tasks": {
+                        t: {s: {m: by_split[s].get(m) for m in (*REPORTED_METRICS, "n")} for s in by_split}
+                        for t, by_split in r.tasks.items()
+                    },
+                    "mean_gate": {
+                        t: float(np.mean(p["validation"]["gate"]))
+                        for t, p in r.predictions.items()
+                        if p.get("validation", {}).get("gate") is not None
+                    },
+                }
+            )
+    result = {
+        "benchmark": "quality",
+        "budget": budget,
+        "splits": splits,
+        "runs": runs,
+        "comparisons": {s: {m: _cells_json(c) for m, c in by_m.items()} for s, by_m in comparisons.items()},
+    }
+    (args.out / "results.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    main_split = "test" if "test" in splits else "validation"
+    plot_task_f1_by_variant(comparisons[main_split][DETAIL_METRIC], args.out / "task_f1_by_variant.png")
+    md = [
+        "# Quality benchmark: SURGELLM variants on the four tasks",
+        "",
+        f"Command: `{budget['command']}`",
+        "",
+        "Budget: " + ", ".join(f"{k}={v}" for k, v in budget.items() if k not in ("command", "machine")),
+        "",
+        f"Machine: {budget['machine']}",
+        "",
+        "Runs: "
+        + ", ".join(f"{lab}: seeds {[r.seed for r in rs]}" for lab, rs in grouped.items())
+        + f". Total training wall time {sum(r['wall_s'] or 0 for r in runs) / 60:.1f} min.",
+        "",
+    ]
+    for split in splits:
+        md += [f"## {split}", "", render_markdown_table(comparisons[split][DETAIL_METRIC]), ""]
+        md += [_short_table(comparisons[split][m]) for m in REPORTED_METRICS if m != DETAIL_METRIC]
+    md += [
+        "## Per run",
+        "",
+        "| run | epochs run / budget | wall s | mean gate per task | " + " | ".join(splits) + " |",
+    ]
+    md += ["|---|---:|---:|---|" + "---:|" * len(splits)]
+    for r in runs:
+        gates = ", ".join(f"{t} {g:.2f}" for t, g in r["mean_gate"].items()) or "–"
+        md.append(
+            f"| {r['label']}-seed{r['seed']} | {r['epochs_run']:.0f} / {r['epochs_budget']} | {r['wall_s']} | "
+            f"{gates} | " + " | ".join(f"{r['avg_macro_f1'].get(s, float('nan')):.3f}" for s in splits) + " |"
+        )
+    md += ["", "![macro-F1 by variant](task_f1_by_variant.png)", ""]
+    (args.out / "results.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def machine_line(threads: int) -> str:
+    """CPU model, cores, memory, torch threads and versions: what the figures were measured on."""
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, {mem:.0f} GiB RAM, {gpu}; torch {torch.__version__} "
+        f"({threads} threads), transformers {transformers.__version__}, Python {platform.python_version()}"
+    )
+
+
+def read_split(folder: Path, task: str, split: str, label_names: list[str]) -> tuple[list[str], list[int]]:
+    """Texts and integer labels of `<folder>/<task>/<split>.jsonl` (labels as ids or as the model's label names)."""
+    path = folder / task / f"{split}.jsonl"
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            label = row.get("label")
+            if isinstance(label, str) and label in label_names:
+                label = label_names.index(label)
+            if not isinstance(row.get("text"), str) or isinstance(label, bool) or not isinstance(label, int):
+                raise SystemExit(f"{path}:{n}: needs a string 'text' and an integer (or label-name) 'label'")
+            if not 0 <= label < len(label_names):
+                raise SystemExit(f"{path}:{n}: label {label} outside 0..{len(label_names) - 1}")
+            texts.append(row["text"])
+            labels.append(label)
+    return texts, labels
+
+
+def score(args: argparse.Namespace) -> int:
+    """Score a saved run on `<data>/<task>/<split>.jsonl` for each of its tasks found there.
+
+    Unlike `surgellm evaluate RUN_DIR --data FOLDER --split test` (its folder loader requires train files, as of
+    this commit), this reads only the scored split, so a held-back test folder works on its own.
+    """
+    import numpy as np
+
+    from surgellm_hf.evaluation import summarize_tasks, task_metrics
+    from surgellm_hf.inference import load_run_model, predict_texts
+
+    model, processor = load_run_model(args.score)
+    present = [t for t in model.config.task_names if (args.data / t / f"{args.split}.jsonl").is_file()]
+    if not present:
+        raise SystemExit(
+            f"no <task>/{args.split}.jsonl under {args.data} for the model's tasks {model.config.task_names}"
+        )
+    metrics = {}
+    for task in present:
+        names = model.config.label_names(task)
+        texts, labels = read_split(args.data, task, args.split, names)
+        records = predict_texts(model, processor, texts, task, batch_size=args.eval_batch_size)
+        scores = np.asarray([[r["scores"][n] for n in names] for r in records])
+        metrics[task] = task_metrics(labels, [r["label"] for r in records], scores, num_labels=len(names))
+    result = {"run": str(args.score), "data": str(args.data), "split": args.split, "tasks": metrics}
+    result.update(summarize_tasks(metrics))
+    text = json.dumps(result, indent=2, default=_json_default)
+    if args.output:
+        args.output.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags: data, output, variants, seeds and the budget knobs."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder of <task>/{train,validation[,test]}.jsonl"
+    )
+    p.add_argument("--out", type=Path, default=None, help="default benchmarks/results/quality-<date>")
+    p.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_LABELS), help="variant labels, e.g. IWN-random"
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--encoder", default="bundled:all-MiniLM-L6-v2")
+    p.add_argument(
+        "--max-train-rows", type=int, default=None, help="train rows per task (stratified; all if unset)"
+    )
+    p.add_argument(
+        "--max-eval-rows", type=int, default=None, help="validation/test rows per task (all if unset)"
+    )
+    p.add_argument("--max-length", type=int, default=128)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--epoch-scale", type=float, default=1.0, help="x the paper's epochs per variant (rounded)"
+    )
+    budget.add_argument(
+        "--epochs", type=int, default=None, help="equal-budget control: every variant N epochs"
+    )
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--learning-rate", type=float, default=None, help="one rate for every variant")
+    rate.add_argument(
+        "--lr-scale", type=float, default=1.0, help="x the paper's per-variant rate (short budgets need more)"
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--prefix-style", choices=("text", "tokens"), default="tokens")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--drop-models", action="store_true", help="delete model weights after each run")
+    p.add_argument("--aggregate-only", action="store_true", help="only rebuild results from finished runs")
+    p.add_argument(
+        "--all-labels", action="store_true", help="aggregate every label found, not just --variants"
+    )
+    p.add_argument("--score", type=Path, default=None, help="score this saved run folder on --data and exit")
+    p.add_argument("--split", default="test", help="split for --score")
+    p.add_argument("--output", type=Path, default=None, help="metrics JSON for --score")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the missing runs (unless --aggregate-only) and write the results; or --score one run."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.score is not None:
+        return score(args)
+    for label in args.variants:
+        parse_label(label)  # bad labels fail before any training
+    for name in ("max_train_rows", "max_eval_rows", "epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.epoch_scale <= 0 or args.lr_scale <= 0:
+        raise SystemExit("--epoch-scale and --lr-scale must be > 0")
+    if not args.data.is_dir():
+        raise SystemExit(f"--data {args.data} is not a folder")
+    if args.out is None:
+        args.out = REPO_ROOT / "benchmarks" / "results" / f"quality-{dt.date.today().isoformat()}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    budget = {
+        "command": "python "
+        + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
+        "machine": machine_line(args.threads),
+        "data": str(args.data),
+        "encoder": args.encoder,
+        "max_train_rows_per_task": args.max_train_rows or "all",
+        "max_eval_rows_per_task": args.max_eval_rows or "all",
+        "max_length": args.max_length,
+        "epochs": f"{args.epochs} for every variant (equal budget)"
+        if args.epochs
+        else {lab: variant_epochs(parse_label(lab)[0], args)[0] for lab in args.variants},
+        "learning_rate": {lab: variant_lr(parse_label(lab)[0], args) for lab in args.variants},
+        "batch_size": args.batch_size,
+        "prefix_style": args.prefix_style,
+        "seeds": args.seeds,
+        "torch_threads": args.threads,
+    }
+    if not args.aggregate_only:
+        (args.out / "budget.json").write_text(json.dumps(budget, indent=2) + "\n")
+        train_all(args)
+    elif (args.out / "budget.json").is_file():
+        budget = {**json.loads((args.out / "budget.json").read_text()), "aggregated_by": budget["command"]}
+    aggregate(args, budget)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
