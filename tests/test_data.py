@@ -474,3 +474,15 @@ def test_real_shared_data_counts_match_its_readme():
         "D4": {"train": [1065, 1065], "validation": [228, 228]},
     }
     assert data["D2"]["train"][0]["text"].startswith("[Q] ")
+
+
+def test_a_test_only_folder_loads_when_only_test_is_required(tmp_path):
+    """Scoring a held-back folder: only <task>/test.jsonl; classes come from label names, not train."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "test.jsonl").write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n')
+    data = load_folder(
+        tmp_path, tasks=["t"], splits=["test"], required=["test"], label_names={"t": ["n", "p"]}
+    )
+    assert data.split_sizes() == {"t": {"test": 2}} and data.num_labels == {"t": 2}
+    with pytest.raises(ValueError, match="without a train split the number of classes cannot be inferred"):
+        load_folder(tmp_path, tasks=["t"], splits=["test"], required=["test"])

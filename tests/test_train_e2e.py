@@ -106,6 +106,22 @@ def test_evaluate_and_predict_commands(trained_runs, capsys, tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     for task in ("reviews", "register"):
         assert result["tasks"][task]["macro_f1"] == pytest.approx(saved["tasks"][task]["test"]["macro_f1"])
+    # a held-back test folder: only <task>/test.jsonl, no train or validation files
+    import shutil
+
+    for task in ("reviews", "register"):
+        (tmp_path / "heldout" / task).mkdir(parents=True)
+        shutil.copy(QUICKSTART_DATA / task / "test.jsonl", tmp_path / "heldout" / task / "test.jsonl")
+    assert (
+        main(
+            ["evaluate", str(run), "--data", str(tmp_path / "heldout"), "--output", str(tmp_path / "h.json")]
+        )
+        == 0
+    )
+    held = json.loads((tmp_path / "h.json").read_text())
+    assert (
+        held["tasks"]["reviews"]["n"] == 100
+    )  # every test row (the run itself was scored on a 24-row sample)
     capsys.readouterr()
     inp = tmp_path / "in.jsonl"
     inp.write_text(

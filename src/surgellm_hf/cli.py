@@ -51,7 +51,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     model, processor = load_run_model(run_dir)
-    data = {"folder": args.data} if args.data else _run_data_section(run_dir)
+    if args.data:  # only the scored split must exist: a held-back test folder needs no train files
+        root = Path(args.data)
+        tasks = [t for t in model.config.task_names if (root / t).is_dir()]
+        if not tasks:
+            raise CLIError(f"no folder for any of the model's tasks {model.config.task_names} under {root}")
+        data = {
+            "folder": args.data,
+            "tasks": tasks,
+            "splits": [args.split],
+            "required": [args.split],
+            "label_names": {t: model.config.label_names(t) for t in tasks},  # the model knows its classes
+        }
+    else:
+        data = _run_data_section(run_dir)
     mtd = load_run_data(data)
     unknown = [t for t in mtd.task_names if t not in model.config.tasks]
     if unknown:

@@ -245,7 +245,10 @@ class TaskSpec:
                 object.__setattr__(self, "max_rows", dict(self.max_rows))
         required = tuple(self.required_splits)
         _check_split_names(self.name, dict.fromkeys(required), "required_splits")
-        object.__setattr__(self, "required_splits", tuple(dict.fromkeys(("train", *required))))
+        if not required:
+            raise ValueError(f"task {self.name!r}: required_splits must name at least one split")
+        # usually ("train", "validation"); scoring a held-back folder requires only the scored split
+        object.__setattr__(self, "required_splits", tuple(dict.fromkeys(required)))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], name: str | None = None) -> TaskSpec:
@@ -771,6 +774,11 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
 
     num_labels = spec.num_labels or (len(names) if names else None)
     if num_labels is None:
+        if "train" not in columns:
+            raise ValueError(
+                f"task {spec.name!r}: without a train split the number of classes cannot be inferred; "
+                "pass num_labels= or label_names="
+            )
         train = np.asarray(columns["train"]["label"])
         num_labels = int(train.max()) + 1
         absent = sorted(set(range(num_labels)) - set(train.tolist()))
