@@ -335,7 +335,8 @@ def test_remote_code_load_without_the_package(tiny_bert_dir, tmp_path):
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     assert isinstance(model(**batch), SequenceClassifierOutput)
-    torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=0, atol=0)
+    # another process may use another thread count, hence another reduction order: equal up to float rounding
+    torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_missing_weights_are_initialised_not_garbage(tiny_bert_dir, tmp_path):
