@@ -282,58 +282,16 @@ def machine_line(threads: int) -> str:
     )
 
 
-def read_split(folder: Path, task: str, split: str, label_names: list[str]) -> tuple[list[str], list[int]]:
-    """Texts and integer labels of `<folder>/<task>/<split>.jsonl` (labels as ids or as the model's label names)."""
-    path = folder / task / f"{split}.jsonl"
-    texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            label = row.get("label")
-            if isinstance(label, str) and label in label_names:
-                label = label_names.index(label)
-            if not isinstance(row.get("text"), str) or isinstance(label, bool) or not isinstance(label, int):
-                raise SystemExit(f"{path}:{n}: needs a string 'text' and an integer (or label-name) 'label'")
-            if not 0 <= label < len(label_names):
-                raise SystemExit(f"{path}:{n}: label {label} outside 0..{len(label_names) - 1}")
-            texts.append(row["text"])
-            labels.append(label)
-    return texts, labels
-
-
 def score(args: argparse.Namespace) -> int:
-    """Score a saved run on `<data>/<task>/<split>.jsonl` for each of its tasks found there.
+    """`surgellm evaluate RUN_DIR --data FOLDER --split SPLIT`: score a saved run on `<FOLDER>/<task>/<SPLIT>.jsonl`
+    for each of its tasks found there (a held-back test folder needs no train files)."""
+    from surgellm_hf.cli import main as cli_main
 
-    Unlike `surgellm evaluate RUN_DIR --data FOLDER --split test` (its folder loader requires train files, as of
-    this commit), this reads only the scored split, so a held-back test folder works on its own.
-    """
-    import numpy as np
-
-    from surgellm_hf.evaluation import summarize_tasks, task_metrics
-    from surgellm_hf.inference import load_run_model, predict_texts
-
-    model, processor = load_run_model(args.score)
-    present = [t for t in model.config.task_names if (args.data / t / f"{args.split}.jsonl").is_file()]
-    if not present:
-        raise SystemExit(
-            f"no <task>/{args.split}.jsonl under {args.data} for the model's tasks {model.config.task_names}"
-        )
-    metrics = {}
-    for task in present:
-        names = model.config.label_names(task)
-        texts, labels = read_split(args.data, task, args.split, names)
-        records = predict_texts(model, processor, texts, task, batch_size=args.eval_batch_size)
-        scores = np.asarray([[r["scores"][n] for n in names] for r in records])
-        metrics[task] = task_metrics(labels, [r["label"] for r in records], scores, num_labels=len(names))
-    result = {"run": str(args.score), "data": str(args.data), "split": args.split, "tasks": metrics}
-    result.update(summarize_tasks(metrics))
-    text = json.dumps(result, indent=2, default=_json_default)
+    argv = ["evaluate", str(args.score), "--data", str(args.data), "--split", args.split]
+    argv += ["--batch-size", str(args.eval_batch_size)]
     if args.output:
-        args.output.write_text(text + "\n")
-    print(text)
-    return 0
+        argv += ["--output", str(args.output)]
+    return cli_main(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
