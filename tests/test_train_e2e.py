@@ -93,9 +93,11 @@ def test_train_writes_a_complete_run_folder(trained_runs):
     report = (run / "report.md").read_text()
     assert f"{record.tasks['reviews']['test']['macro_f1']:.4f}" in report
     baseline = load_run(runs[("baseline", 0)])
-    assert baseline.extra["variant_switches"]["gate"] is False and "gate" not in str(
-        baseline.predictions.get("reviews", {}).get("test", {}).get("gate")
-    )
+    assert baseline.extra["variant_switches"]["gate"] is False
+    assert baseline.predictions["reviews"]["test"]["gate"] is None  # no gate, no gate values
+    gates = record.predictions["reviews"]["test"]["gate"]
+    assert gates is not None and len(gates) == record.tasks["reviews"]["test"]["n"]
+    assert ((gates > 0) & (gates < 1)).all()  # per-example mean of sigmoid outputs
 
 
 def test_evaluate_and_predict_commands(trained_runs, capsys, tmp_path):

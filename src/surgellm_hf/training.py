@@ -626,9 +626,7 @@ def train_run(cfg: RunConfig) -> Path:
             "groups": lexicon.n_groups,
             "entries": sum(len(v) for v in lexicon.groups.values()),
         },
-        "prefix": processor.prefix
-        if hasattr(processor, "prefix")
-        else (cfg.prefix_style if variant.prefix else None),
+        "prefix": processor.prefix,
         "training": {
             "epochs_budget": cfg.num_epochs,
             "epochs_run": float(trainer.state.epoch or 0),
