@@ -10,7 +10,7 @@ import torch
 from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.pipeline_surge import SurgeTextClassificationPipeline, surge_custom_pipelines
 
-LABELS = {"sst2": ["negative", "positive"], "topic": ["world", "sports", "science"]}
+LABELS = {"sst2": ["negative", "positive"], "aspect": ["world", "sports", "science"]}
 TEXTS = ["a superb, delightful film!", "Moreover, results show (1) a trend.", "maybe it was dull?"]
 
 
@@ -21,13 +21,13 @@ def model_and_processor(tiny_bert_with_tokenizer):
         tiny_bert_with_tokenizer,
         tasks={t: len(v) for t, v in LABELS.items()},
         task_label_names=LABELS,
-        default_task="topic",
+        default_task="aspect",
         norm="standard",
         num_features=lexicon.num_features,
         feature_names=lexicon.feature_names,
     )
     processor = SurgeProcessor.from_encoder_pretrained(
-        tiny_bert_with_tokenizer, lexicon=lexicon, tasks=list(LABELS), prefix="tokens", default_task="topic"
+        tiny_bert_with_tokenizer, lexicon=lexicon, tasks=list(LABELS), prefix="tokens", default_task="aspect"
     )
     processor.prepare_model(model)
     torch.manual_seed(0)
@@ -36,7 +36,7 @@ def model_and_processor(tiny_bert_with_tokenizer):
             if not name.startswith("surge.encoder."):
                 p.add_(torch.randn_like(p) * 0.5)
     feats = lexicon.featurize(TEXTS * 2)
-    model.fit_feature_normalizer(feats, [0, 1, 0, 0, 1, 2], ["sst2"] * 3 + ["topic"] * 3)
+    model.fit_feature_normalizer(feats, [0, 1, 0, 0, 1, 2], ["sst2"] * 3 + ["aspect"] * 3)
     return model.eval(), processor
 
 
@@ -56,16 +56,16 @@ def test_pipeline_matches_processor_and_model_per_task_and_default(model_and_pro
         for row, answer in zip(expected, ranked):
             assert [d["label"] for d in answer] == [labels[i] for i in np.argsort(-row)]
             np.testing.assert_allclose([d["score"] for d in answer], np.sort(row)[::-1], atol=1e-5)
-    default = _probs(model, processor, "topic")  # config.default_task
+    default = _probs(model, processor, "aspect")  # config.default_task
     assert clf(TEXTS) == [
-        {"label": LABELS["topic"][int(r.argmax())], "score": pytest.approx(float(r.max()), abs=1e-5)}
+        {"label": LABELS["aspect"][int(r.argmax())], "score": pytest.approx(float(r.max()), abs=1e-5)}
         for r in default
     ]
     one = _probs(model, processor, "sst2")[0]
     assert clf(TEXTS[0], task="sst2") == [
         {"label": LABELS["sst2"][int(one.argmax())], "score": pytest.approx(float(one.max()), abs=1e-5)}
     ]
-    assert len(clf(TEXTS[0], task="topic", top_k=2)) == 2
+    assert len(clf(TEXTS[0], task="aspect", top_k=2)) == 2
     raw = clf(TEXTS[1], task="sst2", top_k=None, function_to_apply="none")
     with torch.no_grad():
         logits = model(**processor([TEXTS[1]], task="sst2", return_tensors="pt")).logits[0, :2].numpy()
@@ -79,7 +79,7 @@ def test_pipeline_matches_processor_and_model_per_task_and_default(model_and_pro
 def test_pipeline_refuses_bad_calls(model_and_processor):
     model, processor = model_and_processor
     clf = SurgeTextClassificationPipeline(model=model, processor=processor, device=-1)
-    with pytest.raises(ValueError, match=r"Unknown task 'nope'; valid tasks are \['sst2', 'topic'\]"):
+    with pytest.raises(ValueError, match=r"Unknown task 'nope'; valid tasks are \['sst2', 'aspect'\]"):
         clf(TEXTS[0], task="nope")
     with pytest.raises(ValueError, match="top_k"):
         clf(TEXTS[0], top_k=0)

@@ -22,7 +22,7 @@ TEXTS = [
     "i guess it was kind of boring, maybe?",
     "According to the article reports, the team won 3 games in 2024.",
 ]
-TASK_LABELS = {"sst2": ["negative", "positive"], "topic": ["world", "sports", "science"]}
+TASK_LABELS = {"sst2": ["negative", "positive"], "aspect": ["world", "sports", "science"]}
 # The author's side: a SURGELLM model built on the base encoder of the `encoder_repo` fixture, with the real
 # curated lexicon and processor.
 AUTHOR = f"""
@@ -35,18 +35,18 @@ TASKS = {{t: len(v) for t, v in LABELS.items()}}
 ENCODER = "tester/tiny-encoder"
 FIT = [("great fun, superb acting", "sst2", 1), ("dull and boring, the worst", "sst2", 0),
        ("i love it!! amazing", "sst2", 1), ("awful. painful to watch?", "sst2", 0), ("a terrible mess", "sst2", 0),
-       ("the match ended 2-1", "topic", 1), ("moreover, results show gains", "topic", 2),
-       ("the minister said on tuesday", "topic", 0), ("firstly, data show (1) and (2)", "topic", 2),
-       ("the team won the cup final", "topic", 1), ("elections in the capital", "topic", 0)]
+       ("the match ended 2-1", "aspect", 1), ("moreover, results show gains", "aspect", 2),
+       ("the minister said on tuesday", "aspect", 0), ("firstly, data show (1) and (2)", "aspect", 2),
+       ("the team won the cup final", "aspect", 1), ("elections in the capital", "aspect", 0)]
 
 
 def build(prefix="tokens", lexicon=None, fit=True, freeze=False, seed=1):
     lexicon = lexicon or Lexicon.curated()
     model = SurgeForSequenceClassification.from_encoder_pretrained(
-        ENCODER, tasks=TASKS, task_label_names=LABELS, default_task="topic", norm="iwn", variant="IWN",
+        ENCODER, tasks=TASKS, task_label_names=LABELS, default_task="aspect", norm="iwn", variant="IWN",
         num_features=lexicon.num_features, feature_names=lexicon.feature_names)
     processor = SurgeProcessor.from_encoder_pretrained(
-        ENCODER, lexicon=lexicon, tasks=list(TASKS), prefix=prefix, max_length=128, default_task="topic")
+        ENCODER, lexicon=lexicon, tasks=list(TASKS), prefix=prefix, max_length=128, default_task="aspect")
     processor.prepare_model(model)
     if freeze:
         model.freeze_encoder()
@@ -114,7 +114,7 @@ RUN_METRICS = {
         "validation": {"macro_f1": 0.8125, "accuracy": 0.83, "roc_auc": 0.9},
         "test": {"macro_f1": 0.7931, "accuracy": 0.8},
     },
-    "topic": {
+    "aspect": {
         "validation": {"macro_f1": 0.6543, "accuracy": 0.7},
         "test": {"macro_f1": 0.6012, "accuracy": 0.66},
     },
@@ -148,14 +148,14 @@ def _check_model_matches_author(user: dict, author: dict) -> None:
             mine[:, len(labels) :] < -1e30
         ).all()  # columns past the task's own labels hold the dtype minimum
     # different tasks really give different answers for the same texts (task routing is exercised)
-    assert not np.allclose(np.array(author["sst2"])[:, :2], np.array(author["topic"])[:, :2])
+    assert not np.allclose(np.array(author["sst2"])[:, :2], np.array(author["aspect"])[:, :2])
 
 
 def _check_pipeline_matches_author(user: dict, author: dict) -> None:
     """The user's pipeline answers equal the author's processor + model probabilities, per task and by default."""
     assert user["pipeline_class"] == "SurgeTextClassificationPipeline"
     assert user["pipeline_module"].startswith("transformers_modules.")
-    assert "no-such-task" in user["bad_task"] and "sst2" in user["bad_task"] and "topic" in user["bad_task"]
+    assert "no-such-task" in user["bad_task"] and "sst2" in user["bad_task"] and "aspect" in user["bad_task"]
     for task, labels in TASK_LABELS.items():
         probs = _softmax(np.array(author[task])[:, : len(labels)])
         for i, answer in enumerate(user["all_scores"][task]):
@@ -163,9 +163,9 @@ def _check_pipeline_matches_author(user: dict, author: dict) -> None:
             assert set(got) == set(labels)
             np.testing.assert_allclose([got[name] for name in labels], probs[i], atol=1e-5)
             assert answer[0]["label"] == labels[int(probs[i].argmax())]
-    default_probs = _softmax(np.array(author["topic"])[:, :3])  # the config's default task is "topic"
+    default_probs = _softmax(np.array(author["aspect"])[:, :3])  # the config's default task is "aspect"
     assert [d["label"] for d in user["default"]] == [
-        TASK_LABELS["topic"][int(p.argmax())] for p in default_probs
+        TASK_LABELS["aspect"][int(p.argmax())] for p in default_probs
     ]
     np.testing.assert_allclose([d["score"] for d in user["default"]], default_probs.max(axis=1), atol=1e-5)
     sst2 = _softmax(np.array(author["sst2"])[1, :2])
@@ -254,12 +254,14 @@ def test_surgellm_push_uploads_everything_in_one_commit(published):
     )
     processor_config = json.loads(hub.read(RUN_REPO, "processor_config.json"))
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_surge.SurgeProcessor"
-    assert processor_config["prefix"] == "tokens" and processor_config["tasks"] == ["sst2", "topic"]
+    assert processor_config["prefix"] == "tokens" and processor_config["tasks"] == ["sst2", "aspect"]
     lexicon = json.loads(hub.read(RUN_REPO, "lexicon.json"))
     assert [g["name"] for g in lexicon["groups"]][:2] == ["sst_pos", "sst_neg"] and len(
         lexicon["groups"]
     ) == 10
-    assert json.loads(hub.read(RUN_REPO, "surgellm_run.json"))["tasks"]["topic"]["test"]["macro_f1"] == 0.6012
+    assert (
+        json.loads(hub.read(RUN_REPO, "surgellm_run.json"))["tasks"]["aspect"]["test"]["macro_f1"] == 0.6012
+    )
     _check_remote_code_imports(hub, RUN_REPO)
 
 
@@ -270,12 +272,12 @@ def test_run_card_shows_tasks_metrics_lexicon_variant_and_usage(published):
     results = {
         (r.dataset_name, r.metric_type): (r.metric_value, r.dataset_split) for r in card.data.eval_results
     }
-    assert results[("sst2", "f1")] == (0.7931, "test") and results[("topic", "accuracy")] == (0.66, "test")
+    assert results[("sst2", "f1")] == (0.7931, "test") and results[("aspect", "accuracy")] == (0.66, "test")
     for snippet in (
         "world, sports, science",
         "negative, positive",
         "| `sst2` | 0.812 | 0.830 | 0.900 |",
-        "| `topic` | 0.601 | 0.660 |",
+        "| `aspect` | 0.601 | 0.660 |",
         f"**{(0.7931 + 0.6012) / 2:.3f}**",
         "**Variant:** IWN",
         "I (IWN) = on",
@@ -337,7 +339,7 @@ from surgellm_hf.evaluation import save_run
 from surgellm_hf.publishing import publish_run
 publish(model, processor, "tester/surge-adapter", adapter_only=True)
 again = SurgeForSequenceClassification.from_adapter("tester/surge-adapter").eval()
-metrics = {"sst2": {"validation": {"macro_f1": 0.5}}, "topic": {"validation": {"macro_f1": 0.4}}}
+metrics = {"sst2": {"validation": {"macro_f1": 0.5}}, "aspect": {"validation": {"macro_f1": 0.4}}}
 for name, m in (("frozen", model), ("tuned", build(prefix="text", seed=4)[0])):
     if name == "tuned":
         with torch.no_grad():
@@ -416,7 +418,7 @@ cases = {
                                                                          prefix="text"), "tester/refused"),
     "feature_names_mismatch": (model, SurgeProcessor.from_encoder_pretrained(
         ENCODER, lexicon=renamed, tasks=list(TASKS), prefix="text"), "tester/refused"),
-    "task_mismatch": (model, SurgeProcessor.from_encoder_pretrained(ENCODER, tasks=["topic", "sst2"], prefix="text"),
+    "task_mismatch": (model, SurgeProcessor.from_encoder_pretrained(ENCODER, tasks=["aspect", "sst2"], prefix="text"),
                       "tester/refused"),
     "no_processor": (model, None, "tester/refused"),
 }

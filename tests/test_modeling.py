@@ -13,7 +13,7 @@ from conftest import TINY_ENCODERS, run_isolated
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification, SurgeModel
 from surgellm_hf.normalization import fit_normalizer
 
-TASKS = {"sst2": 2, "topic": 3}
+TASKS = {"sst2": 2, "aspect": 3}
 
 
 def _feats(n: int, f: int = 16, seed: int = 0) -> np.ndarray:
@@ -100,7 +100,7 @@ def test_fit_errors_are_clear_and_change_nothing(tiny_bert_dir):
     before = {k: v.clone() for k, v in model.surge.normalizer.state_dict().items()}
     with pytest.raises(ValueError, match="only label"):
         model.fit_feature_normalizer(_feats(6), [0] * 6, [0, 0, 0, 1, 1, 1])
-    with pytest.raises(ValueError, match="out of range for task 'topic'"):
+    with pytest.raises(ValueError, match="out of range for task 'aspect'"):
         model.fit_feature_normalizer(_feats(6), [0, 1, 0, 0, 1, 5], [0, 0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="No rows for task"):
         model.fit_feature_normalizer(_feats(4), [0, 1, 0, 1], [0, 0, 0, 0])
@@ -251,9 +251,9 @@ def test_encoders_that_cannot_be_wrapped_are_refused(tmp_path):
 def test_bad_inputs_raise_clear_errors(tiny_bert_dir):
     model = _fitted_model(tiny_bert_dir)
     batch = _batch(model, n=4)
-    with pytest.raises(ValueError, match=r"Unknown task id\(s\) \[7\]; valid ids are 0='sst2', 1='topic'"):
+    with pytest.raises(ValueError, match=r"Unknown task id\(s\) \[7\]; valid ids are 0='sst2', 1='aspect'"):
         model(**{**batch, "task_ids": torch.tensor([0, 7, 1, 0])})
-    with pytest.raises(ValueError, match="Unknown task 'qa'; valid tasks are \\['sst2', 'topic'\\]"):
+    with pytest.raises(ValueError, match="Unknown task 'qa'; valid tasks are \\['sst2', 'aspect'\\]"):
         model.config.task_id("qa")
     with pytest.raises(ValueError, match="Label 2 out of range for task 'sst2'"):
         model(**batch, labels=torch.tensor([2, 0, 0, 0]))
@@ -277,7 +277,7 @@ def test_bad_inputs_raise_clear_errors(tiny_bert_dir):
 
 
 def test_default_task_when_no_task_ids(tiny_bert_dir):
-    model = _fitted_model(tiny_bert_dir, default_task="topic")
+    model = _fitted_model(tiny_bert_dir, default_task="aspect")
     batch = _batch(model)
     batch.pop("task_ids")
     logits = model(**batch).logits
@@ -288,7 +288,7 @@ def test_default_task_when_no_task_ids(tiny_bert_dir):
 
 
 def test_save_load_and_auto_classes_give_identical_logits(tiny_bert_dir, tmp_path):
-    model = _fitted_model(tiny_bert_dir, task_label_names={"sst2": ["neg", "pos"], "topic": ["a", "b", "c"]})
+    model = _fitted_model(tiny_bert_dir, task_label_names={"sst2": ["neg", "pos"], "aspect": ["a", "b", "c"]})
     batch = _batch(model)
     ref = model(**batch).logits
     model.save_pretrained(tmp_path / "m")
@@ -299,7 +299,7 @@ def test_save_load_and_auto_classes_give_identical_logits(tiny_bert_dir, tmp_pat
     assert isinstance(AutoConfig.from_pretrained(tmp_path / "m"), SurgeConfig)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
     assert loaded.feature_normalizer_fitted
-    assert loaded.config.label_names("topic") == ["a", "b", "c"]
+    assert loaded.config.label_names("aspect") == ["a", "b", "c"]
     torch.testing.assert_close(loaded(**batch).logits, ref, rtol=0, atol=0)
     trunk = AutoModel.from_pretrained(tmp_path / "m").eval()
     assert isinstance(trunk, SurgeModel)

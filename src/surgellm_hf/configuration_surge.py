@@ -5,7 +5,7 @@ This file is copied to the Hub for ``trust_remote_code`` loading: it imports onl
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -20,10 +20,13 @@ class SurgeConfig(PreTrainedConfig):
     Args:
         encoder_config (`PreTrainedConfig` or `dict`):
             Config of the wrapped Hub encoder (BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R, MiniLM...).
-        tasks (`dict[str, int]`):
-            Ordered mapping of task name to its number of labels; the order defines the task ids.
-        task_label_names (`dict[str, list[str]]`, *optional*):
-            Label names per task (length must equal the task's label count).
+        tasks (`dict[str, int]` or `list[[str, int]]`):
+            Ordered mapping of task name to its number of labels (or a list of `[name, count]` pairs, the form it is
+            saved in); the order defines the task ids, heads, task-embedding rows and statistics rows. JSON writers
+            sort mapping keys, so the config saves it as a list; a saved mapping of several tasks is refused on load.
+        task_label_names (`dict[str, list[str]]` or `list[[str, list[str]]]`, *optional*):
+            Label names per task (length must equal the task's label count). `id2label`/`label2id` are those of the
+            default task, so generic tools (the Hub widget, the text-classification pipeline) show real names.
         default_task (`str`, *optional*):
             Task used when a forward pass gets no `task_ids`; defaults to the first task.
         use_gate (`bool`): surgical feature gate over [CLS] and lexical features (METHOD §5). Off: z = h.
@@ -44,8 +47,8 @@ class SurgeConfig(PreTrainedConfig):
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder_config: dict | PreTrainedConfig | None = None
-    tasks: dict[str, int] | None = None
-    task_label_names: dict[str, list[str]] | None = None
+    tasks: dict[str, int] | list | None = None
+    task_label_names: dict[str, list[str]] | list | None = None
     default_task: str | None = None
     use_gate: bool = True
     use_task_embedding: bool = True
@@ -62,35 +65,67 @@ class SurgeConfig(PreTrainedConfig):
     variant: str | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
+        num_labels = kwargs.pop("num_labels", None)
+        given_id2label = self.id2label
+        given_label2id = self.label2id
         super().__post_init__(**kwargs)
         if self.tasks is None:
             self.tasks = {"default": 2}
         self._validate()
+        self._sync_labels(num_labels, given_id2label, given_label2id)
+
+    def _sync_labels(self, num_labels: Any, id2label: Any, label2id: Any) -> None:
+        """Make `num_labels`/`id2label`/`label2id` the default task's; refuse values that say otherwise."""
+        names = self.label_names(self.default_task)
+        expected = dict(enumerate(names))
+        if num_labels is not None and num_labels != len(names):
+            raise ValueError(
+                f"num_labels={num_labels!r} does not match the SURGELLM tasks: the default task "
+                f"{self.default_task!r} has {len(names)} labels ({self.task_summary()}). Label counts are set per "
+                "task through `tasks`; a different head needs a new model with other `tasks`."
+            )
+        if id2label is not None:
+            try:
+                given = {int(k): v for k, v in dict(id2label).items()}
+            except (TypeError, ValueError):
+                raise ValueError(f"`id2label` must map integer ids to names, got {id2label!r}.") from None
+            if given != expected:
+                raise ValueError(
+                    f"`id2label` {given} does not match the default task {self.default_task!r}, whose labels are "
+                    f"{expected}; set label names per task with `task_label_names`."
+                )
+        if label2id is not None and dict(label2id) != {v: k for k, v in expected.items()}:
+            raise ValueError(
+                f"`label2id` {dict(label2id)} does not match the default task {self.default_task!r}, whose labels "
+                f"are {expected}; set label names per task with `task_label_names`."
+            )
+        self.id2label = expected
+        self.label2id = {v: k for k, v in expected.items()}
+
+    def task_summary(self) -> str:
+        """The tasks and their label counts as one readable string, e.g. ``sst2: 2, llm7: 3``."""
+        return ", ".join(f"{n}: {c}" for n, c in self.tasks.items())
 
     def _validate(self) -> None:
         """Check every field; raise a ValueError naming the problem (called before any model is built)."""
-        if not isinstance(self.tasks, dict) or not self.tasks:
+        self.tasks = _ordered_tasks(self.tasks)
+        if self.problem_type not in (None, "single_label_classification"):
             raise ValueError(
-                f"`tasks` must be a non-empty mapping of task name to label count, got {self.tasks!r}."
+                f"problem_type={self.problem_type!r} is not supported: every SURGELLM task is single-label "
+                "classification (cross-entropy over its own labels)."
             )
-        tasks: OrderedDict[str, int] = OrderedDict()
-        for name, count in self.tasks.items():
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"Task names must be non-empty strings, got {name!r}.")
-            if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-                raise ValueError(f"Task {name!r} must have an integer label count >= 2, got {count!r}.")
-            tasks[name] = count
-        self.tasks = dict(tasks)
         if self.task_label_names is not None:
-            for name, labels in self.task_label_names.items():
+            label_names = _pairs_to_dict(self.task_label_names, "task_label_names")
+            for name, labels in label_names.items():
                 if name not in self.tasks:
                     raise ValueError(
                         f"`task_label_names` names unknown task {name!r}; tasks are {self.task_names}."
                     )
-                if len(labels) != self.tasks[name]:
+                if isinstance(labels, str) or len(labels) != self.tasks[name]:
                     raise ValueError(
                         f"Task {name!r} has {self.tasks[name]} labels but {len(labels)} label names: {labels!r}."
                     )
+            self.task_label_names = {n: list(label_names[n]) for n in self.tasks if n in label_names}
         if self.default_task is None:
             self.default_task = self.task_names[0]
         elif self.default_task not in self.tasks:
@@ -120,6 +155,45 @@ class SurgeConfig(PreTrainedConfig):
             raise ValueError(
                 f"Encoder type {self.encoder_config.model_type!r} has no `hidden_size`; it cannot be wrapped."
             )
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
+        """The wrapped encoder's config: generic code (resizing, special-token alignment) reads vocab_size there."""
+        return self.encoder_config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize with `tasks` and `task_label_names` as lists in task order (JSON writers sort mapping keys)."""
+        output = super().to_dict()
+        output["tasks"] = [[name, count] for name, count in self.tasks.items()]
+        if self.task_label_names is not None:
+            output["task_label_names"] = [
+                [name, list(self.task_label_names[name])]
+                for name in self.tasks
+                if name in self.task_label_names
+            ]
+        return output
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> SurgeConfig:
+        """Load a saved config; SURGELLM fields passed as kwargs are validated with it, not set afterwards.
+
+        A saved `tasks` mapping of several tasks is refused: JSON writers sort keys, so its order (which indexes the
+        heads, task embeddings and statistics) cannot be known for sure.
+        """
+        config_dict = dict(config_dict)
+        if (
+            any(k in kwargs for k in ("tasks", "task_label_names", "default_task"))
+            and "id2label" not in kwargs
+        ):
+            # the saved id2label/label2id were derived from the saved default task; derive them anew
+            config_dict.pop("id2label", None)
+            config_dict.pop("label2id", None)
+        for key in _VALIDATED_ON_LOAD:
+            if key in kwargs:
+                config_dict[key] = kwargs.pop(key)
+        tasks = config_dict.get("tasks")
+        if isinstance(tasks, Mapping) and len(tasks) > 1:
+            raise ValueError(_UNORDERED_TASKS_MESSAGE.format(tasks=list(tasks)))
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def task_names(self) -> list[str]:
@@ -165,6 +239,55 @@ class SurgeConfig(PreTrainedConfig):
         self.task_id(task)
         names = (self.task_label_names or {}).get(task)
         return list(names) if names else [f"LABEL_{i}" for i in range(self.tasks[task])]
+
+
+_VALIDATED_ON_LOAD = (
+    "tasks",
+    "task_label_names",
+    "default_task",
+    "id2label",
+    "label2id",
+    "problem_type",
+    "num_features",
+    "feature_names",
+    "norm",
+)
+
+_UNORDERED_TASKS_MESSAGE = (
+    "This config stores `tasks` as a mapping {tasks}, the form surgellm_hf 0.1 wrote; JSON serialization sorts "
+    "mapping keys, so the task order (which indexes the heads, task embeddings and statistics) cannot be known for "
+    "sure and is not guessed. Pass the training order explicitly, e.g. from_pretrained(path, tasks=[['sst2', 2], "
+    "['llm7', 2]]), and save the model again (it now saves tasks as an ordered list)."
+)
+
+
+def _pairs_to_dict(value: Any, field: str) -> dict:
+    """A mapping, or a list of ``[key, value]`` pairs (the saved form), as an ordered dict; duplicate keys refused."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        out: dict = {}
+        for item in value:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise ValueError(f"`{field}` as a list must hold [name, value] pairs, got item {item!r}.")
+            if item[0] in out:
+                raise ValueError(f"`{field}` names {item[0]!r} twice.")
+            out[item[0]] = item[1]
+        return out
+    raise ValueError(f"`{field}` must be a mapping or a list of [name, value] pairs, got {value!r}.")
+
+
+def _ordered_tasks(tasks: Any) -> dict[str, int]:
+    """Validate `tasks` (mapping or list of [name, count] pairs) into an ordered dict of name -> label count."""
+    if not tasks:
+        raise ValueError(f"`tasks` must be a non-empty mapping of task name to label count, got {tasks!r}.")
+    ordered = _pairs_to_dict(tasks, "tasks")
+    for name, count in ordered.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"Task names must be non-empty strings, got {name!r}.")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise ValueError(f"Task {name!r} must have an integer label count >= 2, got {count!r}.")
+    return ordered
 
 
 # Saving copies this file beside the weights and writes auto_map, so the Hub can load it as remote code.

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_surge import SurgeConfig
 from .normalization import apply_normalizer, fit_normalizer
@@ -26,6 +27,12 @@ ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
 ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
 ADAPTER_FORMAT_VERSION = 1
 _ENCODER_PREFIX = "surge.encoder."
+
+
+def _tracing() -> bool:
+    """Whether torch.compile / torch.export / the TorchScript tracer is running: data-dependent checks (host syncs)
+    are skipped there, so compiled and exported graphs have no data-dependent Python control flow."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _optional_publishing():
@@ -223,6 +230,8 @@ class SurgeModel(SurgePreTrainedModel):
             raise ValueError(f"`task_ids` must have shape ({batch_size},), got {tuple(task_ids.shape)}.")
         if task_ids.dtype.is_floating_point or task_ids.dtype == torch.bool:
             raise ValueError(f"`task_ids` must be an integer tensor, got {task_ids.dtype}.")
+        if _tracing():
+            return task_ids.long()
         bad = (task_ids < 0) | (task_ids >= self.config.num_tasks)
         if bool(bad.any()):
             raise ValueError(
@@ -247,6 +256,7 @@ class SurgeModel(SurgePreTrainedModel):
             )
         return lexical_features
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -260,8 +270,11 @@ class SurgeModel(SurgePreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> SurgeModelOutput:
-        """Encode, pool the first token and (with the gate) fuse it with the normalized lexical features."""
+    ) -> SurgeModelOutput | tuple:
+        """Encode, pool the first token and (with the gate) fuse it with the normalized lexical features.
+
+        ``output_hidden_states``, ``output_attentions`` and ``return_dict`` default to the config's values.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         ref = input_ids if input_ids is not None else inputs_embeds
@@ -269,25 +282,27 @@ class SurgeModel(SurgePreTrainedModel):
         task_ids = self._resolve_task_ids(task_ids, batch_size, device)
         if self.config.use_gate:
             lexical_features = self._check_features(lexical_features, batch_size)
-            if self.config.norm != "none" and not self.feature_normalizer_fitted:
+            if self.config.norm != "none" and not _tracing() and not self.feature_normalizer_fitted:
                 raise ValueError(
                     f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
                     "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
                 )
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
 
         encoder_kwargs = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             if self._encoder_takes_token_type_ids:
                 encoder_kwargs["token_type_ids"] = token_type_ids
-            elif bool((token_type_ids != 0).any()):
+            elif not _tracing() and bool((token_type_ids != 0).any()):
                 raise ValueError(
                     f"Encoder {self.config.encoder_config.model_type!r} takes no `token_type_ids`, but non-zero "
                     "ones were passed."
                 )
-        if output_hidden_states is not None:
-            encoder_kwargs["output_hidden_states"] = output_hidden_states
-        if output_attentions is not None:
-            encoder_kwargs["output_attentions"] = output_attentions
+        encoder_kwargs["output_hidden_states"] = bool(output_hidden_states)
+        encoder_kwargs["output_attentions"] = bool(output_attentions)
         if input_ids is not None:
             encoder_kwargs["input_ids"] = input_ids
         else:
@@ -403,6 +418,8 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             raise ValueError(f"`labels` must have shape {tuple(task_ids.shape)}, got {tuple(labels.shape)}.")
         if labels.dtype.is_floating_point:
             raise ValueError(f"`labels` must be integer class ids, got {labels.dtype}.")
+        if _tracing():
+            return labels.long()
         counts = torch.tensor(list(self.config.tasks.values()), device=labels.device)[task_ids]
         bad = (labels < 0) | (labels >= counts)
         if bool(bad.any()):
@@ -414,6 +431,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             )
         return labels.long()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -428,8 +446,13 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> SurgeSequenceClassifierOutput:
-        """Route each example to its own task's head; the loss is the mean cross-entropy under each example's task."""
+    ) -> SurgeSequenceClassifierOutput | tuple:
+        """Route each example to its own task's head; the loss is the mean cross-entropy under each example's task.
+
+        Every head runs on the whole batch and each row keeps its own task's logits (a gather, no Python loop over
+        the tasks present), so the graph is the same for every batch: torch.compile and torch.export see no
+        data-dependent control flow, and a batch may mix tasks.
+        """
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None:
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -446,21 +469,12 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             output_gate=output_gate,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
+            return_dict=True,
         )
-        z = out.pooled_output
-        logits = z.new_full((z.shape[0], self.config.max_num_labels), torch.finfo(z.dtype).min)
+        logits = self._route_heads(out.pooled_output, task_ids)
         loss = None
-        losses = []
-        for t in torch.unique(task_ids).tolist():
-            idx = (task_ids == t).nonzero(as_tuple=True)[0]
-            task_logits = self.heads[t](z[idx])
-            logits = logits.index_put(
-                (idx[:, None], torch.arange(task_logits.shape[1], device=z.device)), task_logits
-            )
-            if labels is not None:
-                losses.append(nn.functional.cross_entropy(task_logits.float(), labels[idx], reduction="sum"))
         if labels is not None:
-            loss = torch.stack(losses).sum() / labels.shape[0]
+            loss = nn.functional.cross_entropy(logits.float(), labels)
         return SurgeSequenceClassifierOutput(
             loss=loss,
             logits=logits,
@@ -468,6 +482,25 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+
+    def _route_heads(self, z: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """``[batch, max_num_labels]`` logits: row i holds head ``task_ids[i]``'s logits, then the dtype's minimum.
+
+        The padding uses each head output's own dtype (under autocast the heads return bf16/fp16 while z is fp32).
+        """
+        width = self.config.max_num_labels
+        per_task = []
+        for head in self.heads:
+            task_logits = head(z)
+            pad = width - task_logits.shape[-1]
+            if pad:
+                task_logits = nn.functional.pad(
+                    task_logits, (0, pad), value=torch.finfo(task_logits.dtype).min
+                )
+            per_task.append(task_logits)
+        stacked = torch.stack(per_task, dim=1)  # [batch, tasks, width]
+        index = task_ids.view(-1, 1, 1).expand(-1, 1, width)
+        return stacked.gather(1, index).squeeze(1)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """Refuse a malformed repo id or unfitted statistics before any upload, push, then refresh the model card."""
@@ -594,6 +627,12 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         ):
             surge_config.pop(key, None)
         tasks = surge_config.pop("tasks")
+        if isinstance(tasks, dict) and len(tasks) > 1:
+            raise ValueError(
+                f"The adapter config {config_path} stores `tasks` as a mapping {list(tasks)} (surgellm_hf 0.1); "
+                "JSON writers sort mapping keys, so the task order (which indexes the heads, task embeddings and "
+                "statistics) cannot be known for sure and is not guessed. Save the adapter again with this version."
+            )
         base = encoder_name_or_path or payload["base_model_name_or_path"]
         model = cls.from_encoder_pretrained(base, tasks=tasks, **surge_config)
         state = load_file(weights_path)
