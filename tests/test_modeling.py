@@ -559,3 +559,39 @@ def test_minilm_integration(minilm_path, tmp_path):
     torch.testing.assert_close(
         loaded(**enc, lexical_features=feats).logits, model(**enc, lexical_features=feats).logits
     )
+
+
+# ---------------------------------------------------------------------------------------------- mixed precision
+
+
+@pytest.mark.parametrize("norm", ["iwn", "none"])
+def test_bf16_autocast_training_and_evaluation_match_fp32(tiny_bert_dir, norm):
+    """Under autocast the heads return bf16 while LayerNorm returns fp32 (ARCHITECTURE pitfall 12): training steps
+    and evaluation must run, and bf16 logits and loss stay within bf16 rounding of the fp32 ones."""
+    use_gate = norm != "none"
+    model = _fitted_model(tiny_bert_dir, norm=norm, use_gate=use_gate)
+    batch = _batch(model, n=8)
+    labels = torch.tensor([i % 2 for i in range(8)])
+    with torch.no_grad():
+        ref = model(**batch, labels=labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(**batch, labels=labels)
+    assert low.logits.dtype == torch.bfloat16
+    own = torch.tensor([TASKS[model.config.task_names[t]] for t in batch["task_ids"]])
+    for i, count in enumerate(own.tolist()):  # each row's own columns agree; the padding is bf16's minimum
+        torch.testing.assert_close(low.logits[i, :count].float(), ref.logits[i, :count], atol=2e-2, rtol=2e-2)
+        assert (low.logits[i, count:] == torch.finfo(torch.bfloat16).min).all()
+    assert low.loss.dtype == torch.float32
+    assert abs(low.loss.item() - ref.loss.item()) < 2e-2
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
