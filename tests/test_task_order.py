@@ -114,20 +114,40 @@ def test_remote_code_without_the_package_keeps_task_order(saved, tmp_path):
     path, want = saved
     got = run_isolated(
         f"""
-        import json, torch
-        from transformers import AutoModelForSequenceClassification, AutoProcessor
+        import json, logging, torch
+        from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
+
+        records = []
+        handler = logging.Handler()
+        handler.emit = lambda record: records.append(record.getMessage())
+        logging.getLogger("transformers").addHandler(handler)
+        clf = pipeline("text-classification", model={str(path)!r}, trust_remote_code=True)
+        answers = {{t: clf({TEXTS!r}, task=t, top_k=None) for t in {list(LABELS)!r}}}
         model = AutoModelForSequenceClassification.from_pretrained({str(path)!r}, trust_remote_code=True).eval()
         processor = AutoProcessor.from_pretrained({str(path)!r}, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
         with torch.no_grad():
             out = {{t: model(**processor({TEXTS!r}, task=t, return_tensors="pt", padding=True)).logits.tolist()
                    for t in {list(LABELS)!r}}}
-        print(json.dumps({{"tasks": list(model.config.tasks), "logits": out}}))
+        print(json.dumps({{"tasks": list(model.config.tasks), "logits": out, "answers": answers, "logs": records}}))
         """,
         tmp_path,
     )
     assert got["tasks"] == list(TASKS)
     _assert_same_answers(got["logits"], want)
+    for (
+        task,
+        labels,
+    ) in LABELS.items():  # the pipeline answers each task with that task's head and label names
+        logits = want[task][:, : len(labels)]
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        for answer, p in zip(got["answers"][task], probs):
+            np.testing.assert_allclose(
+                [{d["label"]: d["score"] for d in answer}[n] for n in labels], p, atol=1e-5
+            )
+    # AutoTokenizer used to fall back to a bare PreTrainedConfig and log a model-type mismatch
+    assert not [m for m in got["logs"] if "instantiate a model of type" in m], got["logs"]
 
 
 def test_adapter_round_trip_keeps_task_order(tmp_path, tiny_bert_with_tokenizer):

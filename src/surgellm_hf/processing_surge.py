@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
 
@@ -99,6 +99,22 @@ def _to_tensor(values: Any, return_tensors: Any, dtype: str) -> Any:
     if kind == "np":
         return np.asarray(values, dtype=dtype)
     raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+
+
+def _encoder_config_kwarg(path: str, file_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``{"config": <encoder config>}`` when the folder holds a SURGELLM model config, else ``{}``.
+
+    Without it, AutoTokenizer would read config.json (model_type "surge", remote code it may not trust) and fall back
+    to the bare PreTrainedConfig, which logs "You are using a model of type surge to instantiate a model of type".
+    """
+    config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **file_kwargs)
+    if config_file is None:
+        return {}
+    with open(config_file, encoding="utf-8") as f:
+        encoder = json.load(f).get("encoder_config")
+    if not isinstance(encoder, dict) or "model_type" not in encoder:
+        return {}
+    return {"config": AutoConfig.for_model(**encoder)}
 
 
 class SurgeProcessor(ProcessorMixin):
@@ -454,7 +470,9 @@ class SurgeProcessor(ProcessorMixin):
                 f"{PROCESSOR_NAME} records {config['feature_names']}; the files do not belong together"
             )
         # a stock tokenizer: never consult the repo's remote code (that would prompt the user a second time)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, **file_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, trust_remote_code=False, **_encoder_config_kwarg(path, file_kwargs), **file_kwargs
+        )
         settings = {k: config[k] for k in ("tasks", "prefix", "max_length", "default_task") if k in config}
         settings.update(overrides)
         return cls(tokenizer, lexicon=lexicon, **settings)
