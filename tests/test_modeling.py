@@ -595,3 +595,17 @@ def test_bf16_autocast_training_and_evaluation_match_fp32(tiny_bert_dir, norm):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("use_gate", [True, False])
+def test_forward_all_tasks_equals_one_forward_per_task(tiny_bert_dir, use_gate):
+    """One encoder pass serves every head: slice t equals a forward pass with every row under task t."""
+    model = _fitted_model(tiny_bert_dir, use_gate=use_gate, norm="iwn" if use_gate else "none")
+    batch = _batch(model, n=5)
+    with torch.no_grad():
+        every = model.forward_all_tasks(**{k: v for k, v in batch.items() if k != "task_ids"})
+        assert every.shape == (5, model.config.num_tasks, model.config.max_num_labels)
+        for t in range(model.config.num_tasks):
+            one = model(**{**batch, "task_ids": torch.full((5,), t)}).logits
+            torch.testing.assert_close(every[:, t], one, rtol=0, atol=1e-6)
+    assert not torch.allclose(every[:, 0, :2], every[:, 1, :2])

@@ -308,22 +308,7 @@ class SurgeModel(SurgePreTrainedModel):
         else:
             encoder_kwargs["inputs_embeds"] = inputs_embeds
         enc = self.encoder(**encoder_kwargs, return_dict=True)
-        h = enc.last_hidden_state[:, 0]
-
-        gate = None
-        if self.config.use_gate:
-            feats = lexical_features.to(device=h.device, dtype=torch.float32)
-            if self.config.norm != "none":
-                feats = self.normalizer(feats, task_ids)
-            feats = feats.to(h.dtype)
-            h_task = h
-            if self.task_embedding is not None:
-                h_task = h + self.config.task_embedding_scale * self.task_embedding(task_ids)
-            s_proj = torch.relu(self.feature_proj(feats))
-            gate = torch.sigmoid(self.gate(torch.cat([h_task, s_proj], dim=-1)))
-            z = self.fusion_norm(gate * h_task + (1 - gate) * s_proj)
-        else:
-            z = h
+        z, gate = self.fuse(enc.last_hidden_state[:, 0], lexical_features, task_ids)
         return SurgeModelOutput(
             pooled_output=z,
             last_hidden_state=enc.last_hidden_state,
@@ -331,6 +316,26 @@ class SurgeModel(SurgePreTrainedModel):
             hidden_states=getattr(enc, "hidden_states", None),
             attentions=getattr(enc, "attentions", None),
         )
+
+    def fuse(
+        self, h: torch.Tensor, lexical_features: torch.Tensor | None, task_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """METHOD.md §5.1-5.4 on first-token states h: (z, gate); without the gate z = h and gate is None.
+
+        Separate from the encoder pass so that one encoder pass can serve every task (`forward_all_tasks`).
+        """
+        if not self.config.use_gate:
+            return h, None
+        feats = lexical_features.to(device=h.device, dtype=torch.float32)
+        if self.config.norm != "none":
+            feats = self.normalizer(feats, task_ids)
+        feats = feats.to(h.dtype)
+        h_task = h
+        if self.task_embedding is not None:
+            h_task = h + self.config.task_embedding_scale * self.task_embedding(task_ids)
+        s_proj = torch.relu(self.feature_proj(feats))
+        gate = torch.sigmoid(self.gate(torch.cat([h_task, s_proj], dim=-1)))
+        return self.fusion_norm(gate * h_task + (1 - gate) * s_proj), gate
 
 
 class SurgeTaskHead(nn.Sequential):
@@ -488,19 +493,50 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
 
         The padding uses each head output's own dtype (under autocast the heads return bf16/fp16 while z is fp32).
         """
-        width = self.config.max_num_labels
-        per_task = []
-        for head in self.heads:
-            task_logits = head(z)
-            pad = width - task_logits.shape[-1]
-            if pad:
-                task_logits = nn.functional.pad(
-                    task_logits, (0, pad), value=torch.finfo(task_logits.dtype).min
-                )
-            per_task.append(task_logits)
-        stacked = torch.stack(per_task, dim=1)  # [batch, tasks, width]
-        index = task_ids.view(-1, 1, 1).expand(-1, 1, width)
+        stacked = torch.stack([self._head_logits(t, z) for t in range(len(self.heads))], dim=1)
+        index = task_ids.view(-1, 1, 1).expand(-1, 1, stacked.shape[-1])  # stacked: [batch, tasks, width]
         return stacked.gather(1, index).squeeze(1)
+
+    def _head_logits(self, task_id: int, z: torch.Tensor) -> torch.Tensor:
+        """Head ``task_id`` on z, padded to ``max_num_labels`` columns with the minimum of its output's own dtype."""
+        task_logits = self.heads[task_id](z)
+        pad = self.config.max_num_labels - task_logits.shape[-1]
+        if pad:
+            task_logits = nn.functional.pad(task_logits, (0, pad), value=torch.finfo(task_logits.dtype).min)
+        return task_logits
+
+    def forward_all_tasks(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        lexical_features: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[batch, num_tasks, max_num_labels]`` logits of every task from ONE encoder pass.
+
+        Valid when the encoder input does not depend on the task (no prefix, or a prefix without the task token):
+        the light modules (normalization, task embedding, gate, fusion) and each head then run once per task on the
+        shared first-token states. Padding columns hold the dtype's minimum, as in `forward`.
+        """
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if ref is None:
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        batch_size = ref.shape[0]
+        base = self.surge(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            lexical_features=lexical_features,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+        )
+        h = base.last_hidden_state[:, 0]
+        out = []
+        for t in range(len(self.heads)):
+            task_ids = torch.full((batch_size,), t, dtype=torch.long, device=h.device)
+            out.append(self._head_logits(t, self.surge.fuse(h, lexical_features, task_ids)[0]))
+        return torch.stack(out, dim=1)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """Refuse a malformed repo id or unfitted statistics before any upload, push, then refresh the model card."""
