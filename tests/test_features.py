@@ -10,8 +10,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from surgellm_hf.features import SURFACE_FEATURE_NAMES, LexiconMatcher, featurize, surface_features
-from surgellm_hf.lexicon import CURATED_GROUPS, Lexicon
+from surgellm_hf.features import SURFACE_FEATURE_NAMES, LexiconMatcher, surface_features
+from surgellm_hf.lexicon import CURATED_GROUPS, Lexicon, featurize
 
 GROUPS = list(CURATED_GROUPS)  # sst_pos, sst_neg, llm_stat, llm_formal, llm_list, human_pers, human_hedge,
 # human_emo, retrieval, prompt_cot

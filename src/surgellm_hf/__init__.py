@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     "Lexicon": "lexicon",
-    "featurize": "features",
+    "featurize": "lexicon",
     "SURFACE_FEATURE_NAMES": "features",
     "feature_bucket": "processing_surge",
     "TaskSpec": "data",

@@ -24,12 +24,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .lexicon import Lexicon
 
 SURFACE_FEATURE_NAMES: tuple[str, ...] = (
     "word_count",
@@ -176,12 +173,3 @@ class LexiconMatcher:
 def surface_features(text: str) -> list[float]:
     """The six surface features of one text, as plain floats (a readable reference for the batch path)."""
     return LexiconMatcher([]).featurize([text])[0].tolist()
-
-
-def featurize(texts: Any, lexicon: Lexicon | None = None) -> np.ndarray:
-    """Features of `texts` with `lexicon` (default: the paper's curated lexicon): float32 [n, n_groups + 6]."""
-    if lexicon is None:
-        from .lexicon import Lexicon
-
-        lexicon = Lexicon.curated()
-    return lexicon.featurize(texts)

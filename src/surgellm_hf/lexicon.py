@@ -292,6 +292,13 @@ class Lexicon:
         sizes = ", ".join(f"{g}={len(e)}" for g, e in self._groups.items())
         return f"Lexicon(name={self.name!r}, n_groups={self.n_groups}, groups: {sizes})"
 
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the groups and their entries in column order: what decides the features, not the name."""
+        payload = json.dumps(
+            [[g, e] for g, e in self._groups.items()], ensure_ascii=False, separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
     # ------------------------------------------------------------------ features
     def featurize(self, texts: Any) -> np.ndarray:
         """Raw features of a batch of texts (or one string): float32 array [n_texts, n_groups + 6]."""
@@ -447,4 +454,9 @@ class Lexicon:
         return cls(groups, name=f"random_like_{lexicon.name}_seed{seed}", metadata=metadata)
 
 
-__all__ = ["Lexicon", "CURATED_GROUPS", "LEXICON_FORMAT", "LEXICON_FORMAT_VERSION", "LEXICON_FILE_NAME"]
+def featurize(texts: Any, lexicon: Lexicon | None = None) -> np.ndarray:
+    """Features of `texts` with `lexicon` (default: the paper's curated lexicon): float32 [n, n_groups + 6]."""
+    return (lexicon or Lexicon.curated()).featurize(texts)
+
+
+__all__ = ["Lexicon", "featurize", "CURATED_GROUPS", "LEXICON_FORMAT", "LEXICON_FORMAT_VERSION", "LEXICON_FILE_NAME"]

@@ -6,7 +6,6 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -33,15 +32,6 @@ def _tracing() -> bool:
     """Whether torch.compile / torch.export / the TorchScript tracer is running: data-dependent checks (host syncs)
     are skipped there, so compiled and exported graphs have no data-dependent Python control flow."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
-def _optional_publishing():
-    """surgellm_hf.publishing where the package is installed; None for remote-code users (no import statement,
-    so transformers' check_imports does not require the package)."""
-    try:
-        return importlib.import_module("surgellm_hf.publishing")
-    except ImportError:
-        return None
 
 
 @dataclass
@@ -539,18 +529,17 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         return torch.stack(out, dim=1)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
-        """Refuse a malformed repo id or unfitted statistics before any upload, push, then refresh the model card."""
-        publishing = _optional_publishing()
-        if publishing is not None:
-            publishing.check_publishable(self, repo_id=repo_id)
-        elif not self.feature_normalizer_fitted:
+        """Refuse unfitted statistics before any upload, then push as transformers does.
+
+        The SURGELLM model card, processor and lexicon are published by `surgellm_hf.publishing.publish` (or
+        `surgellm push`); this method only uploads the model, so it stays usable from remote code.
+        """
+        if not self.feature_normalizer_fitted:
             raise ValueError(
-                f"norm={self.config.norm!r} but the feature statistics were never fitted; fit them before pushing."
+                f"The model uses norm={self.config.norm!r} but its feature normalization statistics were never "
+                "fitted, so its predictions would be meaningless; call `model.fit_feature_normalizer(...)` first."
             )
-        result = super().push_to_hub(repo_id, *args, **kwargs)
-        if publishing is not None:
-            publishing.update_model_card(repo_id, token=kwargs.get("token"), revision=kwargs.get("revision"))
-        return result
+        return super().push_to_hub(repo_id, *args, **kwargs)
 
     # -- PEFT-style adapter use -------------------------------------------------------------------------------------
     def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:
