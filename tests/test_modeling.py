@@ -609,3 +609,44 @@ def test_forward_all_tasks_equals_one_forward_per_task(tiny_bert_dir, use_gate):
             one = model(**{**batch, "task_ids": torch.full((5,), t)}).logits
             torch.testing.assert_close(every[:, t], one, rtol=0, atol=1e-6)
     assert not torch.allclose(every[:, 0, :2], every[:, 1, :2])
+
+
+def test_cached_first_token_state_gives_the_same_logits_loss_and_gradients(tiny_bert_dir):
+    """A frozen encoder stays in eval mode under train(), so its cached first-token states reproduce the full
+    forward: same logits, loss and gradients of the SURGELLM modules and heads (the frozen-encoder fast path)."""
+    model = _fitted_model(tiny_bert_dir).freeze_encoder()
+    model.train()
+    assert model.surge.encoder.training is False and model.heads[0].training is True
+    batch = _batch(model, n=6)
+    labels = torch.tensor([1, 2, 0, 1, 1, 0])
+    states = model.surge.first_token_states(batch["input_ids"], batch["attention_mask"])
+    # the cache is the encoder's own first-token output, computed by hand here
+    with torch.no_grad():
+        by_hand = model.surge.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    torch.testing.assert_close(states, by_hand.last_hidden_state[:, 0], rtol=0, atol=0)
+    outs, grads = [], []
+    for inputs in (
+        {k: v for k, v in batch.items()},
+        {
+            "first_token_state": states,
+            "lexical_features": batch["lexical_features"],
+            "task_ids": batch["task_ids"],
+        },
+    ):
+        torch.manual_seed(7)  # the heads' dropout draws the same masks in both passes
+        out = model(**inputs, labels=labels)
+        out.loss.backward()
+        outs.append(out)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        model.zero_grad()
+    torch.testing.assert_close(outs[0].logits, outs[1].logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs[0].loss, outs[1].loss, rtol=0, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys() and not any(n.startswith("surge.encoder.") for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6)
+    model.freeze_encoder(False)
+    assert model.surge.encoder.training is True  # unfrozen: dropout is back
+    with pytest.raises(ValueError, match="exactly one of"):
+        model(**batch, first_token_state=states)
+    with pytest.raises(ValueError, match=r"shape \(6, 32\)"):
+        model(first_token_state=states[:, :5], lexical_features=batch["lexical_features"])

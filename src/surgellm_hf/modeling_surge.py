@@ -255,6 +255,7 @@ class SurgeModel(SurgePreTrainedModel):
         lexical_features: torch.Tensor | None = None,
         task_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        first_token_state: torch.Tensor | None = None,
         output_gate: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -263,11 +264,23 @@ class SurgeModel(SurgePreTrainedModel):
     ) -> SurgeModelOutput | tuple:
         """Encode, pool the first token and (with the gate) fuse it with the normalized lexical features.
 
-        ``output_hidden_states``, ``output_attentions`` and ``return_dict`` default to the config's values.
+        ``first_token_state`` (``[batch, hidden_size]``) replaces the encoder pass with cached first-token states of a
+        frozen encoder (training the SURGELLM modules and heads on states computed once). ``output_hidden_states``,
+        ``output_attentions`` and ``return_dict`` default to the config's values.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        ref = input_ids if input_ids is not None else inputs_embeds
+        given = [n for n, v in (("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
+                                ("first_token_state", first_token_state)) if v is not None]  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(
+                f"Pass exactly one of `input_ids`, `inputs_embeds` or `first_token_state`, got {given or 'none'}."
+            )
+        ref = (
+            input_ids
+            if input_ids is not None
+            else inputs_embeds
+            if inputs_embeds is not None
+            else first_token_state
+        )
         batch_size, device = ref.shape[0], ref.device
         task_ids = self._resolve_task_ids(task_ids, batch_size, device)
         if self.config.use_gate:
@@ -277,6 +290,15 @@ class SurgeModel(SurgePreTrainedModel):
                     f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
                     "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
                 )
+        if first_token_state is not None:
+            if first_token_state.shape != (batch_size, self.config.hidden_size):
+                raise ValueError(
+                    f"`first_token_state` must have shape ({batch_size}, {self.config.hidden_size}) (the encoder's "
+                    f"hidden size), got {tuple(first_token_state.shape)}."
+                )
+            dtype = self.encoder.get_input_embeddings().weight.dtype
+            z, gate = self.fuse(first_token_state.to(dtype), lexical_features, task_ids)
+            return SurgeModelOutput(pooled_output=z, gate=gate if output_gate else None)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if output_attentions is None:
@@ -306,6 +328,25 @@ class SurgeModel(SurgePreTrainedModel):
             hidden_states=getattr(enc, "hidden_states", None),
             attentions=getattr(enc, "attentions", None),
         )
+
+    @torch.no_grad()
+    def first_token_states(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        **_: object,
+    ) -> torch.Tensor:
+        """The encoder's first-token states ``[batch, hidden_size]`` in eval mode: what `first_token_state` caches."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None and self._encoder_takes_token_type_ids:
+                kwargs["token_type_ids"] = token_type_ids
+            return self.encoder(**kwargs, return_dict=True).last_hidden_state[:, 0]
+        finally:
+            self.encoder.train(was_training)
 
     def fuse(
         self, h: torch.Tensor, lexical_features: torch.Tensor | None, task_ids: torch.Tensor
@@ -436,6 +477,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         task_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        first_token_state: torch.Tensor | None = None,
         output_gate: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -448,9 +490,9 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         the tasks present), so the graph is the same for every batch: torch.compile and torch.export see no
         data-dependent control flow, and a batch may mix tasks.
         """
-        ref = input_ids if input_ids is not None else inputs_embeds
+        ref = next((x for x in (input_ids, inputs_embeds, first_token_state) if x is not None), None)
         if ref is None:
-            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+            raise ValueError("Pass exactly one of `input_ids`, `inputs_embeds` or `first_token_state`.")
         task_ids = self.surge._resolve_task_ids(task_ids, ref.shape[0], ref.device)
         if labels is not None:
             labels = self._check_labels(torch.as_tensor(labels, device=ref.device), task_ids)
@@ -461,6 +503,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             lexical_features=lexical_features,
             task_ids=task_ids,
             inputs_embeds=inputs_embeds,
+            first_token_state=first_token_state,
             output_gate=output_gate,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
@@ -543,9 +586,25 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
 
     # -- PEFT-style adapter use -------------------------------------------------------------------------------------
     def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:
-        """Freeze (or unfreeze) the encoder; the SURGELLM modules and heads stay trainable."""
+        """Freeze (or unfreeze) the encoder; the SURGELLM modules and heads stay trainable.
+
+        A frozen encoder stays in eval mode (no dropout) even under ``model.train()``, so its first-token states are
+        fixed per example and can be cached (`first_token_state`).
+        """
         for p in self.surge.encoder.parameters():
             p.requires_grad_(not freeze)
+        return self.train(self.training)
+
+    @property
+    def encoder_is_frozen(self) -> bool:
+        """True when no encoder parameter is trainable (adapter training)."""
+        return not any(p.requires_grad for p in self.surge.encoder.parameters())
+
+    def train(self, mode: bool = True) -> SurgeForSequenceClassification:
+        """As `nn.Module.train`, except that a frozen encoder stays in eval mode."""
+        super().train(mode)
+        if mode and self.encoder_is_frozen:
+            self.surge.encoder.eval()
         return self
 
     def trainable_parameters_report(self) -> dict[str, dict[str, int]]:
