@@ -22,6 +22,20 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marks that transformers' common tests (tests/test_transformers_common.py) put on their tests."""
+    for mark in (
+        "slow",
+        "torch_compile_test",
+        "flash_attn_test",
+        "flash_attn_3_test",
+        "flash_attn_4_test",
+        "accelerate_tests",
+    ):
+        config.addinivalue_line("markers", f"{mark}: used by transformers' common model tests")
+
+
 # name -> (config class name, kwargs); all small enough to build in milliseconds.
 _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=120)
 TINY_ENCODERS: dict[str, tuple[str, dict]] = {
