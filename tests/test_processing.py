@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import AutoProcessor, AutoTokenizer
+from transformers.processing_utils import ProcessorMixin
 
 from _hub_utils import hub_server  # noqa: F401
 from surgellm_hf.lexicon import CURATED_GROUPS, Lexicon
@@ -46,6 +47,41 @@ SAVED_FILES = {
     "features.py",
     "tokenizer_config.json",
     "tokenizer.json",
+}
+
+# what SurgeProcessor adds to ProcessorMixin's processor_config.json (the settings of __init__, auto_map, class)
+SURGE_CONFIG_KEYS = {
+    "surge_processor_version",
+    "prefix_buckets",
+    "lexicon_file",
+    "lexicon_name",
+    "num_features",
+    "feature_names",
+}
+OLD_LEXICON = Lexicon({"pos": ["great", "captivat*"], "list": ["(1)", "results show"]}, name="mine")
+# processor_config.json exactly as SurgeProcessor.to_dict wrote it before ProcessorMixin did the saving
+OLD_PROCESSOR_CONFIG = {
+    "auto_map": {"AutoProcessor": "processing_surge.SurgeProcessor"},
+    "default_task": "hotpot",
+    "feature_names": [
+        "pos",
+        "list",
+        "word_count",
+        "mean_word_length",
+        "sentence_count",
+        "question_marks",
+        "exclamation_marks",
+        "has_digit",
+    ],
+    "lexicon_file": "lexicon.json",
+    "lexicon_name": "mine",
+    "max_length": 96,
+    "num_features": 8,
+    "prefix": "tokens",
+    "prefix_buckets": "count:log2x10;linear:mean_word_lengthx16",
+    "processor_class": "SurgeProcessor",
+    "surge_processor_version": 1,
+    "tasks": ["sst2", "hotpot"],
 }
 
 
@@ -403,6 +439,84 @@ def test_loaded_processor_overrides_and_errors(tokenizer_dirs, tmp_path):
         SurgeProcessor.from_pretrained(tmp_path / "p")
 
 
+def test_saved_files_are_processor_mixins_plus_lexicon(tokenizer_dirs, tmp_path):
+    proc = make(tokenizer_dirs, prefix="tokens", default_task="hotpot")
+    ProcessorMixin.save_pretrained(proc, tmp_path / "mixin")  # the stock save alone
+    files = proc.save_pretrained(tmp_path / "surge")
+    mixin_files = set(os.listdir(tmp_path / "mixin"))
+    assert set(os.listdir(tmp_path / "surge")) == mixin_files | {
+        "lexicon.json"
+    } and SAVED_FILES <= mixin_files | {"lexicon.json"}
+    for name in mixin_files:  # byte for byte what ProcessorMixin writes
+        assert (tmp_path / "surge" / name).read_bytes() == (tmp_path / "mixin" / name).read_bytes(), name
+    assert [Path(f).name for f in files] == ["processor_config.json", "lexicon.json"]
+    config = json.loads((tmp_path / "surge" / "processor_config.json").read_text())
+    stock = ProcessorMixin.to_dict(
+        proc
+    )  # __init__ settings + auto_map + processor_class; lexicon is an object
+    assert isinstance(stock.pop("lexicon"), Lexicon)
+    assert set(config) == set(stock) | SURGE_CONFIG_KEYS
+    assert {k: config[k] for k in stock} == stock
+    assert config["tasks"] == ["sst2", "hotpot"]  # an ordered list, not alphabetical
+    assert Lexicon.from_json(tmp_path / "surge" / "lexicon.json") == proc.lexicon
+
+
+def test_processor_config_format_is_unchanged_and_old_folders_load(tokenizer_dirs, tmp_path):
+    proc = make(tokenizer_dirs, prefix="tokens", lexicon=OLD_LEXICON, max_length=96, default_task="hotpot")
+    proc.save_pretrained(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "processor_config.json").read_text()) == OLD_PROCESSOR_CONFIG
+    # a folder written the old way: tokenizer files, lexicon.json and the old processor_config.json, nothing else
+    old = tmp_path / "old"
+    proc.tokenizer.save_pretrained(old)
+    OLD_LEXICON.to_json(old / "lexicon.json")
+    (old / "processor_config.json").write_text(json.dumps(OLD_PROCESSOR_CONFIG, indent=2, sort_keys=True))
+    loaded = SurgeProcessor.from_pretrained(old)
+    assert (loaded.tasks, loaded.prefix, loaded.max_length, loaded.default_task) == (
+        TASKS,
+        "tokens",
+        96,
+        "hotpot",
+    )
+    assert loaded.lexicon == OLD_LEXICON
+    assert dict(loaded(TEXTS + [LONG], task="sst2")) == dict(proc(TEXTS + [LONG], task="sst2"))
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"processor_class": "Wav2Vec2Processor"}, "describes 'Wav2Vec2Processor', not a SurgeProcessor"),
+        ({"surge_processor_version": None}, "describes 'SurgeProcessor', not a SurgeProcessor"),
+        ({"surge_processor_version": 2}, "config version 2; this code reads version 1"),
+        ({"prefix_buckets": "count:log2x8"}, "uses prefix buckets 'count:log2x8'; this code makes"),
+    ],
+)
+def test_foreign_or_incompatible_processor_config_is_refused(tokenizer_dirs, tmp_path, change, match):
+    make(tokenizer_dirs, prefix="tokens").save_pretrained(tmp_path / "p")
+    path = tmp_path / "p" / "processor_config.json"
+    config = {k: v for k, v in {**json.loads(path.read_text()), **change}.items() if v is not None}
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=match):
+        SurgeProcessor.from_pretrained(tmp_path / "p")
+
+
+def test_save_and_load_arguments(tokenizer_dirs, tmp_path):
+    proc = make(tokenizer_dirs, prefix="text", max_length=160)
+    proc.save_pretrained(tmp_path / "repo" / "proc")
+    loaded = SurgeProcessor.from_pretrained(tmp_path / "repo", subfolder="proc", default_task="hotpot")
+    assert (loaded.max_length, loaded.default_task) == (160, "hotpot")
+    assert dict(loaded(TEXTS, task="sst2")) == dict(proc(TEXTS, task="sst2"))
+    with pytest.raises(TypeError, match=r"unexpected arguments \['prefix'\]"):
+        SurgeProcessor.from_pretrained(tmp_path / "repo" / "proc", prefix="tokens")
+    with pytest.raises(TypeError, match=r"save_pretrained got unexpected arguments \['repo_id'\]"):
+        proc.save_pretrained(tmp_path / "x", repo_id="tester/x")  # upload options only with push_to_hub=True
+    with pytest.raises(TypeError, match=r"unexpected arguments \['privat'\]"):
+        proc.save_pretrained(tmp_path / "x", push_to_hub=True, repo_id="tester/x", privat=True)
+    assert not (tmp_path / "x").exists()  # refused before anything is written or uploaded
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        proc.save_pretrained(tmp_path / "file")
+
+
 def test_push_to_hub_and_pull_round_trip(hub_server, tokenizer_dirs):  # noqa: F811
     tok_dir = str(tokenizer_dirs["roberta"])
     pushed = hub_server.run_python(
@@ -418,6 +532,7 @@ def test_push_to_hub_and_pull_round_trip(hub_server, tokenizer_dirs):  # noqa: F
         surgellm=True,
     )
     assert pushed["again"] == pushed["out"]
+    assert hub_server.hub.commits("tester/surge-proc") == ["initial commit", "add processor"]  # one commit
     files = set(hub_server.hub.files("tester/surge-proc"))
     assert SAVED_FILES <= files
     assert json.loads(hub_server.hub.read("tester/surge-proc", "lexicon.json"))["groups"][0]["entries"] == [
@@ -434,6 +549,37 @@ def test_push_to_hub_and_pull_round_trip(hub_server, tokenizer_dirs):  # noqa: F
     assert pulled["module"].startswith("transformers_modules.")
     # "Great (1)!": entries great and (1); words "Great", "(1)!" (mean 4.5); 1 sentence; no "?"; one "!"; a digit
     assert pulled["feats"] == [[2, 2, 4.5, 1, 0, 1, 1]]
+
+
+def test_save_pretrained_push_to_hub_uploads_the_lexicon_too(hub_server, tokenizer_dirs):  # noqa: F811
+    tok_dir = str(tokenizer_dirs["bert"])
+    out = hub_server.run_python(
+        f"""
+        from pathlib import Path
+        from surgellm_hf import Lexicon, SurgeProcessor
+        proc = SurgeProcessor.from_encoder_pretrained({tok_dir!r}, tasks={TASKS!r}, prefix="tokens",
+                                                      lexicon=Lexicon({{"g": ["great", "(1)"]}}), max_length=48)
+        proc.save_pretrained(Path("saved"), push_to_hub=True, repo_id="tester/saved-proc", commit_message="save")
+        proc.max_length = 64
+        proc.save_pretrained("saved", push_to_hub=True, repo_id="tester/saved-proc", revision="dev",
+                             commit_message="on dev")
+        main = SurgeProcessor.from_pretrained("tester/saved-proc")
+        dev = SurgeProcessor.from_pretrained("tester/saved-proc", revision="dev")
+        result({{"main": main.max_length, "dev": dev.max_length, "out": dict(proc({TEXTS!r})),
+                "again": dict(dev({TEXTS!r}))}})
+    """,
+        surgellm=True,
+    )
+    assert (out["main"], out["dev"]) == (48, 64) and out["again"] == out["out"]
+    hub = hub_server.hub
+    assert hub.commits("tester/saved-proc") == ["initial commit", "save"]
+    assert SAVED_FILES <= set(hub.files("tester/saved-proc")) and SAVED_FILES <= set(
+        hub.files("tester/saved-proc", revision="dev")
+    )
+    assert json.loads(hub.read("tester/saved-proc", "lexicon.json"))["groups"][0]["entries"] == [
+        "great",
+        "(1)",
+    ]
 
 
 def test_prefix_text_tokens_are_floored_raw_values(tokenizer_dirs):

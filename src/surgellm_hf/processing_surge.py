@@ -14,10 +14,12 @@ Prefix styles (METHOD.md §4):
 The prefix is never truncated: the tokenizer cuts from the right (the text) and the processor raises an error when
 the prefix and the special tokens alone do not fit `max_length`.
 
-Saved as `processor_config.json` (settings, with an `auto_map` for AutoProcessor) + `lexicon.json` + the tokenizer
-files + this module and its siblings, so `AutoProcessor.from_pretrained(repo, trust_remote_code=True)` works for a
-user without surgellm_hf. This module is copied to the Hub: it imports only stdlib, numpy, torch, transformers,
-huggingface_hub and its flat siblings.
+Saving, loading and pushing are ProcessorMixin's (`save_pretrained`, `from_pretrained`, `push_to_hub`): the
+tokenizer files, `processor_config.json` (the settings of `__init__`, `processor_class` and the `auto_map` for
+AutoProcessor) and this module with its siblings, so `AutoProcessor.from_pretrained(repo, trust_remote_code=True)`
+works for a user without surgellm_hf. SurgeProcessor adds only what is its own: `lexicon.json`, and in
+`processor_config.json` the lexicon's feature names and the prefix bucket scheme, checked on load. This module is
+copied to the Hub: it imports only stdlib, numpy, torch, transformers, huggingface_hub and its flat siblings.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from huggingface_hub import create_repo
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
@@ -46,7 +48,6 @@ LINEAR_BUCKETS = 16  # floor value 0..14, then 15+
 LINEAR_FEATURES = ("mean_word_length",)
 BUCKET_SCHEME = f"count:log2x{COUNT_BUCKETS};linear:{'+'.join(LINEAR_FEATURES)}x{LINEAR_BUCKETS}"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
-_UPLOAD_OPTIONS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
 # trust/code kwargs and the model-only kwargs pipeline() forwards to every loader (dtype is always among them)
 _IGNORED_LOAD_KWARGS = (
     "trust_remote_code",
@@ -57,6 +58,16 @@ _IGNORED_LOAD_KWARGS = (
     "torch_dtype",
     "device_map",
     "attn_implementation",
+)
+_LOAD_KWARGS = (*_HUB_KWARGS, "max_length", "default_task", *_IGNORED_LOAD_KWARGS)
+_PUSH_KWARGS = (
+    "repo_id",
+    "commit_message",
+    "commit_description",
+    "private",
+    "token",
+    "revision",
+    "create_pr",
 )
 
 
@@ -99,6 +110,11 @@ def _to_tensor(values: Any, return_tensors: Any, dtype: str) -> Any:
     if kind == "np":
         return np.asarray(values, dtype=dtype)
     raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+
+
+def _file_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The Hub / cache kwargs among `kwargs` that are set, for `cached_file` and `AutoTokenizer.from_pretrained`."""
+    return {k: kwargs[k] for k in _HUB_KWARGS if kwargs.get(k) is not None}
 
 
 def _encoder_config_kwarg(path: str, file_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -371,46 +387,49 @@ class SurgeProcessor(ProcessorMixin):
             model.resize_token_embeddings(n_tokens)
         return model
 
-    # ------------------------------------------------------------------ save / load
+    # ------------------------------------------------------------------ save / load (ProcessorMixin + lexicon.json)
     def to_dict(self) -> dict[str, Any]:
-        """Settings saved in processor_config.json (the lexicon goes to lexicon.json, the tokenizer to its files)."""
-        out: dict[str, Any] = {
-            "processor_class": type(self).__name__,
-            "surge_processor_version": PROCESSOR_CONFIG_VERSION,
-            "tasks": list(self.tasks),
-            "default_task": self.default_task,
-            "prefix": self.prefix,
-            "max_length": self.max_length,
-            "prefix_buckets": BUCKET_SCHEME,
-            "lexicon_file": LEXICON_FILE_NAME,
-            "lexicon_name": self.lexicon.name,
-            "num_features": self.lexicon.num_features,
-            "feature_names": self.lexicon.feature_names,
-        }
-        if getattr(self, "auto_map", None):
-            out["auto_map"] = dict(self.auto_map)
+        """ProcessorMixin's settings (tasks, default_task, prefix, max_length, auto_map, processor_class) plus the
+        lexicon's identity and the prefix scheme; the lexicon itself is saved to lexicon.json."""
+        out = super().to_dict()
+        out.pop("lexicon", None)
+        out.update(
+            surge_processor_version=PROCESSOR_CONFIG_VERSION,
+            prefix_buckets=BUCKET_SCHEME,
+            lexicon_file=LEXICON_FILE_NAME,
+            lexicon_name=self.lexicon.name,
+            num_features=self.lexicon.num_features,
+            feature_names=self.lexicon.feature_names,
+        )
         return out
 
     def save_pretrained(
         self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any
     ) -> list[str]:
-        """Write tokenizer files, processor_config.json, lexicon.json and the remote code into `save_directory`.
-        With push_to_hub=True also upload the folder (kwargs: repo_id, commit_message, private, token, revision)."""
+        """What ProcessorMixin saves (tokenizer files, processor_config.json, remote code) plus lexicon.json.
+
+        With push_to_hub=True the new or changed files are uploaded (kwargs: repo_id, commit_message,
+        commit_description, private, token, revision, create_pr)."""
         save_directory = os.fspath(save_directory)
-        unknown = sorted(set(kwargs) - ({"repo_id", *_UPLOAD_OPTIONS} if push_to_hub else set()))
+        kwargs.pop("max_shard_size", None)  # PushToHubMixin.push_to_hub passes it; a processor has no shards
+        unknown = sorted(set(kwargs) - (set(_PUSH_KWARGS) if push_to_hub else set()))
         if unknown:
             raise TypeError(f"save_pretrained got unexpected arguments {unknown}")
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory!r} is a file, not a directory")
-        os.makedirs(save_directory, exist_ok=True)
+        if push_to_hub:
+            # ProcessorMixin would upload before lexicon.json exists: push its way, after the lexicon is written
+            os.makedirs(save_directory, exist_ok=True)
+            repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.abspath(save_directory))
+            token, private = kwargs.pop("token", None), kwargs.pop("private", None)
+            repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+            files_timestamps = self._get_files_timestamps(save_directory)
         files = super().save_pretrained(save_directory)
         lexicon_path = os.path.join(save_directory, LEXICON_FILE_NAME)
         self.lexicon.to_json(lexicon_path)
-        files = [*files, lexicon_path]
         if push_to_hub:
-            repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.abspath(save_directory))
-            self._upload(save_directory, repo_id, kwargs)
-        return files
+            self._upload_modified_files(save_directory, repo_id, files_timestamps, token=token, **kwargs)
+        return [*files, lexicon_path]
 
     @classmethod
     def from_pretrained(
@@ -420,27 +439,24 @@ class SurgeProcessor(ProcessorMixin):
 
         Hub kwargs: cache_dir, force_download, local_files_only, token, revision, subfolder, proxies.
         Overrides: max_length, default_task."""
-        path = os.fspath(pretrained_model_name_or_path)
-        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        overrides = {k: kwargs.pop(k) for k in ("max_length", "default_task") if k in kwargs}
-        unknown = [k for k in kwargs if not k.startswith("_") and k not in _IGNORED_LOAD_KWARGS]
+        unknown = [k for k in kwargs if not k.startswith("_") and k not in _LOAD_KWARGS]
         if unknown:
             raise TypeError(f"SurgeProcessor.from_pretrained got unexpected arguments {unknown}")
-        file_kwargs = {k: v for k, v in hub.items() if v is not None}
+        return super().from_pretrained(os.fspath(pretrained_model_name_or_path), **kwargs)
 
-        config_file = cached_file(
-            path, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **file_kwargs
-        )
-        if config_file is None:
+    @classmethod
+    def get_processor_dict(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """ProcessorMixin's processor_config.json, checked as a SurgeProcessor's, with the Lexicon of lexicon.json."""
+        path = os.fspath(pretrained_model_name_or_path)
+        file_kwargs = _file_kwargs(kwargs)
+        config, kwargs = super().get_processor_dict(path, **kwargs)
+        if not config.keys() - {"chat_template"}:
             raise OSError(
                 f"{path!r} has no {PROCESSOR_NAME}: it is not a saved SurgeProcessor "
                 "(create one with SurgeProcessor.from_encoder_pretrained and save_pretrained)"
             )
-        with open(config_file, encoding="utf-8") as f:
-            try:
-                config = json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{PROCESSOR_NAME} of {path!r} is not valid JSON: {err}") from err
         version = config.get("surge_processor_version")
         if config.get("processor_class") != "SurgeProcessor" or version is None:
             raise ValueError(
@@ -469,13 +485,21 @@ class SurgeProcessor(ProcessorMixin):
                 f"{lexicon_name} of {path!r} gives features {lexicon.feature_names} but "
                 f"{PROCESSOR_NAME} records {config['feature_names']}; the files do not belong together"
             )
-        # a stock tokenizer: never consult the repo's remote code (that would prompt the user a second time)
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, trust_remote_code=False, **_encoder_config_kwarg(path, file_kwargs), **file_kwargs
-        )
-        settings = {k: config[k] for k in ("tasks", "prefix", "max_length", "default_task") if k in config}
-        settings.update(overrides)
-        return cls(tokenizer, lexicon=lexicon, **settings)
+        return {**config, "lexicon": lexicon}, kwargs
+
+    @classmethod
+    def _get_arguments_from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        processor_dict: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """The one sub-processor, the tokenizer: a stock one (never the repo's remote code: that would prompt the
+        user a second time), built with the encoder config (see `_encoder_config_kwarg`)."""
+        path = os.fspath(pretrained_model_name_or_path)
+        file_kwargs = _file_kwargs(kwargs)
+        config = _encoder_config_kwarg(path, file_kwargs)
+        return [AutoTokenizer.from_pretrained(path, trust_remote_code=False, **config, **file_kwargs)]
 
     @classmethod
     def from_encoder_pretrained(
@@ -497,60 +521,6 @@ class SurgeProcessor(ProcessorMixin):
             prefix=prefix,
             max_length=max_length,
             default_task=default_task,
-        )
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-    ) -> Any:
-        """Save to a temporary folder and upload it with huggingface_hub (HF_ENDPOINT / HF_TOKEN respected);
-        creates the repo if needed and leaves other files of the repo (e.g. the model's) in place."""
-        options = dict(
-            commit_message=commit_message,
-            commit_description=commit_description,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-        )
-        self._check_repo_id(repo_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return self._upload(tmp, repo_id, options)
-
-    @staticmethod
-    def _check_repo_id(repo_id: Any) -> None:
-        if not isinstance(repo_id, str) or not repo_id.strip():
-            raise ValueError(f"repo_id must be a non-empty string like 'user/name', got {repo_id!r}")
-
-    @classmethod
-    def _upload(cls, folder: str, repo_id: str, options: dict[str, Any]) -> Any:
-        """Create the repo (and branch) if needed and upload `folder` with HfApi.upload_folder."""
-        from huggingface_hub import HfApi
-
-        cls._check_repo_id(repo_id)
-        unknown = sorted(set(options) - set(_UPLOAD_OPTIONS))
-        if unknown:
-            raise TypeError(f"unexpected upload arguments {unknown}; allowed: {list(_UPLOAD_OPTIONS)}")
-        opts = {**dict.fromkeys(_UPLOAD_OPTIONS), "create_pr": False, **options}
-        api = HfApi(token=opts["token"])
-        repo_id = api.create_repo(repo_id, private=opts["private"], exist_ok=True).repo_id
-        if opts["revision"] is not None and not opts["create_pr"]:
-            api.create_branch(repo_id, branch=opts["revision"], exist_ok=True)
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=opts["commit_message"] or "Upload SurgeProcessor",
-            commit_description=opts["commit_description"],
-            revision=opts["revision"],
-            create_pr=bool(opts["create_pr"]),
         )
 
 
