@@ -146,6 +146,19 @@ def test_output_attentions_from_the_config_is_honoured(cls, tmp_path):
     assert out.attentions[0].shape == (6, 4, 9, 9)
 
 
+@pytest.mark.parametrize("cls", BOTH, ids=lambda c: c.__name__)
+def test_output_hidden_states_as_layer_indices_captures_only_those(cls):
+    """transformers 5 takes a list of layer indices for output_hidden_states; the wrapper must pass it through."""
+    model = _model(cls)
+    inputs = _batch()
+    with torch.no_grad():
+        full = model(**inputs, output_hidden_states=True).hidden_states
+        part = model(**inputs, output_hidden_states=[1]).hidden_states
+    assert len(part) == len(full) == NUM_LAYERS + 1
+    assert part[0] is None and part[2] is None
+    torch.testing.assert_close(part[1], full[1])
+
+
 # ------------------------------------------------------------------------------- text config and resizing
 
 
@@ -173,6 +186,14 @@ def test_resize_token_embeddings_updates_the_text_config_and_survives_reload(cls
     assert reloaded.get_input_embeddings().weight.shape[0] == VOCAB + 7
     with torch.no_grad():
         torch.testing.assert_close(_main_output(cls, reloaded(**inputs)), before)
+
+
+@pytest.mark.parametrize("cls", BOTH, ids=lambda c: c.__name__)
+def test_resize_token_embeddings_sets_model_vocab_size_as_transformers_does(cls):
+    """PreTrainedModel.resize_token_embeddings sets `model.vocab_size`; generic code reads it."""
+    model = _model(cls)
+    model.resize_token_embeddings(VOCAB + 7)
+    assert model.vocab_size == VOCAB + 7
 
 
 # ------------------------------------------------------------------------------------ labels from the tasks
@@ -217,6 +238,22 @@ def test_a_conflicting_num_labels_is_refused(tmp_path):
         _config(num_labels=5)
     # the default task's own count is no conflict
     assert SurgeForSequenceClassification.from_pretrained(tmp_path, num_labels=2).config.num_labels == 2
+
+
+def test_from_pretrained_with_a_tasks_dict_reinitialises_only_the_changed_head(tmp_path):
+    """A Python dict passed to from_pretrained keeps its order (it is not a sorted JSON mapping)."""
+    model = _model(SurgeForSequenceClassification)
+    model.save_pretrained(tmp_path)
+    bigger = {"sst2": 2, "llm7": 5}
+    with pytest.raises(RuntimeError):
+        SurgeForSequenceClassification.from_pretrained(tmp_path, tasks=bigger, task_label_names=None)
+    new = SurgeForSequenceClassification.from_pretrained(
+        tmp_path, tasks=bigger, task_label_names=None, ignore_mismatched_sizes=True
+    )
+    assert list(new.config.tasks.items()) == list(bigger.items())
+    assert new.heads[1][4].out_features == 5
+    torch.testing.assert_close(new.heads[0][4].weight, model.heads[0][4].weight)
+    torch.testing.assert_close(new.heads[1][1].weight, model.heads[1][1].weight)
 
 
 @pytest.mark.parametrize("problem_type", ["regression", "multi_label_classification"])
