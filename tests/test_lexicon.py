@@ -222,6 +222,93 @@ def test_rank_words_puts_planted_words_first():
         assert all(z > 0 for _, z in ranked[None][label])
 
 
+def _monroe_z(class_counts: dict, rest_counts: dict, prior: dict) -> dict[str, float]:
+    """Monroe et al. (2008) z-scored log-odds with an informative Dirichlet prior, written out independently:
+    delta = log((y_i+a)/(n_i+a0-y_i-a)) - log((y_j+a)/(n_j+a0-y_j-a)), var = 1/(y_i+a) + 1/(y_j+a)."""
+    a0 = sum(prior.values())
+    n_i, n_j = sum(class_counts.values()), sum(rest_counts.values())
+    z = {}
+    for w, a in prior.items():
+        y_i, y_j = class_counts.get(w, 0), rest_counts.get(w, 0)
+        delta = math.log((y_i + a) / (n_i + a0 - y_i - a)) - math.log((y_j + a) / (n_j + a0 - y_j - a))
+        z[w] = delta / math.sqrt(1 / (y_i + a) + 1 / (y_j + a))
+    return z
+
+
+# Two tasks; task "b" uses task "a"'s words at very different rates, so the pooled prior (all tasks' text)
+# differs clearly from task "a"'s own counts and from a flat prior.
+_PRIOR_TEXTS = {
+    "a": [
+        ("good good fun plot", 1),
+        ("good fun fun cast", 1),
+        ("good plot cast good", 1),
+        ("bad bad plot dull", 0),
+        ("bad dull dull cast", 0),
+        ("bad plot fun bad", 0),
+    ],
+    "b": [
+        ("plot plot plot plot bad", 0),
+        ("cast cast plot plot good", 1),
+        ("plot dull plot plot plot", 0),
+        ("cast plot cast fun cast", 1),
+    ],
+}
+
+
+def _counts(texts: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for text in texts:
+        for w in text.split():
+            out[w] = out.get(w, 0) + 1
+    return out
+
+
+def test_rank_words_uses_the_informative_prior_of_all_tasks_pooled():
+    """Every z-score equals the independent formula with prior = word counts of all tasks' text (METHOD §2.1)."""
+    texts = [t for task in _PRIOR_TEXTS for t, _ in _PRIOR_TEXTS[task]]
+    labels = [y for task in _PRIOR_TEXTS for _, y in _PRIOR_TEXTS[task]]
+    tasks = [task for task in _PRIOR_TEXTS for _ in _PRIOR_TEXTS[task]]
+    ranked = rank_words(texts, labels, tasks=tasks, top_n=50, min_count=1)
+    pooled = _counts(texts)  # the default prior: every task's text, not only the ranked task's
+    for task, rows in _PRIOR_TEXTS.items():
+        for label in (0, 1):
+            own = _counts([t for t, y in rows if y == label])
+            rest = _counts([t for t, y in rows if y != label])
+            vocab = set(own) | set(rest)
+            z = _monroe_z(own, rest, {w: pooled[w] for w in vocab})
+            expected = sorted(
+                ((w, v) for w, v in z.items() if own.get(w, 0) >= 1 and v > 0), key=lambda p: -p[1]
+            )
+            got = ranked[task][label]
+            assert [w for w, _ in got] == [w for w, _ in expected], (task, label, got, expected)
+            np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-12)
+    # the prior is visible: with a flat prior task "a" class 1 would rank another order or other values
+    own = _counts([t for t, y in _PRIOR_TEXTS["a"] if y == 1])
+    rest = _counts([t for t, y in _PRIOR_TEXTS["a"] if y == 0])
+    flat = _monroe_z(own, rest, dict.fromkeys(set(own) | set(rest), 0.01))
+    assert not np.allclose([v for _, v in ranked["a"][1]], [flat[w] for w, _ in ranked["a"][1]])
+
+
+def test_rank_words_explicit_prior_texts_and_floor_for_unseen_words():
+    """`prior_texts` replaces the pooled prior; a word the prior text lacks gets the documented floor 0.01."""
+    texts = [t for t, _ in _PRIOR_TEXTS["a"]]
+    labels = [y for _, y in _PRIOR_TEXTS["a"]]
+    prior_texts = ["plot plot plot cast good", "bad plot cast cast"]  # no "fun", no "dull"
+    ranked = rank_words(texts, labels, prior_texts=prior_texts, top_n=50, min_count=1)
+    prior_counts = _counts(prior_texts)
+    for label in (0, 1):
+        own = _counts([t for t, y in _PRIOR_TEXTS["a"] if y == label])
+        rest = _counts([t for t, y in _PRIOR_TEXTS["a"] if y != label])
+        vocab = set(own) | set(rest)
+        z = _monroe_z(own, rest, {w: prior_counts.get(w, 0.01) for w in vocab})
+        expected = sorted(
+            ((w, v) for w, v in z.items() if own.get(w, 0) >= 1 and v > 0), key=lambda p: (-p[1], p[0])
+        )
+        got = ranked[None][label]
+        assert [w for w, _ in got] == [w for w, _ in expected], (label, got, expected)
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-12)
+
+
 def test_extract_recovers_planted_words_and_is_deterministic(minilm_path):
     texts, labels, planted = _synthetic_corpus()
     kwargs = dict(top_n=10, k=3, seed=0, encoder=str(minilm_path))
