@@ -323,6 +323,24 @@ def test_callback_in_real_trainer_stops_and_restores_best(tmp_path, scores, n_ev
     assert not torch.equal(restored["linear.weight"], snapshots[-1]["linear.weight"])
 
 
+@pytest.mark.parametrize(
+    "scores", [[0.5, 0.6, 0.6, 0.59, 0.7, 0.7], [float("nan"), 0.3, float("nan"), 0.3, 0.2]]
+)
+def test_patience_count_replayed_from_the_log_equals_the_live_count(tmp_path, scores):
+    """What a resumed run restores (the count replayed from trainer_state.json's log) is what the live run had."""
+    live, replayed = [], []
+
+    class Recording(ev.SurgeEarlyStoppingCallback):
+        def on_evaluate(self, args, state, control, metrics, **kwargs):
+            super().on_evaluate(args, state, control, metrics, **kwargs)
+            live.append(self.early_stopping_patience_counter)
+            replayed.append(ev.patience_counter_from_history(state.log_history))
+
+    trainer, _ = _train_with_scripted_metric(tmp_path, scores, Recording(patience=len(scores) + 1))
+    assert len(live) == len(scores) and replayed == live and live[-1] > 0
+    assert ev.patience_counter_from_history(trainer.state.log_history) == live[-1]
+
+
 def test_callback_checks_trainer_arguments(tmp_path):
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
@@ -412,6 +430,24 @@ def test_save_and_load_run_round_trip(tmp_path):
     np.testing.assert_array_equal(rec.predictions["a_b"]["test"]["y_pred"], p)
     np.testing.assert_allclose(rec.predictions["a_b"]["test"]["score"], y * 0.5)
     assert rec.predictions["a_b"]["test"]["gate"] is None
+
+
+def test_run_task_order_survives_a_key_sorting_json_round_trip(tmp_path):
+    """Task order is a list in metrics.json: a tool that rewrites the file with sorted keys cannot reorder tasks."""
+    y, p = _noisy_predictions(20, 0.8, seed=1)
+    order = ["sst2", "llm7", "hotpot"]  # not alphabetical
+    metrics = {t: {"test": ev.task_metrics(y, p)} for t in order}
+    path = ev.save_run(tmp_path, "IWN", 0, metrics, {t: {"test": {"y_true": y, "y_pred": p}} for t in order})
+    assert json.loads(path.read_text())["task_order"] == order
+    path.write_text(json.dumps(json.loads(path.read_text()), sort_keys=True))  # e.g. `jq -S`
+    rec = ev.load_run(tmp_path)
+    assert list(rec.tasks) == order and "task_order" not in rec.extra
+    assert list(json.loads(path.read_text())["tasks"]) == sorted(order)  # the object itself did get reordered
+    record = json.loads(path.read_text())
+    record["task_order"] = ["sst2", "llm7"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="does not list the tasks"):
+        ev.load_run(tmp_path)
 
 
 def test_run_format_errors(tmp_path):

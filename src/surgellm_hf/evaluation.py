@@ -6,13 +6,15 @@ Metrics come from scikit-learn, tests from scipy. The run format written by trai
 ``<run_dir>/metrics.json``::
 
     {"format": "surgellm-run/1", "variant": "IWN", "seed": 0,
+     "task_order": ["<task>", ...],                              # the tasks' order (a list survives any JSON tool)
      "tasks": {"<task>": {"validation": {"macro_f1": .., "accuracy": .., "precision": .., "recall": ..,
                                          "roc_auc": .., "n": ..},
                           "test": {...}}},                      # any subset of train/validation/test
      "avg_macro_f1": {"validation": .., "test": ..},           # unweighted mean over tasks, per split
      ...}                                                      # any further keys are kept as `extra`
 
-NaN (e.g. ROC-AUC with one class) is written as JSON null and read back as NaN.
+NaN (e.g. ROC-AUC with one class) is written as JSON null and read back as NaN. Task order is carried by
+``task_order``, never by the key order of ``tasks`` (JSON objects are unordered; tools that sort keys reorder them).
 
 ``<run_dir>/predictions/<task>_<split>.jsonl`` (optional; enables bootstrap CIs and gate plots), one row
 per example, in the split's order: ``{"id": str?, "y_true": int, "y_pred": int, "score": float | [float, ...]?,
@@ -41,6 +43,7 @@ AVERAGE = "average"
 """Key of the unweighted mean over tasks in aggregated results (a task may not use this name)."""
 
 _SPLITS = ("train", "validation", "test")
+_RECORD_KEYS = ("format", "variant", "seed", "task_order", "tasks", "avg_macro_f1")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -439,20 +442,61 @@ def early_stopping_arguments(metric: str = "avg_macro_f1") -> dict[str, Any]:
     }
 
 
+def patience_counter_from_history(
+    log_history: Sequence[Mapping[str, Any]], metric: str = "eval_avg_macro_f1"
+) -> int:
+    """Consecutive evaluations without a strict improvement at the end of `log_history` (a TrainerState's).
+
+    The rule of `SurgeEarlyStoppingCallback` (and transformers' EarlyStoppingCallback with threshold 0) replayed
+    over the logged evaluations, so a run resumed from a checkpoint carries on with the count it had.
+    """
+    best: float | None = None
+    counter = 0
+    for entry in log_history:
+        if metric not in entry:
+            continue
+        value = float(entry[metric])
+        counter = 0 if best is None or value > best else counter + 1  # NaN never improves on a number
+        if best is None:
+            best = float("-inf")  # what Trainer._determine_best_metric starts from
+        if value > best:
+            best = value
+    return counter
+
+
 class SurgeEarlyStoppingCallback(EarlyStoppingCallback):
     """transformers' EarlyStoppingCallback fixed to METHOD §6: patience 2, strictly higher is better (threshold 0).
 
     The stock callback compares each evaluation with ``state.best_metric`` before the Trainer updates it
     (``np.greater``, strict), which is exactly the rule; this subclass pins the defaults and turns the stock
     asserts and the silent "metric missing -> early stopping disabled" into clear errors. The Trainer's
-    ``load_best_model_at_end`` restores the best weights (see `early_stopping_arguments`).
+    ``load_best_model_at_end`` restores the best weights (see `early_stopping_arguments`); without checkpoints
+    (``save_strategy="no"``), ``keep_best_in_memory=True`` keeps a CPU copy of the best weights and restores it
+    when training ends. At train begin the patience count is replayed from ``state.log_history``, so a run
+    resumed from a checkpoint stops exactly where an uninterrupted one would.
     """
 
-    def __init__(self, patience: int = 2, metric: str = "eval_avg_macro_f1") -> None:
+    def __init__(
+        self, patience: int = 2, metric: str = "eval_avg_macro_f1", keep_best_in_memory: bool = False
+    ) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
         super().__init__(early_stopping_patience=patience, early_stopping_threshold=0.0)
         self.metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+        self.keep_best_in_memory = bool(keep_best_in_memory)
+        self.best_state: dict[str, Any] | None = None
+        self.best_global_step: int | None = None
+
+    def state(self) -> dict:
+        """Constructor arguments and counter, for transformers' `restore_callback_states_from_checkpoint`."""
+        return {
+            "args": {
+                "patience": self.early_stopping_patience,
+                "metric": self.metric,
+                "keep_best_in_memory": self.keep_best_in_memory,
+            },
+            "attributes": {"early_stopping_patience_counter": self.early_stopping_patience_counter},
+        }
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -472,7 +516,19 @@ class SurgeEarlyStoppingCallback(EarlyStoppingCallback):
             raise ValueError(
                 "SurgeEarlyStoppingCallback needs evaluations: set eval_strategy='epoch' (or 'steps')"
             )
-        super().on_train_begin(args, state, control, **kwargs)
+        if self.keep_best_in_memory and args.load_best_model_at_end:
+            raise ValueError(
+                "keep_best_in_memory=True restores the best weights itself; it is for save_strategy='no' runs, "
+                "not with load_best_model_at_end=True"
+            )
+        if not (self.keep_best_in_memory or args.load_best_model_at_end):
+            raise ValueError(
+                "SurgeEarlyStoppingCallback would leave the last epoch's weights: set load_best_model_at_end=True "
+                "(with checkpoints) or keep_best_in_memory=True (without)"
+            )
+        # a resumed run continues the count it had; a fresh one (empty history) starts at 0
+        self.early_stopping_patience_counter = patience_counter_from_history(state.log_history, self.metric)
+        self.best_state, self.best_global_step = None, None
 
     def on_evaluate(
         self,
@@ -488,6 +544,18 @@ class SurgeEarlyStoppingCallback(EarlyStoppingCallback):
                 "compute_metrics must return it (without the 'eval_' prefix)"
             )
         super().on_evaluate(args, state, control, metrics, **kwargs)
+        model = kwargs.get("model")
+        if self.keep_best_in_memory and self.early_stopping_patience_counter == 0 and model is not None:
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.best_global_step = state.global_step
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        model = kwargs.get("model")
+        if self.keep_best_in_memory and self.best_state is not None and model is not None:
+            model.load_state_dict(self.best_state)
+            self.best_state = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -550,7 +618,7 @@ def save_run(
         for split, m in by_split.items():
             if "macro_f1" not in m:
                 raise ValueError(f"task {task!r}, split {split!r}: metrics lack 'macro_f1'")
-    reserved = {"format", "variant", "seed", "tasks", "avg_macro_f1"} & set(extra or {})
+    reserved = set(_RECORD_KEYS) & set(extra or {})
     if reserved:
         raise ValueError(f"extra may not use reserved key(s) {sorted(reserved)}")
     for task, by_split in (predictions or {}).items():
@@ -568,6 +636,7 @@ def save_run(
         "format": RUN_FORMAT,
         "variant": variant,
         "seed": seed,
+        "task_order": list(metrics),
         "tasks": {
             t: {sp: {k: _json_number(v) for k, v in m.items()} for sp, m in by_split.items()}
             for t, by_split in metrics.items()
@@ -631,9 +700,17 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         raise ValueError(f"{path}: missing key(s) {missing}")
     if record.get("format", RUN_FORMAT) != RUN_FORMAT:
         raise ValueError(f"{path}: unsupported format {record['format']!r} (expected {RUN_FORMAT!r})")
+    order = record.get("task_order", list(record["tasks"]))
+    if not isinstance(order, list) or sorted(map(str, order)) != sorted(record["tasks"]):
+        raise ValueError(
+            f"{path}: task_order {order!r} does not list the tasks {sorted(record['tasks'])} once each"
+        )
     tasks = {
-        t: {s: {k: float("nan") if v is None else v for k, v in m.items()} for s, m in by_split.items()}
-        for t, by_split in record["tasks"].items()
+        t: {
+            s: {k: float("nan") if v is None else v for k, v in m.items()}
+            for s, m in record["tasks"][t].items()
+        }
+        for t in order
     }
     predictions: dict[str, dict[str, dict[str, Any]]] = {}
     pred_dir = run_dir / "predictions"
@@ -645,9 +722,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
                     f"{f}: name must be <task>_<split>.jsonl with a task of metrics.json {sorted(tasks)}"
                 )
             predictions.setdefault(task, {})[split] = _read_predictions(f)
-    extra = {
-        k: v for k, v in record.items() if k not in ("format", "variant", "seed", "tasks", "avg_macro_f1")
-    }
+    extra = {k: v for k, v in record.items() if k not in _RECORD_KEYS}
     avg = {
         s: float("nan") if v is None else v
         for s, v in (record.get("avg_macro_f1") or _avg_by_split(tasks)).items()
