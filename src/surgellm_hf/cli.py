@@ -19,18 +19,36 @@ class CLIError(Exception):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import load_run_config, train_run
+    from .training import check_run_dir, load_run_config, resolve_precision, train_run
 
     sweep = [
-        [*args.overrides, *([f"variant={v}"] if v else []), *([f"seed={s}"] if s is not None else [])]
+        [
+            *args.overrides,
+            *([f"variant={v}"] if v else []),
+            *([f"seed={s}"] if s is not None else []),
+            *(["overwrite=true"] if args.overwrite else []),
+        ]
         for v in (args.variants or [None])
         for s in (args.seeds or [None])
     ]
     configs = [load_run_config(args.config, overrides) for overrides in sweep]  # every config checked first
-    for cfg in configs:
+    folders: dict[Path, str] = {}
+    for cfg, overrides in zip(configs, sweep):
+        if cfg.run_dir in folders:
+            raise CLIError(
+                f"two runs of the sweep ({folders[cfg.run_dir]} and {' '.join(overrides)}) would share the run "
+                f"folder {cfg.run_dir}; put {{variant}} and {{seed}} in output_dir"
+            )
+        folders[cfg.run_dir] = " ".join(overrides) or "the config"
+    statuses = []
+    for cfg in configs:  # every run folder checked before any run trains
+        resolve_precision(cfg.mixed_precision)
+        statuses.append(check_run_dir(cfg))
+    for cfg, status in zip(configs, statuses):
         run_dir = train_run(cfg)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"Run finished. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
+            done = "Run already finished (nothing trained)" if status == "finished" else "Run finished"
+            print(f"{done}. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
     return 0
 
 
@@ -195,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, help="train one run per seed, e.g. --seeds 0 1 2")
     p.add_argument(
         "--variants", nargs="+", help="train one run per variant, e.g. --variants baseline G FULL IWN"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing run folder and start fresh (without it, a folder holding a run of another "
+        "configuration is refused)",
     )
     p.set_defaults(func=_cmd_train)
 

@@ -11,6 +11,7 @@ This module is copied to the Hub (trust_remote_code): it imports only stdlib, nu
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import json
 import os

@@ -8,6 +8,7 @@ macro-F1, restore the best weights, evaluate, and write a run folder (model + pr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -96,6 +97,13 @@ class RunConfig:
         default="tokens", metadata={"help": "Prefix style when the variant has P: text or tokens."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
+    lexicon_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the extracted (k-means) and random lexicons; apart from `seed`, so runs of seeds "
+            "0, 1, 2 compare models on one lexicon."
+        },
+    )
     batch_size: int = field(
         default=32, metadata={"help": "Effective batch size (per device x accumulation x devices)."}
     )
@@ -117,13 +125,27 @@ class RunConfig:
         default="auto", metadata={"help": "auto (bf16/fp16 on GPU), no, bf16 or fp16."}
     )
     resume: bool = field(
-        default=True, metadata={"help": "Resume from the last checkpoint in the run folder."}
+        default=True,
+        metadata={
+            "help": "Resume from the last checkpoint in the run folder (only a run of the same configuration)."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start fresh: delete an existing run folder (weights, checkpoints, metrics) before training. "
+            "Without it a folder holding another configuration's run is refused."
+        },
     )
     eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
     disable_tqdm: bool = field(default=False, metadata={"help": "Hide progress bars."})
     save_checkpoints: bool = field(
-        default=True, metadata={"help": "Keep epoch checkpoints (needed to resume)."}
+        default=True,
+        metadata={
+            "help": "Keep epoch checkpoints (needed to resume). Without them the best weights are kept in memory "
+            "(a CPU copy) for early stopping."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -145,6 +167,13 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("seed", "lexicon_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+        for name in ("resume", "overwrite", "save_checkpoints", "equal_budget", "freeze_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
         if self.epochs is not None and (
             isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
         ):
@@ -206,6 +235,7 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields as plain JSON-able values."""
         return dataclasses.asdict(self)
 
 
@@ -233,6 +263,199 @@ def resolve_encoder(name_or_path: str) -> str:
     if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
         raise FileNotFoundError(f"encoder folder not found: {name_or_path}")
     return os.path.expanduser(name_or_path) if looks_local else name_or_path
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+
+RUN_CONFIG_NAME = "run_config.json"
+RUN_CONFIG_FORMAT = "surgellm-run-config/1"
+REUSE_IGNORED_KEYS = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "save_checkpoints",
+    "disable_tqdm",
+    "logging_steps",
+    "eval_batch_size",
+    "equal_budget",
+)
+"""RunConfig keys that do not change what a run computes: a run folder may be resumed or reused across them
+(`equal_budget` only labels the budget; `epochs` carries it)."""
+
+
+def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide what a run computes, resolved: variant defaults filled in, the data folder made
+    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in REUSE_IGNORED_KEYS and k != "data"}
+    values["epochs"] = cfg.num_epochs
+    values["learning_rate"] = cfg.lr
+    if cfg.lexicon not in ("extracted", "random"):
+        values["lexicon_seed"] = None
+    data = dict(cfg.data)
+    if isinstance(data.get("folder"), str):
+        data["folder"] = os.path.abspath(os.path.expanduser(data["folder"]))
+    values.update({f"data.{k}": v for k, v in data.items()})
+    return values
+
+
+def settings_differences(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ between two `comparable_settings` results, each as 'key: saved X, requested Y'."""
+    diffs = []
+    for key in [*saved, *(k for k in requested if k not in saved)]:
+        a, b = saved.get(key), requested.get(key)
+        if _json_canonical(a) != _json_canonical(b):
+            diffs.append(f"{key}: saved {_short(a)}, requested {_short(b)}")
+    return diffs
+
+
+def _json_canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)  # for comparison only; never written
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_markers(run_dir: Path) -> list[str]:
+    """What in `run_dir` shows that a run was made there (empty list: nothing, the folder may be reused)."""
+    if not run_dir.is_dir():
+        return []
+    markers = [n for n in (RUN_CONFIG_NAME, "metrics.json") if (run_dir / n).is_file()]
+    if get_last_checkpoint_or_none(run_dir / "checkpoints"):
+        markers.append("checkpoints/")
+    if (run_dir / "model.safetensors").is_file():
+        markers.append("model.safetensors")
+    return markers
+
+
+def get_last_checkpoint_or_none(folder: Path) -> str | None:
+    """The Trainer's last `checkpoint-N` folder under `folder`, or None."""
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The saved run_config.json of a run folder, or, for folders written before it existed, the `run_config`
+    that metrics.json records; None when neither is there."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_CONFIG_NAME
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); pass overwrite=true to start fresh"
+            ) from None
+        if not isinstance(saved, dict) or saved.get("format") != RUN_CONFIG_FORMAT:
+            raise ValueError(
+                f"{path} is not a {RUN_CONFIG_FORMAT!r} file; pass overwrite=true to start fresh"
+            )
+        return saved
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            legacy = json.loads(metrics.read_text()).get("run_config")
+        except (json.JSONDecodeError, AttributeError):
+            legacy = None
+        if isinstance(legacy, dict):
+            legacy = dict(legacy)
+            if "lexicon_seed" not in legacy:  # before lexicon_seed, the lexicon followed the training seed
+                legacy["lexicon_seed"] = legacy.get("seed", 0)
+            return {"format": RUN_CONFIG_FORMAT, "config": legacy, "legacy": True}
+    return None
+
+
+def _saved_settings(run_dir: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+    config = saved.get("config")
+    try:
+        return comparable_settings(RunConfig(**config))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"the configuration saved in {run_dir} cannot be read ({err}); pass overwrite=true to start fresh there"
+        ) from None
+
+
+def check_run_dir(cfg: RunConfig) -> str:
+    """What training `cfg` does with its run folder, checked before anything is loaded, trained or written.
+
+    Returns 'new' (nothing of a run there), 'resume' (checkpoints of a run with the same settings), 'finished'
+    (a finished run with the same settings: nothing to train) or 'overwrite' (`overwrite: true` and a run is
+    there: it is deleted first). Raises ValueError, naming the differing keys, when the folder holds a run of
+    another configuration, a run without a saved configuration, or checkpoints that `resume: false` or
+    `save_checkpoints: false` would silently train over.
+    """
+    run_dir = cfg.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"output_dir {run_dir} exists and is not a folder")
+    markers = _run_markers(run_dir)
+    if not markers:
+        return "new"
+    if cfg.overwrite:
+        return "overwrite"
+    fresh_hint = "pass overwrite=true (surgellm train --overwrite) to delete it and start fresh, or choose another output_dir"
+    saved = read_run_config(run_dir)
+    if saved is None:
+        raise ValueError(
+            f"run folder {run_dir} holds {', '.join(markers)} but no {RUN_CONFIG_NAME} saying how it was made; "
+            + fresh_hint
+        )
+    diffs = settings_differences(_saved_settings(run_dir, saved), comparable_settings(cfg))
+    if diffs:
+        raise ValueError(
+            f"run folder {run_dir} holds a run of a different configuration ({'; '.join(diffs)}); "
+            + fresh_hint
+        )
+    if (run_dir / "metrics.json").is_file():
+        return "finished"
+    if "checkpoints/" not in markers:
+        return "new"
+    if not cfg.save_checkpoints:
+        raise ValueError(
+            f"run folder {run_dir} holds checkpoints of an interrupted run, which save_checkpoints: false cannot "
+            "continue; set save_checkpoints: true to resume it, or " + fresh_hint.removeprefix("pass ")
+        )
+    if not cfg.resume:
+        raise ValueError(
+            f"run folder {run_dir} holds checkpoints of an interrupted run and resume is false; set resume: true to "
+            "continue it, or " + fresh_hint.removeprefix("pass ")
+        )
+    return "resume"
+
+
+def check_lexicon_matches(cfg: RunConfig, lexicon_hash: str) -> None:
+    """Refuse to continue a run folder whose saved lexicon content differs (e.g. an edited lexicon JSON file)."""
+    if cfg.overwrite:
+        return
+    saved = read_run_config(cfg.run_dir)
+    before = (saved or {}).get("lexicon_sha256")
+    if before and before != lexicon_hash:
+        raise ValueError(
+            f"run folder {cfg.run_dir} was trained with another lexicon (sha256 {before[:12]}..., now "
+            f"{lexicon_hash[:12]}...); pass overwrite=true to start fresh, or choose another output_dir"
+        )
+
+
+def write_run_config(cfg: RunConfig, extra: Mapping[str, Any]) -> Path:
+    """Save run_config.json: the configuration as given, the resolved settings compared on reuse, and `extra`."""
+    record = {
+        "format": RUN_CONFIG_FORMAT,
+        "config": cfg.to_dict(),
+        "settings": comparable_settings(cfg),
+        **extra,
+    }
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.run_dir / RUN_CONFIG_NAME
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+def start_fresh(run_dir: Path) -> None:
+    """Delete a run folder for `overwrite: true` (only one that holds a run: see `_run_markers`)."""
+    import shutil
+
+    if _run_markers(run_dir):
+        logger.warning("overwrite=true: deleting the run folder %s", run_dir)
+        shutil.rmtree(run_dir)
 
 
 # ------------------------------------------------------------------------------------------------ batching
@@ -361,11 +584,18 @@ def build_compute_metrics(tasks: Mapping[str, int]):
 
 
 def load_run_data(data: Mapping[str, Any], seed: int = 0):
-    """Load the `data` section of a run config into a MultiTaskData."""
+    """Load the `data` section of a run config into a MultiTaskData.
+
+    `seed` draws the `max_rows` samples (and a folder's holdouts); the section's own `seed` key wins. It is a
+    data seed, not the training seed: runs of several training seeds should see the same rows.
+    """
     from . import data as data_mod
 
     data = dict(data)
     max_rows = data.pop("max_rows", None)
+    seed = data.pop("seed", seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`data.seed` must be a non-negative integer, got {seed!r}.")
     if "preset" in data:
         preset = data.pop("preset")
         presets = {"paper_hub": getattr(data_mod, "PAPER_TASKS_HUB", None)}
@@ -375,18 +605,22 @@ def load_run_data(data: Mapping[str, Any], seed: int = 0):
             )
         loaded = data_mod.load_tasks(presets[preset])
     elif "folder" in data:
-        loaded = data_mod.load_folder(data.pop("folder"), tasks=data.pop("tasks", None), **data)
+        loaded = data_mod.load_folder(data.pop("folder"), tasks=data.pop("tasks", None), seed=seed, **data)
     elif "tasks" in data:
         loaded = data_mod.load_tasks(data.pop("tasks"))
     else:
         raise ValueError("`data` needs one of `folder`, `tasks` or `preset`.")
     if max_rows is not None:
-        loaded = loaded.subsample(max_rows, seed=0)
+        loaded = loaded.subsample(max_rows, seed=seed)
     return loaded
 
 
-def build_lexicon(choice: str, mtd, encoder: str, seed: int):
-    """The run's lexicon: curated, extracted from the training split, random control, or a JSON file."""
+def build_lexicon(choice: str, mtd, encoder: str, seed: int = 0):
+    """The run's lexicon: curated, extracted from the training split, random control, or a JSON file.
+
+    `seed` is the lexicon seed (k-means of the extraction, word draw of the random control): keep it apart from
+    the training seed so that several training seeds share one lexicon.
+    """
     from .lexicon import Lexicon
 
     if choice == "curated":
@@ -430,16 +664,59 @@ def encode_split(mtd, processor, split: str):
     return datasets.concatenate_datasets(parts) if parts else None
 
 
-def _mixed_precision_flags(choice: str) -> dict[str, bool]:
-    if choice == "no" or not torch.cuda.is_available():
-        return {}
+def resolve_precision(choice: str, cuda: bool | None = None) -> str:
+    """What `mixed_precision` means here: 'fp32', 'bf16' or 'fp16' (auto: bf16/fp16 on a GPU, fp32 on CPU).
+
+    bf16 on CPU runs under CPU autocast (TrainingArguments(bf16=True, use_cpu=True)); fp16 on CPU is refused,
+    because Accelerate would silently train in fp32.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if choice == "no":
+        return "fp32"
     if choice == "auto":
-        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    return {choice: True}
+        if not cuda:
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if choice == "fp16" and not cuda:
+        raise ValueError(
+            "mixed_precision: fp16 needs a CUDA GPU and none is available; on CPU use bf16 (CPU autocast) or no."
+        )
+    if choice not in ("bf16", "fp16"):
+        raise ValueError(f"`mixed_precision` must be auto, no, bf16 or fp16, got {choice!r}.")
+    return choice
 
 
-def training_arguments(cfg: RunConfig, num_tasks: int) -> TrainingArguments:
-    """TrainingArguments for METHOD.md §6: AdamW, warm-up then linear decay, clipping, per-epoch early stopping."""
+def _mixed_precision_flags(choice: str) -> dict[str, bool]:
+    precision = resolve_precision(choice)
+    return {} if precision == "fp32" else {precision: True}
+
+
+def precision_used(trainer: Trainer) -> str:
+    """The precision the Trainer's Accelerator actually trained in: 'fp32', 'bf16' or 'fp16'."""
+    acc = trainer.accelerator
+    deepspeed = str(getattr(acc.distributed_type, "value", acc.distributed_type)).upper() == "DEEPSPEED"
+    mixed = str(acc.mixed_precision)
+    return mixed if mixed in ("bf16", "fp16") and (acc.native_amp or deepspeed) else "fp32"
+
+
+def _check_sharding(cfg: RunConfig) -> None:
+    """save_checkpoints: false keeps the best weights in one process's memory: not possible for sharded models."""
+    if cfg.save_checkpoints:
+        return
+    for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        if os.environ.get(var, "false").lower() in ("1", "true", "yes"):
+            raise ValueError(
+                f"save_checkpoints: false keeps the best weights in memory, which sharded training ({var}) "
+                "cannot do; use save_checkpoints: true"
+            )
+
+
+def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> TrainingArguments:
+    """TrainingArguments for METHOD.md §6: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
+
+    Without checkpoints (`save_checkpoints: false`) the run still evaluates every epoch and stops early; the
+    best weights are then kept in memory by `SurgeEarlyStoppingCallback(keep_best_in_memory=True)`.
+    """
     from .evaluation import early_stopping_arguments
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -452,6 +729,7 @@ def training_arguments(cfg: RunConfig, num_tasks: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(cfg.run_dir / "checkpoints"),
         num_train_epochs=cfg.num_epochs,
+        max_steps=max_steps,
         learning_rate=cfg.lr,
         per_device_train_batch_size=per_device,
         per_device_eval_batch_size=cfg.eval_batch_size,
@@ -538,22 +816,40 @@ def _split_ids(mtd, split: str) -> list[str] | None:
 
 
 def train_run(cfg: RunConfig) -> Path:
-    """Run one training job end to end and return the run folder."""
+    """Run one training job end to end and return the run folder.
+
+    The run folder is checked first (`check_run_dir`): a folder holding a run of another configuration is refused
+    before anything is loaded or written; a finished run of the same configuration is returned as it is;
+    checkpoints of the same configuration are resumed, early-stopping state included.
+    """
     from transformers.trainer_utils import set_seed
 
-    from .evaluation import SurgeEarlyStoppingCallback, save_run
+    from .evaluation import SurgeEarlyStoppingCallback, patience_counter_from_history, save_run
     from .modeling_surge import SurgeForSequenceClassification
     from .processing_surge import SurgeProcessor
 
-    set_seed(cfg.seed)
+    precision = resolve_precision(cfg.mixed_precision)
+    _check_sharding(cfg)
+    status = check_run_dir(cfg)
     run_dir = cfg.run_dir
+    if status == "finished":
+        logger.warning(
+            "Run folder %s already holds a finished run of this configuration; nothing to train "
+            "(overwrite=true trains it again).",
+            run_dir,
+        )
+        return run_dir
+    set_seed(cfg.seed)
     encoder = resolve_encoder(cfg.encoder)
     variant = cfg.variant_spec
-    mtd = load_run_data(cfg.data, seed=cfg.seed)
+    mtd = load_run_data(cfg.data)  # the data sample does not follow the training seed
     for name in mtd.task_names:
         if "validation" not in mtd[name]:
             raise ValueError(f"Task {name!r} has no validation split; early stopping needs one.")
-    lexicon = build_lexicon(cfg.lexicon, mtd, encoder, cfg.seed)
+    lexicon = build_lexicon(cfg.lexicon, mtd, encoder, cfg.lexicon_seed)
+    lexicon_hash = lexicon.content_hash()
+    check_lexicon_matches(cfg, lexicon_hash)
+    set_seed(cfg.seed)  # model init does not depend on what building the lexicon drew
     processor = SurgeProcessor.from_encoder_pretrained(
         encoder,
         lexicon=lexicon,
@@ -583,7 +879,28 @@ def train_run(cfg: RunConfig) -> Path:
             train_ds["labels"],
             train_ds["task_ids"],
         )
-    args = training_arguments(cfg, len(mtd.task_names))
+    last = get_last_checkpoint_or_none(run_dir / "checkpoints") if status == "resume" else None
+    stopped_at = None
+    if last:
+        with open(os.path.join(last, "trainer_state.json"), encoding="utf-8") as f:
+            saved_state = json.load(f)
+        if patience_counter_from_history(saved_state.get("log_history", [])) >= cfg.patience:
+            stopped_at = int(
+                saved_state["global_step"]
+            )  # it had stopped early: restore the best, train no more
+    args = training_arguments(cfg, len(mtd.task_names), max_steps=stopped_at or -1)
+    with args.main_process_first(local=False, desc="run folder"):
+        if args.process_index == 0:
+            if status == "overwrite":
+                start_fresh(run_dir)
+            write_run_config(
+                cfg,
+                {
+                    "precision": precision,
+                    "task_order": list(mtd.task_names),
+                    "lexicon_sha256": lexicon_hash,
+                },
+            )
     collator = SurgeDataCollator(processor.tokenizer)
     trainer = SurgeTrainer(
         model=model,
@@ -592,9 +909,10 @@ def train_run(cfg: RunConfig) -> Path:
         eval_dataset=eval_ds,
         data_collator=collator,
         compute_metrics=build_compute_metrics(model.config.tasks),
-        callbacks=[SurgeEarlyStoppingCallback(patience=cfg.patience)] if cfg.save_checkpoints else [],
+        callbacks=[
+            SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
+        ],
     )
-    last = get_last_checkpoint(args.output_dir) if cfg.resume and os.path.isdir(args.output_dir) else None
     if last:
         logger.warning("Resuming from checkpoint %s", last)
     train_output = trainer.train(resume_from_checkpoint=last)
@@ -614,7 +932,11 @@ def train_run(cfg: RunConfig) -> Path:
             predictions.setdefault(name, {})[split] = split_records[name]
     model.save_pretrained(run_dir)
     processor.save_pretrained(run_dir)
+    if not cfg.save_checkpoints and (run_dir / "checkpoints").is_dir():
+        with contextlib.suppress(OSError):  # the Trainer makes its output_dir; remove it when it stayed empty
+            (run_dir / "checkpoints").rmdir()
     history = [h for h in trainer.state.log_history if "eval_avg_macro_f1" in h]
+    best = max(history, key=lambda h: h["eval_avg_macro_f1"], default=None)  # max keeps the first of equals
     extra = {
         "encoder": cfg.encoder
         if cfg.encoder != BUNDLED_ENCODER
@@ -623,6 +945,8 @@ def train_run(cfg: RunConfig) -> Path:
         "lexicon": {
             "choice": cfg.lexicon,
             "name": lexicon.name,
+            "seed": cfg.lexicon_seed if cfg.lexicon in ("extracted", "random") else None,
+            "sha256": lexicon_hash,
             "groups": lexicon.n_groups,
             "entries": sum(len(v) for v in lexicon.groups.values()),
         },
@@ -630,9 +954,12 @@ def train_run(cfg: RunConfig) -> Path:
         "training": {
             "epochs_budget": cfg.num_epochs,
             "epochs_run": float(trainer.state.epoch or 0),
+            "stopped_early": bool(history) and len(history) < cfg.num_epochs,
+            "best_epoch": best.get("epoch") if best else None,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_avg_macro_f1": trainer.state.best_metric,
             "learning_rate": cfg.lr,
+            "precision": precision_used(trainer),
             "effective_batch_size": args.per_device_train_batch_size
             * args.gradient_accumulation_steps
             * args.world_size,
@@ -640,6 +967,7 @@ def train_run(cfg: RunConfig) -> Path:
             "max_length": cfg.max_length,
             "train_runtime_s": train_output.metrics.get("train_runtime"),
             "global_steps": trainer.state.global_step,
+            "resumed_from": last,
         },
         "validation_history": [
             {"epoch": h.get("epoch"), "avg_macro_f1": h["eval_avg_macro_f1"]} for h in history
