@@ -1,7 +1,8 @@
 """Quality benchmark (issue 6.1): every variant of METHOD.md §6.1 over seeds on a four-task data folder.
 
 Trains one run per (variant label, seed) with `train_run(RunConfig(...))` and the bundled all-MiniLM-L6-v2, into
-`<out>/runs/<label>-seed<k>` (skipped when its metrics.json exists, so an interrupted benchmark resumes), then
+`<out>/runs/<label>-seed<k>` (a finished run is reused only when its saved run_config.json has the requested settings,
+so an interrupted benchmark resumes; a run of other settings is refused, or retrained with --overwrite), then
 compares the labels with `evaluation.compare_runs` (mean ± SD over seeds, bootstrap CIs, Welch + Benjamini–Hochberg
 against the baseline) and writes `<out>/results.json`, `<out>/results.md` and `<out>/task_f1_by_variant.png`.
 
@@ -10,6 +11,7 @@ with the random-lexicon control / the lexicon extracted from the training split)
 
     python benchmarks/quality.py [--data ../shared/data] [--out DIR] [--variants ...] [--seeds 0 1 2]
         [--max-train-rows N] [--max-eval-rows N] [--max-length L] [--epoch-scale X | --epochs N] [--threads 2]
+        [--overwrite]
     python benchmarks/quality.py --aggregate-only --out DIR      # tables and plot from the runs already there
     python benchmarks/quality.py --score RUN_DIR --data FOLDER [--split test] [--output scores.json]
 """
@@ -93,33 +95,130 @@ def run_config(label: str, seed: int, args: argparse.Namespace):
     )
 
 
-def train_all(args: argparse.Namespace) -> None:
-    """Train every missing (label, seed) run, seeds outermost so a cut-short benchmark has every label."""
-    from surgellm_hf.training import train_run
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
+    """(label, RunConfig, status) of every requested run, checked before any trains: a finished run is reused only
+    when its saved settings equal the requested ones; another configuration's run is refused (--overwrite: retrained)."""
+    from surgellm_hf.training import check_run_dir
 
-    for seed in args.seeds:
+    plan, refused = [], []
+    for seed in args.seeds:  # seeds outermost so a cut-short benchmark has every label
         for label in args.variants:
             cfg = run_config(label, seed, args)
-            done = cfg.run_dir / "metrics.json"
-            if done.is_file():
-                print(f"[quality] skip {cfg.run_dir.name}: metrics.json exists", flush=True)
-                continue
-            print(f"[quality] train {cfg.run_dir.name}: {cfg.num_epochs} epochs, lr {cfg.lr}", flush=True)
-            start = time.perf_counter()
-            run_dir = train_run(cfg)
-            wall = time.perf_counter() - start
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only needed to resume a broken run
-            if args.drop_models:
-                for f in run_dir.glob("*.safetensors"):
-                    f.unlink()
-            record = json.loads(done.read_text())
-            record["benchmark"] = {"label": label, "wall_s": round(wall, 1)}
-            done.write_text(json.dumps(record, indent=2) + "\n")
-            print(
-                f"[quality] done {run_dir.name} in {wall:.0f} s: validation avg macro-F1 "
-                f"{record['avg_macro_f1'].get('validation')}",
-                flush=True,
-            )
+            try:
+                status = check_run_dir(cfg)
+            except ValueError as err:
+                if not args.overwrite:
+                    refused.append(str(err))
+                    continue
+                cfg.overwrite, status = True, "overwrite"
+            plan.append((label, cfg, status))
+    if refused:
+        raise SystemExit(
+            "[quality] refused, nothing trained: "
+            + " | ".join(refused)
+            + " (--overwrite retrains these runs; or choose another --out)"
+        )
+    return plan
+
+
+def train_all(args: argparse.Namespace, plan: list[tuple[str, Any, str]]) -> None:
+    """Train every planned run that is not finished with the requested settings."""
+    from surgellm_hf.training import train_run
+
+    for label, cfg, status in plan:
+        done = cfg.run_dir / "metrics.json"
+        if status == "finished":
+            print(f"[quality] reuse {cfg.run_dir.name}: finished with the requested settings", flush=True)
+            continue
+        print(f"[quality] train {cfg.run_dir.name}: {cfg.num_epochs} epochs, lr {cfg.lr}", flush=True)
+        start = time.perf_counter()
+        run_dir = train_run(cfg)
+        wall = time.perf_counter() - start
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only needed to resume a broken run
+        if args.drop_models:
+            for f in run_dir.glob("*.safetensors"):
+                f.unlink()
+        record = json.loads(done.read_text())
+        record["benchmark"] = {"label": label, "wall_s": round(wall, 1)}
+        done.write_text(json.dumps(record, indent=2) + "\n")
+        print(
+            f"[quality] done {run_dir.name} in {wall:.0f} s: validation avg macro-F1 "
+            f"{record['avg_macro_f1'].get('validation')}",
+            flush=True,
+        )
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _upgrade_budget(old: dict[str, Any]) -> dict[str, Any]:
+    """A budget.json written before `equal_budget` and `labels` existed, in today's shape."""
+    old = dict(old)
+    if "equal_budget" not in old:
+        old["equal_budget"] = isinstance(
+            old.get("epochs"), str
+        )  # it read "N for every variant (equal budget)"
+        if old["equal_budget"]:
+            n = int(str(old["epochs"]).split()[0])
+            old["epochs"] = dict.fromkeys(old.get("learning_rate", {}), n)
+    old.setdefault("labels", list(old.get("learning_rate", {})))
+    return old
+
+
+FOLDER_SETTINGS = (
+    "data",
+    "encoder",
+    "max_train_rows_per_task",
+    "max_eval_rows_per_task",
+    "max_length",
+    "batch_size",
+    "prefix_style",
+    "equal_budget",
+)
+"""budget.json keys that hold for every run under one --out: a different value needs another --out."""
+
+
+def merge_budget(old: dict[str, Any] | None, new: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+    """budget.json for --out: `new` when there is none; else the old one extended by the new labels and seeds.
+
+    Raises SystemExit naming the keys when a folder-wide setting differs, or a label's epochs / learning rate
+    (allowed with `overwrite`: its runs are retrained), so a control run into an existing --out can never
+    relabel the runs already there.
+    """
+    if old is None:
+        return new
+    old = _upgrade_budget(old)
+    diffs = [
+        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now"
+        for k in FOLDER_SETTINGS
+        if (_same_path(old.get(k), new.get(k)) if k == "data" else old.get(k) == new.get(k)) is False
+    ]
+    for key in ("epochs", "learning_rate"):
+        before = old.get(key) if isinstance(old.get(key), dict) and not overwrite else {}
+        diffs += [
+            f"{key} of {lab}: {before[lab]!r} there, {value!r} now"
+            for lab, value in new[key].items()
+            if lab in before and before[lab] != value
+        ]
+    if diffs:
+        raise SystemExit(
+            "[quality] the --out folder holds runs of other settings (budget.json: "
+            + "; ".join(diffs)
+            + "); choose another --out"
+            + ("" if overwrite else " (--overwrite retrains a label's runs at new epochs / learning rate)")
+        )
+    merged = {
+        **old,
+        "command": new["command"],
+        "machine": new["machine"],
+        "torch_threads": new["torch_threads"],
+    }
+    merged["labels"] = list(dict.fromkeys([*old.get("labels", []), *new["labels"]]))
+    merged["seeds"] = list(dict.fromkeys([*old.get("seeds", []), *new["seeds"]]))
+    for key in ("epochs", "learning_rate"):
+        merged[key] = {**old.get(key, {}), **new[key]}
+    return merged
 
 
 def collect_runs(out: Path, labels: list[str] | None) -> dict[str, list[Any]]:
@@ -135,6 +234,23 @@ def collect_runs(out: Path, labels: list[str] | None) -> dict[str, list[Any]]:
         set(grouped) - set(DEFAULT_LABELS)
     )
     return {lab: sorted(grouped[lab], key=lambda r: r.seed) for lab in order if lab in grouped}
+
+
+def check_budgets(grouped: dict[str, list[Any]]) -> None:
+    """Refuse to pool runs of one label trained at different epoch budgets or learning rates."""
+    for label, records in grouped.items():
+        budgets = {
+            (
+                r.extra.get("training", {}).get("epochs_budget"),
+                r.extra.get("training", {}).get("learning_rate"),
+            )
+            for r in records
+        }
+        if len(budgets) > 1:
+            raise SystemExit(
+                f"[quality] runs of {label} were trained at different (epochs, learning rate) {sorted(budgets, key=str)}: "
+                "retrain them with one budget (--overwrite) or aggregate another --out"
+            )
 
 
 def _cells_json(comparison) -> dict[str, Any]:
@@ -172,6 +288,7 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
     grouped = collect_runs(args.out, args.variants if not args.all_labels else None)
     if not grouped:
         raise SystemExit(f"no finished runs under {args.out / 'runs'}")
+    check_budgets(grouped)
     records = [r for rs in grouped.values() for r in rs]
     splits = [s for s in ("validation", "test") if all(s in t for r in records for t in r.tasks.values())]
     baseline = "baseline" if "baseline" in grouped else None
@@ -211,6 +328,8 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
     result = {
         "benchmark": "quality",
         "budget": budget,
+        "labels": list(grouped),  # the row order of every table (dict keys below carry no order)
+        "tasks": list(records[0].tasks),
         "splits": splits,
         "runs": runs,
         "comparisons": {s: {m: _cells_json(c) for m, c in by_m.items()} for s, by_m in comparisons.items()},
@@ -223,7 +342,8 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         "",
         f"Command: `{budget['command']}`",
         "",
-        "Budget: " + ", ".join(f"{k}={v}" for k, v in budget.items() if k not in ("command", "machine")),
+        "Budget: "
+        + ", ".join(f"{k}={v}" for k, v in budget.items() if k not in ("command", "machine", "labels")),
         "",
         f"Machine: {budget['machine']}",
         "",
@@ -331,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--drop-models", action="store_true", help="delete model weights after each run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain runs under --out whose saved settings differ from the requested ones (default: refuse)",
+    )
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild results from finished runs")
     p.add_argument(
         "--all-labels", action="store_true", help="aggregate every label found, not just --variants"
@@ -361,30 +486,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--data {args.data} is not a folder")
     if args.out is None:
         args.out = REPO_ROOT / "benchmarks" / "results" / f"quality-{dt.date.today().isoformat()}"
-    args.out.mkdir(parents=True, exist_ok=True)
     budget = {
         "command": "python "
         + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
         "machine": machine_line(args.threads),
-        "data": str(args.data),
+        "data": str(args.data.resolve()),
         "encoder": args.encoder,
         "max_train_rows_per_task": args.max_train_rows or "all",
         "max_eval_rows_per_task": args.max_eval_rows or "all",
         "max_length": args.max_length,
-        "epochs": f"{args.epochs} for every variant (equal budget)"
-        if args.epochs
-        else {lab: variant_epochs(parse_label(lab)[0], args)[0] for lab in args.variants},
+        "equal_budget": args.epochs is not None,
+        "labels": list(args.variants),
+        "epochs": {lab: variant_epochs(parse_label(lab)[0], args)[0] for lab in args.variants},
         "learning_rate": {lab: variant_lr(parse_label(lab)[0], args) for lab in args.variants},
         "batch_size": args.batch_size,
         "prefix_style": args.prefix_style,
         "seeds": args.seeds,
         "torch_threads": args.threads,
     }
+    budget_path = args.out / "budget.json"
+    old_budget = json.loads(budget_path.read_text()) if budget_path.is_file() else None
     if not args.aggregate_only:
-        (args.out / "budget.json").write_text(json.dumps(budget, indent=2) + "\n")
-        train_all(args)
-    elif (args.out / "budget.json").is_file():
-        budget = {**json.loads((args.out / "budget.json").read_text()), "aggregated_by": budget["command"]}
+        budget = merge_budget(
+            old_budget, budget, args.overwrite
+        )  # refused before anything trains or is written
+        plan = plan_runs(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        budget_path.write_text(json.dumps(budget, indent=2) + "\n")
+        train_all(args, plan)
+    elif old_budget is not None:
+        budget = {**old_budget, "aggregated_by": budget["command"]}
     aggregate(args, budget)
     return 0
 

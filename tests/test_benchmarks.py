@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import QUICKSTART_DATA
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -18,40 +20,102 @@ def _load(name: str):
     return module
 
 
-def test_quality_benchmark_runs_and_aggregates(tmp_path, tiny_bert_with_tokenizer):
-    quality = _load("quality")
-    args = [
+def _quality_args(out: Path, encoder: Path, *extra: str) -> list[str]:
+    return [
         "--data",
         str(QUICKSTART_DATA),
         "--out",
-        str(tmp_path),
+        str(out),
         "--variants",
         "baseline",
         "IWN",
         "--seeds",
         "0",
         "--encoder",
-        str(tiny_bert_with_tokenizer),
+        str(encoder),
         "--max-train-rows",
         "16",
         "--max-eval-rows",
         "8",
-        "--epochs",
-        "1",
         "--max-length",
         "32",
         "--batch-size",
         "8",
         "--n-resamples",
-        "100",
+        "50",
         "--threads",
         "1",
+        *extra,
     ]
-    assert quality.main(args) in (0, None)
+
+
+def test_quality_reuses_a_run_only_with_the_requested_settings(tmp_path, tiny_bert_with_tokenizer, capsys):
+    quality = _load("quality")
+    runs = [tmp_path / "runs" / name / "metrics.json" for name in ("baseline-seed0", "IWN-seed0")]
+    assert quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epochs", "1")) == 0
+    first = [p.read_bytes() for p in runs]
+    budget = (tmp_path / "budget.json").read_bytes()
+    assert json.loads(budget)["labels"] == ["baseline", "IWN"]
     results = json.loads((tmp_path / "results.json").read_text())
-    text = json.dumps(results)
-    assert "baseline" in text and "IWN" in text and "reviews" in text
-    assert (tmp_path / "results.md").is_file()
+    assert results["labels"] == ["baseline", "IWN"] and results["tasks"] == ["register", "reviews"]
+    assert {r["label"] for r in results["runs"]} == {"baseline", "IWN"} and (
+        tmp_path / "results.md"
+    ).is_file()
+    capsys.readouterr()
+    # the same settings again: both runs reused, nothing retrained
+    assert quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epochs", "1")) == 0
+    assert capsys.readouterr().out.count("[quality] reuse") == 2
+    assert [p.read_bytes() for p in runs] == first
+    # paper budgets into the equal-budget folder: refused before anything trains or is written
+    with pytest.raises(SystemExit, match="equal_budget: True there, False now"):
+        quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epoch-scale", "0.2"))
+    with pytest.raises(SystemExit, match="epochs of IWN: 1 there, 2 now"):
+        quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epochs", "2"))
+    assert (tmp_path / "budget.json").read_bytes() == budget and [p.read_bytes() for p in runs] == first
+    # without budget.json the runs' own saved settings still refuse a different request
+    (tmp_path / "budget.json").unlink()
+    with pytest.raises(SystemExit, match="epochs: saved 1, requested 2"):
+        quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epochs", "2"))
+    assert [p.read_bytes() for p in runs] == first
+    # --overwrite retrains them at the new budget
+    assert (
+        quality.main(_quality_args(tmp_path, tiny_bert_with_tokenizer, "--epochs", "2", "--overwrite")) == 0
+    )
+    assert [json.loads(p.read_text())["training"]["epochs_budget"] for p in runs] == [2, 2]
+    assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == {"baseline": 2, "IWN": 2}
+
+
+def test_quality_budget_merge_keeps_labels_and_reads_old_files():
+    quality = _load("quality")
+    old = {  # a budget.json written before equal_budget and labels existed
+        "command": "old",
+        "machine": "m",
+        "data": "/d",
+        "encoder": "e",
+        "max_train_rows_per_task": 16,
+        "max_eval_rows_per_task": 8,
+        "max_length": 32,
+        "epochs": "3 for every variant (equal budget)",
+        "learning_rate": {"IWN": 1e-4, "baseline": 1e-4},
+        "batch_size": 8,
+        "prefix_style": "tokens",
+        "seeds": [0, 1],
+        "torch_threads": 2,
+    }
+    new = {
+        **old,
+        "command": "new",
+        "equal_budget": True,
+        "labels": ["G", "IWN"],
+        "epochs": {"G": 3, "IWN": 3},
+        "learning_rate": {"G": 1e-4, "IWN": 1e-4},
+        "seeds": [2],
+    }
+    merged = quality.merge_budget(old, new)
+    assert merged["labels"] == ["IWN", "baseline", "G"] and merged["seeds"] == [0, 1, 2]
+    assert merged["epochs"] == {"IWN": 3, "baseline": 3, "G": 3} and merged["command"] == "new"
+    with pytest.raises(SystemExit, match="max_length: 32 there, 64 now"):
+        quality.merge_budget(old, {**new, "max_length": 64})
 
 
 def test_overhead_benchmark_runs(tmp_path, tiny_bert_with_tokenizer):
