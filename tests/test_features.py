@@ -238,6 +238,55 @@ def test_matches_reference_implementation_on_real_and_random_text(shared_data):
     assert got[:, :10].sum() > 100  # the sample really exercises the lexicon
 
 
+def test_matches_reference_implementation_on_random_text():
+    """The random half of the check above, which must not skip where ../shared/data is absent."""
+    lex = Lexicon.curated()
+    texts = _random_tricky_texts()
+    expected = np.array([reference_features(t, lex.groups) for t in texts], dtype=np.float32)
+    np.testing.assert_allclose(lex.featurize(texts), expected, rtol=1e-6)
+
+
+# Sentence counts worked out by hand with METHOD.md §2: split on `.`, `!`, `?`; drop empty (and whitespace-only)
+# pieces; at least 1 for a text with any non-whitespace character. The comment shows the kept pieces.
+SENTENCE_CASES = [
+    ("One sentence.", 1),  # "One sentence"
+    ("One. Two. Three.", 3),
+    ("No terminator at all", 1),
+    ("Question? Answer!", 2),
+    ("Ellipsis... then more", 2),  # "Ellipsis", " then more"
+    ("Dr. Smith arrived at 3 p.m. today.", 4),  # "Dr", " Smith arrived at 3 p", "m", " today"
+    ("Version 2.0.1 released", 3),  # "Version 2", "0", "1 released"
+    ("Wow!!! Really??? Yes.", 3),
+    ("...leading dots", 1),
+    ("trailing spaces.   ", 1),  # the tail "   " is whitespace only
+    (". . .", 1),  # no non-blank piece, but the text is not blank
+    ("?", 1),
+    ("!!! ??? ...", 1),
+    ("Hello?!?!", 1),
+    ("Line one\nLine two\nLine three", 1),  # line breaks do not end sentences
+    ("First line.\nSecond line.\n", 2),
+    ("a.b.c", 3),
+    ("Is it? It is. It is!", 3),
+    ("Ünïcödé text. Ещё одно предложение! 第三句？", 3),  # the fullwidth ？ is no terminator
+    ("e.g. this, i.e. that", 5),  # "e", "g", " this, i", "e", " that"
+    ("Price: $3.50! Cheap?", 3),  # "Price: $3", "50", " Cheap"
+    ("\u201cQuoted.\u201d Then end", 2),  # "“Quoted", "” Then end"
+    ("Tabs\t.\tand more", 2),
+    ("A sentence . Another one .", 2),
+    ("x", 1),
+    ("", 0),
+]
+
+
+def test_sentence_counts_on_varied_hand_written_text():
+    texts = [t for t, _ in SENTENCE_CASES]
+    expected = [n for _, n in SENTENCE_CASES]
+    column = len(GROUPS) + SURFACE_FEATURE_NAMES.index("sentence_count")
+    got = Lexicon.curated().featurize(texts)[:, column]
+    assert got.tolist() == expected, [(t, g, e) for t, g, e in zip(texts, got.tolist(), expected) if g != e]
+    assert [surface_features(t)[2] for t in texts] == expected
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "bad,match",
