@@ -228,6 +228,21 @@ def test_runs_written_before_run_config_json_compare_with_their_metrics_json(tmp
     assert check_run_dir(_cfg(tmp_path, lexicon="curated", seed=1, lexicon_seed=5)) == "finished"
 
 
+def test_a_lexicon_file_whose_content_changed_is_refused(tmp_path):
+    from surgellm_hf import Lexicon
+    from surgellm_hf.training import check_lexicon_matches, write_run_config
+
+    path = tmp_path / "lex.json"
+    Lexicon({"a": ["good"]}).to_json(path)
+    cfg = _cfg(tmp_path, lexicon=str(path))
+    write_run_config(cfg, {"lexicon_sha256": Lexicon.from_json(path).content_hash()})
+    check_lexicon_matches(cfg, Lexicon.from_json(path).content_hash())  # unchanged: fine
+    Lexicon({"a": ["good", "fine"]}).to_json(path)
+    with pytest.raises(ValueError, match="trained with another lexicon"):
+        check_lexicon_matches(cfg, Lexicon.from_json(path).content_hash())
+    check_lexicon_matches(_cfg(tmp_path, lexicon=str(path), overwrite=True), "anything")
+
+
 def test_run_config_checks_seeds_and_switches():
     for kwargs, msg in [
         ({"lexicon_seed": -1}, "`lexicon_seed` must be a non-negative integer"),
