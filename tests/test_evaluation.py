@@ -224,6 +224,52 @@ def test_bootstrap_over_several_runs_and_roc_auc():
         ev.bootstrap_ci(y, p1[:-1])
 
 
+def _macro_f1_by_hand(y: np.ndarray, p: np.ndarray) -> float:
+    """Macro-F1 written out: mean over the classes present in y or p of 2TP / (2TP + FP + FN)."""
+    scores = []
+    for c in np.union1d(y, p):
+        tp = np.sum((y == c) & (p == c))
+        fp = np.sum((y != c) & (p == c))
+        fn = np.sum((y == c) & (p != c))
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def _percentile_ci_by_hand(y: np.ndarray, p: np.ndarray, rng: np.random.Generator, n_resamples: int):
+    idx = rng.integers(0, len(y), (n_resamples, len(y)))
+    values = [_macro_f1_by_hand(y[i], p[i]) for i in idx]
+    return np.percentile(values, 2.5), np.percentile(values, 97.5)
+
+
+def test_bootstrap_ci_default_is_2000_resamples():
+    """METHOD §6: 2,000 resamples; every other test passes its own count."""
+    y, p = _noisy_predictions(40, 0.75, seed=11)
+    ci = ev.bootstrap_ci(y, p)  # all defaults: macro-F1, 2,000 resamples, seed 0, 95 %
+    assert ci["n_resamples"] == 2000 and ci["level"] == 0.95
+    low, high = _percentile_ci_by_hand(y, p, np.random.default_rng(0), 2000)
+    assert ci["low"] == pytest.approx(low) and ci["high"] == pytest.approx(high)
+
+
+def test_compare_runs_default_is_2000_resamples():
+    y, p = _noisy_predictions(40, 0.75, seed=12)
+    record = ev.RunRecord(
+        "baseline",
+        0,
+        {"t": {"test": {"macro_f1": f1_score(y, p, average="macro")}}},
+        predictions={"t": {"test": {"y_true": y, "y_pred": p, "score": None, "gate": None, "id": None}}},
+    )
+    cell = ev.compare_runs([record], baseline=None).cells["baseline"]["t"]
+    # the first task's resamples are drawn from default_rng([seed, task index]) = default_rng([0, 0])
+    low, high = _percentile_ci_by_hand(y, p, np.random.default_rng([0, 0]), 2000)
+    assert cell["ci_low"] == pytest.approx(low) and cell["ci_high"] == pytest.approx(high)
+
+
+def test_cli_compare_default_is_2000_resamples():
+    from surgellm_hf.cli import build_parser
+
+    assert build_parser().parse_args(["compare", "some_run"]).n_resamples == 2000
+
+
 # ----------------------------------------------------------------------------------------------- early stopping
 
 
