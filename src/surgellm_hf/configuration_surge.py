@@ -187,12 +187,12 @@ class SurgeConfig(PreTrainedConfig):
             # the saved id2label/label2id were derived from the saved default task; derive them anew
             config_dict.pop("id2label", None)
             config_dict.pop("label2id", None)
-        for key in _VALIDATED_ON_LOAD:
+        tasks = config_dict.get("tasks")
+        if isinstance(tasks, Mapping) and len(tasks) > 1 and "tasks" not in kwargs:
+            raise ValueError(_UNORDERED_TASKS_MESSAGE.format(tasks=list(tasks)))
+        for key in _VALIDATED_ON_LOAD:  # a Python mapping passed here keeps its order
             if key in kwargs:
                 config_dict[key] = kwargs.pop(key)
-        tasks = config_dict.get("tasks")
-        if isinstance(tasks, Mapping) and len(tasks) > 1:
-            raise ValueError(_UNORDERED_TASKS_MESSAGE.format(tasks=list(tasks)))
         return super().from_dict(config_dict, **kwargs)
 
     @property

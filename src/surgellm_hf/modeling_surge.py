@@ -197,12 +197,6 @@ class SurgeModel(SurgePreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.encoder.set_input_embeddings(value)
 
-    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
-        """Resize the encoder's token embeddings (e.g. after the compact prefix added special tokens)."""
-        embeddings = self.encoder.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
-        self.config.encoder_config = self.encoder.config
-        return embeddings
-
     @property
     def feature_normalizer_fitted(self) -> bool:
         """Whether normalization statistics were fitted (always True when ``norm == "none"``)."""
@@ -313,8 +307,10 @@ class SurgeModel(SurgePreTrainedModel):
                     f"Encoder {self.config.encoder_config.model_type!r} takes no `token_type_ids`, but non-zero "
                     "ones were passed."
                 )
-        encoder_kwargs["output_hidden_states"] = bool(output_hidden_states)
-        encoder_kwargs["output_attentions"] = bool(output_attentions)
+        encoder_kwargs["output_hidden_states"] = (
+            output_hidden_states  # a bool or, in transformers 5, layer indices
+        )
+        encoder_kwargs["output_attentions"] = output_attentions
         if input_ids is not None:
             encoder_kwargs["input_ids"] = input_ids
         else:
@@ -399,10 +395,6 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.surge.set_input_embeddings(value)
-
-    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
-        """Resize the encoder's token embeddings (e.g. after the compact prefix added special tokens)."""
-        return self.surge.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     # -- normalization ---------------------------------------------------------------------------------------------
     @property
