@@ -460,4 +460,11 @@ def featurize(texts: Any, lexicon: Lexicon | None = None) -> np.ndarray:
     return (lexicon or Lexicon.curated()).featurize(texts)
 
 
-__all__ = ["Lexicon", "featurize", "CURATED_GROUPS", "LEXICON_FORMAT", "LEXICON_FORMAT_VERSION", "LEXICON_FILE_NAME"]
+__all__ = [
+    "Lexicon",
+    "featurize",
+    "CURATED_GROUPS",
+    "LEXICON_FORMAT",
+    "LEXICON_FORMAT_VERSION",
+    "LEXICON_FILE_NAME",
+]

@@ -220,7 +220,8 @@ class SurgeModelCardData:
                 metrics.setdefault(split, {})[task] = dict(values)
         training = _training_from_extra(record.extra)
         training.setdefault("seed", record.seed)
-        if isinstance(record.extra.get("base_model"), str):  # the Hub id the run names, not a local copy's path
+        # the Hub id the run names, not a local copy's path
+        if isinstance(record.extra.get("base_model"), str):
             kw.setdefault("base_model", record.extra["base_model"])
         kw.setdefault(
             "datasets",
