@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
 from transformers.models.auto import modeling_auto
-from transformers.testing_utils import CaptureLogger
+from transformers.testing_utils import CaptureLogger, LoggingLevel
 from transformers.utils import logging
 
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification, SurgeModel
@@ -208,7 +208,7 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
                     tmp_dir, tasks=bigger, task_label_names=None
                 )
             logger = logging.get_logger("transformers.modeling_utils")
-            with CaptureLogger(logger) as cl:
+            with LoggingLevel(logging.WARNING), CaptureLogger(logger) as cl:  # earlier tests may lower it
                 new_model = AutoModelForSequenceClassification.from_pretrained(
                     tmp_dir, tasks=bigger, task_label_names=None, ignore_mismatched_sizes=True
                 )
@@ -220,7 +220,7 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
             config.get_text_config().vocab_size = 10
             with self.assertRaises(RuntimeError):
                 AutoModel.from_pretrained(tmp_dir, config=config)
-            with CaptureLogger(logger) as cl:
+            with LoggingLevel(logging.WARNING), CaptureLogger(logger) as cl:  # earlier tests may lower it
                 encoder_only = AutoModel.from_pretrained(tmp_dir, config=config, ignore_mismatched_sizes=True)
             self.assertIn("Reinit due to size mismatch", cl.out)
             self.assertEqual(encoder_only.get_input_embeddings().weight.shape[0], 10)
@@ -243,7 +243,7 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
             with self.assertRaises(RuntimeError):
                 SurgeForSequenceClassification.from_pretrained(tmp_dir, tasks=bigger, task_label_names=None)
             logger = logging.get_logger("transformers.modeling_utils")
-            with CaptureLogger(logger) as cl:
+            with LoggingLevel(logging.WARNING), CaptureLogger(logger) as cl:  # earlier tests may lower it
                 new_model = SurgeForSequenceClassification.from_pretrained(
                     tmp_dir, tasks=bigger, task_label_names=None, ignore_mismatched_sizes=True
                 )
