@@ -1,0 +1,424 @@
+"""Export a trained SURGELLM classifier to a self-contained ONNX folder (``surgellm export``).
+
+The folder holds:
+
+- ``model.onnx``: one graph exported with ``torch.onnx.export`` (the dynamo exporter; onnxscript optimises it).
+  Inputs: ``input_ids``, ``attention_mask``, ``token_type_ids`` (only where the tokenizer makes them and the encoder
+  takes them), ``lexical_features`` (raw ``[batch, n_features]`` float32; only with the gate) and ``task_ids``.
+  Batch and sequence axes are dynamic. Outputs: ``logits`` ``[batch, max_num_labels]`` (padding columns at the
+  float32 minimum, as the PyTorch model), ``gate`` ``[batch, hidden]`` with ``output_gate=True``, and, when the
+  encoder input does not depend on the task, ``all_logits`` ``[batch, num_tasks, max_num_labels]`` (every task's
+  logits from the same encoder pass, as ``forward_all_tasks``). The normalization statistics are constants of the
+  graph (baked in).
+- the processor files (tokenizer, ``processor_config.json``, ``lexicon.json``), so texts can be turned into inputs
+  without the run folder;
+- ``serving_config.json``: tasks in id order (a list), label names, feature width and names, prefix style, whether the
+  encoder input depends on the task, inputs and outputs of the graph, opset, quantized or not, versions, and the
+  parity measured against eager PyTorch at export time.
+- ``model_quantized.onnx`` after ``quantize=True`` (see `surgellm_hf.serving.quantize`).
+
+Why ``all_logits`` is a second output of the one graph and not a second graph: both outputs share the one encoder
+pass and the one copy of the weights on disk; the extra work per call (the light fusion modules and the heads run
+once per task) is well under 1% of the encoder's, and ONNX Runtime runs the same graph whichever outputs are asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .runtime import (
+    MODEL_FILE,
+    PROBE_TEXTS,
+    QUANTIZED_MODEL_FILE,
+    SERVING_CONFIG_NAME,
+    SERVING_FORMAT,
+    SERVING_FORMAT_VERSION,
+    input_depends_on_task,
+    read_serving_config,
+)
+
+DEFAULT_OPSET = 18
+_EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps one file at 2 GiB: larger models keep weights beside it
+ONNX_EXTRA_HINT = 'install the ONNX extras: pip install "surgellm_hf[onnx]"'
+
+
+def require_onnx() -> None:
+    """Raise a one-line ImportError naming the extras when onnx / onnxruntime are missing."""
+    missing = [m for m in ("onnx", "onnxruntime") if not _importable(m)]
+    if missing:
+        raise ImportError(f"{' and '.join(missing)} not installed; {ONNX_EXTRA_HINT}")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+class _ExportWrapper(nn.Module):
+    """The graph to export: named tensor inputs in, ``logits`` [, ``gate``] [, ``all_logits``] out."""
+
+    def __init__(self, model: nn.Module, input_names: Sequence[str], output_gate: bool, all_tasks: bool):
+        super().__init__()
+        self.model = model
+        self.input_names = list(input_names)
+        self.output_gate = output_gate
+        self.all_tasks = all_tasks
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        lexical_features: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        given = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "lexical_features": lexical_features,
+            "task_ids": task_ids,
+        }
+        inputs = {k: v for k, v in given.items() if k in self.input_names}
+        out = self.model(**inputs, output_gate=self.output_gate, return_dict=True)
+        result = [out.logits]
+        if self.output_gate:
+            result.append(out.gate)
+        if self.all_tasks:
+            inputs.pop("task_ids")
+            result.append(self.model.forward_all_tasks(**inputs))
+        return tuple(result)
+
+
+def graph_input_names(model: nn.Module, processor: Any) -> list[str]:
+    """The graph inputs: the tokenizer's (token_type_ids only where the encoder takes them), features, task ids."""
+    tokenizer_inputs = list(processor.tokenizer.model_input_names)
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in tokenizer_inputs and model.surge._encoder_takes_token_type_ids:
+        names.append("token_type_ids")
+    if model.config.use_gate:
+        names.append("lexical_features")
+    names.append("task_ids")
+    return names
+
+
+def _check_exportable(model: nn.Module, processor: Any) -> None:
+    from ..modeling_surge import SurgeForSequenceClassification
+
+    if not isinstance(model, SurgeForSequenceClassification):
+        raise TypeError(f"export needs a SurgeForSequenceClassification, got {type(model).__name__}")
+    if not model.feature_normalizer_fitted:
+        raise ValueError(
+            f"the model uses norm={model.config.norm!r} but its feature statistics were never fitted, so an exported "
+            "graph would bake in meaningless ones; fit them (model.fit_feature_normalizer) or export a trained run"
+        )
+    processor.check_model(model)
+
+
+def _prepare_output_dir(output_dir: Path, overwrite: bool) -> Path:
+    """A fresh temporary folder beside `output_dir` (renamed into place at the end); refuses to clobber."""
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise NotADirectoryError(f"--output {output_dir} is a file")
+        if any(output_dir.iterdir()):
+            if not overwrite:
+                raise FileExistsError(
+                    f"output folder {output_dir} is not empty; pass overwrite=True (--overwrite)"
+                )
+            if not (output_dir / SERVING_CONFIG_NAME).is_file():
+                raise FileExistsError(
+                    f"output folder {output_dir} holds files that are not an ONNX export; refusing to overwrite it"
+                )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir.parent / f".{output_dir.name}.export-tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def _sample_inputs(
+    processor: Any, input_names: Sequence[str], texts: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    tasks = [processor.tasks[i % len(processor.tasks)] for i in range(len(texts))]
+    enc = processor(list(texts), task=tasks, return_tensors="pt", padding=True)
+    return {name: enc[name] for name in input_names}
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """Silence the exporter's logger (it warns about every torchvision op it cannot register) while exporting."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("surgellm_hf", "torch", "transformers", "onnx", "onnxscript", "onnxruntime"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[dist] = md.version(dist)
+    return out
+
+
+def export_onnx(
+    model: nn.Module,
+    processor: Any,
+    output_dir: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    output_gate: bool = False,
+    quantize: bool = False,
+    overwrite: bool = False,
+    atol: float = 1e-4,
+    sample_texts: Sequence[str] | None = None,
+) -> Path:
+    """Export `model` (+ `processor`) to an ONNX folder, check it against eager PyTorch, and return the folder.
+
+    Raises ValueError for unfitted statistics, a processor that does not match the model, or ONNX Runtime logits
+    further than `atol` from the eager ones on `sample_texts` (default: built-in probe texts, mixed tasks).
+    """
+    require_onnx()
+    _check_exportable(model, processor)
+    output_dir = Path(output_dir)
+    all_tasks = not input_depends_on_task(processor)
+    input_names = graph_input_names(model, processor)
+    output_names = ["logits", *(["gate"] if output_gate else []), *(["all_logits"] if all_tasks else [])]
+
+    export_model = model
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        import copy
+
+        export_model = copy.deepcopy(model).float()
+    was_training = export_model.training
+    export_model.eval()
+    wrapper = _ExportWrapper(export_model, input_names, output_gate, all_tasks).eval()
+    probe = list(sample_texts or PROBE_TEXTS)
+    sample = _sample_inputs(processor, input_names, probe[: max(2, min(len(probe), 4))])
+    batch = torch.export.Dim("batch")
+    sequence = torch.export.Dim("sequence")
+    dynamic: dict[str, dict[int, Any]] = {n: {0: batch, 1: sequence} for n in input_names}
+    dynamic["lexical_features"] = {0: batch}
+    dynamic["task_ids"] = {0: batch}
+    dynamic_shapes = {n: dynamic[n] for n in input_names}
+    n_bytes = sum(p.numel() * p.element_size() for p in export_model.parameters())
+
+    tmp = _prepare_output_dir(output_dir, overwrite)
+    try:
+        # The exporter prints its progress on stdout and warns about skipped torchvision ops: keep both off a CLI's
+        # stdout (which may carry predictions) and show them only on failure.
+        log = io.StringIO()
+        try:
+            with (
+                contextlib.redirect_stdout(log),
+                _quiet_exporter_logs(),
+                warnings.catch_warnings(),
+                torch.no_grad(),
+            ):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper,
+                    (),
+                    str(tmp / MODEL_FILE),
+                    kwargs=sample,
+                    input_names=input_names,
+                    output_names=output_names,
+                    dynamic_shapes=dynamic_shapes,
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=n_bytes > _EXTERNAL_DATA_BYTES,
+                    verbose=False,
+                )
+        except Exception as err:
+            raise RuntimeError(
+                f"torch.onnx.export failed for encoder {model.config.encoder_config.model_type!r}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+        processor.save_pretrained(tmp)
+        # the exporter drops inputs the graph never reads (e.g. token_type_ids of an encoder without type
+        # embeddings): record the graph's own inputs
+        import onnx
+
+        graph = onnx.load(str(tmp / MODEL_FILE), load_external_data=False).graph
+        input_names = [i.name for i in graph.input]
+        config = _serving_config(model, processor, input_names, output_names, opset, all_tasks)
+        _write_config(tmp, config)
+        parity = check_parity(export_model, processor, tmp, probe, output_gate=output_gate)
+        if parity["max_abs_logit_diff"] > atol or not parity["same_predictions"]:
+            raise ValueError(
+                f"the exported graph disagrees with eager PyTorch: max |logit difference| "
+                f"{parity['max_abs_logit_diff']:.3g} (tolerance {atol:g}), same predictions: "
+                f"{parity['same_predictions']}"
+            )
+        config["parity"] = parity
+        _write_config(tmp, config)
+        if quantize:
+            from .quantize import quantize_export
+
+            quantize_export(tmp)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        export_model.train(was_training)
+    return output_dir
+
+
+def _serving_config(
+    model: nn.Module,
+    processor: Any,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    all_tasks: bool,
+) -> dict[str, Any]:
+    config = model.config
+    return {
+        "format": SERVING_FORMAT,
+        "format_version": SERVING_FORMAT_VERSION,
+        "model_file": MODEL_FILE,
+        "quantized_model_file": None,
+        "quantized": False,
+        "opset": opset,
+        "tasks": [
+            {"name": name, "num_labels": config.tasks[name], "label_names": config.label_names(name)}
+            for name in config.task_names
+        ],
+        "default_task": config.default_task,
+        "max_num_labels": config.max_num_labels,
+        "num_features": config.num_features,
+        "feature_names": list(processor.lexicon.feature_names),
+        "uses_gate": bool(config.use_gate),
+        "norm": config.norm,
+        "prefix": processor.prefix,
+        "max_length": processor.max_length,
+        "input_depends_on_task": not all_tasks,
+        "inputs": input_names,
+        "outputs": output_names,
+        "encoder_model_type": config.encoder_config.model_type,
+        "versions": _versions(),
+    }
+
+
+def _write_config(folder: Path, config: dict[str, Any]) -> None:
+    (folder / SERVING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def check_parity(
+    model: nn.Module,
+    processor: Any,
+    folder: str | os.PathLike,
+    texts: Sequence[str],
+    *,
+    output_gate: bool = False,
+    quantized: bool = False,
+) -> dict[str, Any]:
+    """Eager PyTorch vs ONNX Runtime on `texts` under every task: max |difference| of the real logits (and of
+    ``all_logits`` / ``gate`` where the graph has them) and whether every argmax agrees."""
+    from .runtime import OnnxSurgeClassifier
+
+    runner = OnnxSurgeClassifier.from_pretrained(folder, quantized=quantized)
+    texts = list(texts)
+    config = model.config
+    logit_diff = 0.0
+    all_diff = gate_diff = None
+    same = True
+    with torch.no_grad():
+        for name in config.task_names:
+            n = config.tasks[name]
+            enc = processor(texts, task=name, return_tensors="pt", padding=True)
+            inputs = {k: enc[k] for k in runner.input_names}
+            eager = model(**inputs, output_gate=output_gate, return_dict=True)
+            got = runner.run(dict(enc), ["logits", *(["gate"] if output_gate else [])])
+            ref = eager.logits.float().numpy()
+            logit_diff = max(logit_diff, float(np.abs(got[0][:, :n] - ref[:, :n]).max()))
+            same = same and bool((got[0][:, :n].argmax(1) == ref[:, :n].argmax(1)).all())
+            if output_gate:
+                d = float(np.abs(got[1] - eager.gate.float().numpy()).max())
+                gate_diff = d if gate_diff is None else max(gate_diff, d)
+        if runner.has_all_tasks_output:
+            enc = processor(texts, task=config.default_task, return_tensors="pt", padding=True)
+            inputs = {k: enc[k] for k in runner.input_names if k != "task_ids"}
+            ref = model.forward_all_tasks(**inputs).float().numpy()
+            got = runner.run(dict(enc), ["all_logits"])[0]
+            all_diff = 0.0
+            for t, name in enumerate(config.task_names):
+                n = config.tasks[name]
+                all_diff = max(all_diff, float(np.abs(got[:, t, :n] - ref[:, t, :n]).max()))
+                same = same and bool((got[:, t, :n].argmax(1) == ref[:, t, :n].argmax(1)).all())
+    result: dict[str, Any] = {
+        "texts": len(texts),
+        "max_abs_logit_diff": logit_diff,
+        "same_predictions": same,
+    }
+    if all_diff is not None:
+        result["max_abs_all_logits_diff"] = all_diff
+        result["max_abs_logit_diff"] = max(logit_diff, all_diff)
+    if gate_diff is not None:
+        result["max_abs_gate_diff"] = gate_diff
+    return result
+
+
+def load_model_and_processor(model_dir: str | os.PathLike) -> tuple[nn.Module, Any]:
+    """Model (eval mode) and processor saved together in a run folder or any folder holding both."""
+    from ..modeling_surge import SurgeForSequenceClassification
+    from ..processing_surge import SurgeProcessor
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder not found: {model_dir}")
+    if (model_dir / SERVING_CONFIG_NAME).is_file():
+        raise ValueError(f"{model_dir} is already an ONNX export; export a run folder (model + processor)")
+    for name, what in (("config.json", "model"), ("processor_config.json", "processor")):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(
+                f"no saved {what} ({name}) in {model_dir}; is it a finished `surgellm train` run?"
+            )
+    model = SurgeForSequenceClassification.from_pretrained(model_dir).eval()
+    processor = SurgeProcessor.from_pretrained(model_dir)
+    processor.check_model(model)
+    return model, processor
+
+
+def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, **kwargs: Any) -> Path:
+    """`export_onnx` of the model and processor saved in `run_dir` (what ``surgellm export`` calls)."""
+    require_onnx()
+    model, processor = load_model_and_processor(run_dir)
+    return export_onnx(model, processor, output_dir, **kwargs)
+
+
+__all__ = [
+    "export_onnx",
+    "export_run",
+    "check_parity",
+    "read_serving_config",
+    "load_model_and_processor",
+    "input_depends_on_task",
+    "graph_input_names",
+    "SERVING_CONFIG_NAME",
+    "MODEL_FILE",
+    "QUANTIZED_MODEL_FILE",
+]

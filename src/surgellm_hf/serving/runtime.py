@@ -1,0 +1,403 @@
+"""Run an exported SURGELLM folder with ONNX Runtime: texts + task in, label names and scores out, without torch.
+
+``OnnxSurgeClassifier.from_pretrained(folder).predict(texts, task="sst2")`` returns the records of
+`surgellm_hf.inference.predict_texts` (task, label, label_name, scores); ``task="all"`` returns every task's
+prediction for every text, from one encoder pass per batch when the encoder input does not depend on the task.
+
+This module imports no torch and nothing of surgellm_hf at import time: it needs numpy, onnxruntime and, for the
+processor, transformers' tokenizers. The processor code (``processing_surge``, ``lexicon``, ``features``: stdlib,
+numpy and transformers only) is the installed package's; when ``surgellm_hf`` has not been imported (whose
+``__init__`` imports torch to register the model classes), those three files are loaded as a private package, so a
+process that loads this file directly (``importlib`` by path) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+SERVING_CONFIG_NAME = "serving_config.json"
+SERVING_FORMAT = "surgellm-onnx"
+SERVING_FORMAT_VERSION = 1
+MODEL_FILE = "model.onnx"
+QUANTIZED_MODEL_FILE = "model_quantized.onnx"
+PROCESSOR_FILES = ("processor_config.json", "lexicon.json", "tokenizer_config.json")
+TOKENIZER_VOCAB_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+# Texts of varied length and content for tracing the graph and for the parity check after export.
+PROBE_TEXTS = (
+    "A gorgeous, witty film!",
+    "I think, maybe, the results show that the method works. Firstly, it is fast; secondly, it is cheap?",
+    "According to the passage, the 1937 election was held in Dallas, Texas.",
+    "ok",
+)
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_PRIVATE_PACKAGE = "_surgellm_hf_processing"
+_NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+
+
+def read_serving_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``serving_config.json`` of an exported folder (one-line errors when missing or foreign)."""
+    path = Path(folder) / SERVING_CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{folder} has no {SERVING_CONFIG_NAME}: not an ONNX export (create one with `surgellm export`)"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err.msg} (line {err.lineno})") from None
+    if not isinstance(config, dict) or config.get("format") != SERVING_FORMAT:
+        raise ValueError(f"{path} is not a SURGELLM ONNX serving config")
+    if config.get("format_version") != SERVING_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {config.get('format_version')!r}; this code reads {SERVING_FORMAT_VERSION}"
+        )
+    return config
+
+
+def is_exported_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `surgellm export` (it holds ``serving_config.json``)."""
+    return (Path(path) / SERVING_CONFIG_NAME).is_file()
+
+
+def processing_module() -> ModuleType:
+    """``surgellm_hf.processing_surge`` if the package is imported, else the same file loaded without torch."""
+    package = sys.modules.get("surgellm_hf")
+    if package is not None:
+        return importlib.import_module("surgellm_hf.processing_surge")
+    if _PRIVATE_PACKAGE not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(_PRIVATE_PACKAGE, None, is_package=True)
+        module = importlib.util.module_from_spec(spec)
+        module.__path__ = [str(_PACKAGE_DIR)]
+        sys.modules[_PRIVATE_PACKAGE] = module
+    return importlib.import_module(f"{_PRIVATE_PACKAGE}.processing_surge")
+
+
+def input_depends_on_task(processor: Any) -> bool:
+    """Whether the processor's token ids for a text change with the task (a prefix that names the task)."""
+    tasks = list(processor.tasks)
+    if processor.prefix is None or len(tasks) < 2:
+        return False
+    ids = [processor(list(PROBE_TEXTS), task=t)["input_ids"] for t in tasks]
+    return any(other != ids[0] for other in ids[1:])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (what `predict_texts` computes from the model's logits)."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def task_record(logits_row: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """``{"label", "label_name", "scores"}`` of one row of a task's own logits (its first len(label_names))."""
+    prob = softmax(np.asarray(logits_row)[: len(label_names)])
+    label = int(prob.argmax())
+    return {
+        "label": label,
+        "label_name": label_names[label],
+        "scores": {n: float(p) for n, p in zip(label_names, prob)},
+    }
+
+
+def records_from_logits(
+    logits: np.ndarray, tasks: Sequence[str], label_names: Mapping[str, Sequence[str]]
+) -> list[dict[str, Any]]:
+    """One `predict_texts` record per row of padded ``[N, max_num_labels]`` logits, row i under task ``tasks[i]``."""
+    return [{"task": t, **task_record(row, label_names[t])} for row, t in zip(logits, tasks)]
+
+
+def all_task_records(
+    all_logits: np.ndarray, task_names: Sequence[str], label_names: Mapping[str, Sequence[str]]
+) -> list[dict[str, Any]]:
+    """One ``{"tasks": {task: {label, label_name, scores}}}`` record per row of ``[N, num_tasks, C]`` logits."""
+    return [
+        {"tasks": {t: task_record(row[i], label_names[t]) for i, t in enumerate(task_names)}}
+        for row in all_logits
+    ]
+
+
+def length_order(texts: Sequence[str]) -> list[int]:
+    """Indices of `texts` from longest to shortest (stable): batches of similar length pad little."""
+    return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+
+def _text_list(texts: str | Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}")
+    return texts
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+class OnnxSurgeClassifier:
+    """An exported SURGELLM folder served by ONNX Runtime; `predict` gives `predict_texts`' records."""
+
+    def __init__(
+        self, session: Any, processor: Any, config: Mapping[str, Any], folder: Path, quantized: bool
+    ):
+        self.session = session
+        self.processor = processor
+        self.config = dict(config)
+        self.folder = folder
+        self.quantized = quantized
+        self.task_names: list[str] = [t["name"] for t in config["tasks"]]
+        self.num_labels: dict[str, int] = {t["name"]: int(t["num_labels"]) for t in config["tasks"]}
+        self._label_names: dict[str, list[str]] = {t["name"]: list(t["label_names"]) for t in config["tasks"]}
+        self.default_task: str = config["default_task"]
+        self._inputs = {i.name: i for i in session.get_inputs()}
+        self.input_names: list[str] = list(self._inputs)
+        self.output_names: list[str] = [o.name for o in session.get_outputs()]
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        quantized: bool = False,
+        num_threads: int | None = None,
+        providers: Sequence[Any] | None = None,
+        session_options: Any | None = None,
+    ) -> OnnxSurgeClassifier:
+        """Load an exported folder: the fp32 graph (or the int8 one with ``quantized=True``) and its processor.
+
+        ``num_threads`` sets ONNX Runtime's intra-op threads (default: its own choice); ``providers`` defaults to
+        the CPU provider. Every missing file and every mismatch between graph, lexicon and config is a one-line
+        error.
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError(
+                'onnxruntime is not installed; install the ONNX extras: pip install "surgellm_hf[onnx]"'
+            ) from None
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"exported model folder not found: {folder}")
+        config = read_serving_config(folder)
+        if quantized:
+            model_file = config.get("quantized_model_file")
+            if not model_file:
+                raise ValueError(
+                    f"{folder} has no int8 graph; quantize it first (`surgellm export --quantize` or "
+                    "surgellm_hf.serving.quantize_export)"
+                )
+        else:
+            model_file = config.get("model_file") or MODEL_FILE
+        missing = [n for n in (model_file, *PROCESSOR_FILES) if not (folder / n).is_file()]
+        if not any((folder / n).is_file() for n in TOKENIZER_VOCAB_FILES):
+            missing.append(f"a tokenizer vocabulary ({' or '.join(TOKENIZER_VOCAB_FILES[:2])})")
+        if missing:
+            raise FileNotFoundError(
+                f"exported folder {folder} is missing {', '.join(missing)}; export it again with `surgellm export`"
+            )
+        processor = processing_module().SurgeProcessor.from_pretrained(folder)
+        if session_options is None:
+            session_options = ort.SessionOptions()
+            session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session_options.log_severity_level = 3
+            session_options.inter_op_num_threads = 1
+            if num_threads is not None:
+                session_options.intra_op_num_threads = int(num_threads)
+        try:
+            session = ort.InferenceSession(
+                str(folder / model_file),
+                session_options,
+                providers=list(providers or ["CPUExecutionProvider"]),
+            )
+        except Exception as err:  # onnxruntime raises its own exception types
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"ONNX Runtime cannot load {folder / model_file}: {first}") from None
+        runner = cls(session, processor, config, folder, quantized)
+        runner._check_consistency()
+        return runner
+
+    def _check_consistency(self) -> None:
+        """Graph, config, lexicon and processor must agree (feature width, tasks, inputs)."""
+        config, folder = self.config, self.folder
+        lexicon = self.processor.lexicon
+        if "lexical_features" in self._inputs:
+            width = self._inputs["lexical_features"].shape[-1]
+            if isinstance(width, int) and width != lexicon.num_features:
+                raise ValueError(
+                    f"lexicon.json of {folder} gives {lexicon.num_features} features but the graph takes "
+                    f"{width}; the files do not belong together (export again)"
+                )
+        if config.get("num_features") != lexicon.num_features:
+            raise ValueError(
+                f"lexicon.json of {folder} gives {lexicon.num_features} features but {SERVING_CONFIG_NAME} records "
+                f"{config.get('num_features')}; the files do not belong together (export again)"
+            )
+        if list(self.processor.tasks) != self.task_names:
+            raise ValueError(
+                f"processor tasks {list(self.processor.tasks)} differ from the graph's {self.task_names} in {folder}"
+            )
+        expected = list(config.get("inputs", []))
+        if sorted(expected) != sorted(self.input_names):
+            raise ValueError(
+                f"the graph in {folder} takes inputs {self.input_names} but {SERVING_CONFIG_NAME} lists {expected}"
+            )
+        if "logits" not in self.output_names:
+            raise ValueError(f"the graph in {folder} has no 'logits' output (outputs: {self.output_names})")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def has_all_tasks_output(self) -> bool:
+        """Whether the graph returns ``all_logits`` (every task from one encoder pass)."""
+        return "all_logits" in self.output_names
+
+    @property
+    def input_depends_on_task(self) -> bool:
+        """Whether the encoder input carries the task (a prefix naming it): then "all" costs one pass per task."""
+        return bool(self.config.get("input_depends_on_task"))
+
+    @property
+    def all_tasks_in_one_pass(self) -> bool:
+        """Whether ``predict(texts, task="all")`` runs the encoder once per batch (else once per task)."""
+        return self.has_all_tasks_output
+
+    def label_names(self, task: str) -> list[str]:
+        """Label names of a task, in label-id order."""
+        self._task_name(task)
+        return list(self._label_names[task])
+
+    def _task_name(self, task: Any) -> str:
+        if task is None:
+            return self.default_task
+        if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
+            if not 0 <= int(task) < len(self.task_names):
+                raise ValueError(f"unknown task id {task}; valid ids are 0..{len(self.task_names) - 1}")
+            return self.task_names[int(task)]
+        if task not in self.task_names:
+            raise ValueError(f"unknown task {task!r}; valid tasks are {self.task_names} (or 'all')")
+        return task
+
+    def _task_list(self, task: Any, n: int) -> list[str]:
+        if task is None or isinstance(task, (str, int, np.integer)):
+            return [self._task_name(task)] * n
+        tasks = list(task)
+        if len(tasks) != n:
+            raise ValueError(f"got {n} texts but {len(tasks)} task names")
+        names = {t: self._task_name(t) for t in set(tasks)}
+        return [names[t] for t in tasks]
+
+    # ------------------------------------------------------------------ running
+    def encode(self, texts: Sequence[str], task: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The processor's numpy inputs for one batch (padded to its longest text)."""
+        enc = self.processor(list(texts), task=task, return_tensors="np", padding=True)
+        return dict(enc)
+
+    def run(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Run the graph on model inputs (numpy or torch tensors); extra inputs are ignored."""
+        feed = {}
+        for name, meta in self._inputs.items():
+            if name not in inputs:
+                raise ValueError(f"the graph needs input {name!r}; got {sorted(inputs)}")
+            value = inputs[name]
+            if hasattr(value, "detach"):
+                value = value.detach().cpu().numpy()
+            feed[name] = np.ascontiguousarray(value, dtype=_NP_TYPES.get(meta.type))
+        return self.session.run(list(output_names) if output_names else None, feed)
+
+    def logits(self, texts: str | Sequence[str], task: Any = None) -> np.ndarray:
+        """Padded ``[N, max_num_labels]`` logits of one batch, each text under its task."""
+        texts = _text_list(texts)
+        tasks = self._task_list(task, len(texts))
+        return self.run(self.encode(texts, tasks), ["logits"])[0]
+
+    def all_logits(self, texts: str | Sequence[str]) -> np.ndarray:
+        """``[N, num_tasks, max_num_labels]`` logits of one batch under every task (one pass where possible)."""
+        texts = _text_list(texts)
+        if self.has_all_tasks_output:
+            return self.run(self.encode(texts, self.default_task), ["all_logits"])[0]
+        return np.stack([self.logits(texts, t) for t in self.task_names], axis=1)
+
+    def predict(
+        self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32
+    ) -> list[dict[str, Any]]:
+        """Classify texts: `predict_texts` records ({task, label, label_name, scores}) in input order.
+
+        ``task`` is a task name, one name per text, None (the default task) or ``"all"``: then each record is
+        ``{"tasks": {task: {label, label_name, scores}}}`` for every task, from one encoder pass per batch when the
+        input does not depend on the task (else one pass per task, with a warning saying so). Texts are batched by
+        length (longest first) for throughput; the records come back in input order.
+        """
+        texts = _text_list(texts)
+        batch_size = _check_batch_size(batch_size)
+        every = isinstance(task, str) and task == "all" and "all" not in self.task_names
+        if every and not self.all_tasks_in_one_pass and len(self.task_names) > 1:
+            warnings.warn(
+                f"the encoder input of this model depends on the task (prefix {self.config.get('prefix')!r}), so "
+                f"task='all' runs one encoder pass per task ({len(self.task_names)} passes)",
+                stacklevel=2,
+            )
+        tasks = None if every else self._task_list(task, len(texts))
+        order = length_order(texts)
+        out: list[dict[str, Any] | None] = [None] * len(texts)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            chunk = [texts[i] for i in idx]
+            if every:
+                recs = all_task_records(self.all_logits(chunk), self.task_names, self._label_names)
+            else:
+                chunk_tasks = [tasks[i] for i in idx]
+                recs = records_from_logits(self.logits(chunk, chunk_tasks), chunk_tasks, self._label_names)
+            for i, rec in zip(idx, recs):
+                out[i] = rec
+        return out  # type: ignore[return-value]
+
+    def __call__(
+        self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32
+    ) -> list[dict[str, Any]]:
+        """Same as `predict`."""
+        return self.predict(texts, task=task, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        kind = "int8" if self.quantized else "fp32"
+        return f"OnnxSurgeClassifier({str(self.folder)!r}, {kind}, tasks={self.task_names})"
+
+
+__all__ = [
+    "OnnxSurgeClassifier",
+    "read_serving_config",
+    "is_exported_folder",
+    "records_from_logits",
+    "all_task_records",
+    "task_record",
+    "softmax",
+    "length_order",
+    "input_depends_on_task",
+    "PROBE_TEXTS",
+    "processing_module",
+    "SERVING_CONFIG_NAME",
+    "MODEL_FILE",
+    "QUANTIZED_MODEL_FILE",
+]
