@@ -4,7 +4,7 @@
 ``serving_config.json``; ``OnnxSurgeClassifier.from_pretrained(folder, quantized=True)`` serves it. The steps are
 ONNX Runtime's own: ``quant_pre_process`` (its graph optimizer folds the exporter's weight transposes into constant
 initializers, so every Linear becomes a quantizable MatMul/Gemm on a weight), then ``quantize_dynamic`` with signed
-int8 weights (activations are quantized per batch at run time). No torch is needed.
+int8 weights, one scale per output channel (activations are quantized per batch at run time). No torch is needed.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from .runtime import (
 
 
 def quantize_export(
-    folder: str | os.PathLike, *, per_channel: bool = False, reduce_range: bool = False
+    folder: str | os.PathLike, *, per_channel: bool = True, reduce_range: bool = False
 ) -> Path:
     """Write the dynamic-int8 graph ``model_quantized.onnx`` of an exported folder; returns its path.
 
-    ``per_channel`` and ``reduce_range`` are `onnxruntime.quantization.quantize_dynamic`'s options (the defaults
-    suit AVX2/AVX-512 VNNI CPUs).
+    ``per_channel`` and ``reduce_range`` are `onnxruntime.quantization.quantize_dynamic`'s options. One scale per
+    output channel (the default here) keeps the logits much closer to fp32 than one per tensor (on MiniLM with
+    random heads: correlation 0.99 against 0.97, every argmax kept); ``reduce_range`` (7-bit weights, for CPUs
+    without VNNI) costs accuracy.
     """
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -1,0 +1,98 @@
+"""Helpers for the serving tests: tiny encoders of several families with a real tokenizer, fitted SURGELLM models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from conftest import TINY_ENCODERS
+
+TASKS = {"sst2": 2, "llm7": 3}  # not alphabetical: task ids follow the given order
+LABEL_NAMES = {"sst2": ["negative", "positive"], "llm7": ["gpt", "llama", "human"]}
+
+TEXTS = [
+    "A gorgeous, witty film!",
+    "Moreover, the results show a consistent improvement. Furthermore, the data show it again.",
+    "i think maybe it's kind of boring?? honestly i guess",
+    "ok",
+    "According to the passage, the 1937 election was held in Dallas, Texas, by 12 votes.",
+    "Firstly, we observed the effect. Secondly, statistically significant results indicate a trend; finally, "
+    "in conclusion, the evidence suggests the method works across 3 datasets and many, many settings.",
+    "terrible, awful, dreadful acting",
+    "I love it. I love it so much! Best day ever!!!",
+]
+FIT_TASKS = ["sst2"] * 4 + ["llm7"] * 4
+FIT_LABELS = [1, 0, 0, 1, 0, 1, 2, 2]
+
+
+def build_family_encoder(family: str, path: Path, minilm_path: Path, seed: int = 0) -> Path:
+    """A tiny random encoder of `family` saved with a real tokenizer of a fitting kind.
+
+    BERT, ELECTRA and DeBERTa-v2 get the MiniLM WordPiece tokenizer, DistilBERT the same vocabulary as a DistilBERT
+    tokenizer (no token_type_ids), RoBERTa a byte-level BPE trained here (no token_type_ids, pad id 1).
+    """
+    import transformers
+    from transformers import AutoModel, AutoTokenizer, DistilBertTokenizerFast, RobertaTokenizerFast
+
+    if family == "roberta":
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        corpus = TEXTS * 4 + ["the quick brown fox jumps over the lazy dog " * 3]
+        bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
+        path.mkdir(parents=True, exist_ok=True)
+        bpe.save_model(str(path))
+        tokenizer = RobertaTokenizerFast(
+            vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt")
+        )
+    elif family == "distilbert":
+        wordpiece = AutoTokenizer.from_pretrained(minilm_path)
+        wordpiece.save_pretrained(path / "_wordpiece")
+        tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "_wordpiece" / "vocab.txt"))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    cls_name, kwargs = TINY_ENCODERS[family]
+    config = getattr(transformers, cls_name)(**{**kwargs, "vocab_size": len(tokenizer)})
+    if family == "roberta":
+        config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def fitted_model(encoder_path: Path, prefix: str | None = None, seed: int = 0, tasks: dict | None = None):
+    """(model, processor): a SURGELLM classifier with fitted IWN statistics and heads scaled to O(1) logits."""
+    from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
+
+    tasks = dict(tasks or TASKS)
+    label_names = {t: LABEL_NAMES.get(t, [f"c{i}" for i in range(n)]) for t, n in tasks.items()}
+    torch.manual_seed(seed)
+    model = SurgeForSequenceClassification.from_encoder_pretrained(
+        encoder_path, tasks=tasks, task_label_names=label_names, norm="iwn"
+    )
+    processor = SurgeProcessor.from_encoder_pretrained(encoder_path, tasks=list(tasks), prefix=prefix)
+    processor.prepare_model(model)
+    names = list(tasks)
+    fit_tasks = [names[i * len(names) // len(TEXTS)] for i in range(len(TEXTS))]
+    fit_labels = [i % tasks[t] if i % 2 == 0 else (i + 1) % tasks[t] for i, t in enumerate(fit_tasks)]
+    for t in names:  # IWN needs two classes per task
+        rows = [i for i, ft in enumerate(fit_tasks) if ft == t]
+        fit_labels[rows[0]], fit_labels[rows[1]] = 0, 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant feature columns on eight texts
+        model.fit_feature_normalizer(processor.lexicon.featurize(TEXTS), fit_labels, fit_tasks)
+    with torch.no_grad():
+        for head in model.heads:
+            head[-1].weight.mul_(40.0)
+    return model.eval(), processor
+
+
+def eager_logits(model, processor, texts, task) -> torch.Tensor:
+    """Eager PyTorch logits of `texts` under `task` (a name or one per text)."""
+    with torch.no_grad():
+        return model(**processor(list(texts), task=task, return_tensors="pt", padding=True)).logits

@@ -1,0 +1,218 @@
+"""ONNX export: ONNX Runtime logits against eager PyTorch on tiny encoders of four families and on MiniLM, the
+folder's contents, int8 quantization, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from _serving_utils import TASKS, TEXTS, build_family_encoder, eager_logits, fitted_model
+from surgellm_hf.serving.export import export_onnx, export_run
+from surgellm_hf.serving.quantize import quantize_export
+from surgellm_hf.serving.runtime import OnnxSurgeClassifier, read_serving_config
+
+LONG_TEXT = " ".join(
+    ["the results show that the method works, maybe"] * 30
+)  # longer than every traced sample
+F32_MIN = np.finfo(np.float32).min
+
+
+@pytest.fixture(scope="module")
+def family_encoders(tmp_path_factory, minilm_path):
+    root = tmp_path_factory.mktemp("serving_encoders")
+    return {
+        f: build_family_encoder(f, root / f, minilm_path)
+        for f in ("bert", "roberta", "distilbert", "deberta-v2")
+    }
+
+
+def _assert_matches_eager(runner, model, processor, texts, atol=1e-4):
+    """Every task: ORT logits within atol of eager on the real columns, same argmax, padding at float32 min."""
+    for task, n in TASKS.items():
+        ref = eager_logits(model, processor, texts, task).numpy()
+        got = runner.logits(texts, task)
+        assert got.shape == ref.shape == (len(texts), max(TASKS.values()))
+        assert np.abs(got[:, :n] - ref[:, :n]).max() <= atol
+        assert (got[:, :n].argmax(1) == ref[:, :n].argmax(1)).all()
+        assert (got[:, n:] == F32_MIN).all()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "deberta-v2"])
+def test_onnx_runtime_matches_eager_pytorch(family, family_encoders, tmp_path):
+    model, processor = fitted_model(family_encoders[family], seed=1)
+    folder = export_onnx(model, processor, tmp_path / "onnx", output_gate=True)
+    runner = OnnxSurgeClassifier.from_pretrained(folder, num_threads=1)
+    config = read_serving_config(folder)
+
+    # inputs: token_type_ids only where the tokenizer makes them and the encoder reads them
+    makes_types = "token_type_ids" in processor.tokenizer.model_input_names
+    assert runner.input_names[:2] == ["input_ids", "attention_mask"]
+    assert runner.input_names[-2:] == ["lexical_features", "task_ids"]
+    assert ("token_type_ids" in runner.input_names) <= makes_types
+    assert config["inputs"] == runner.input_names
+    # dynamic batch and sequence axes
+    shapes = {i.name: i.shape for i in runner.session.get_inputs()}
+    assert all(isinstance(d, str) for d in shapes["input_ids"])
+    assert shapes["lexical_features"][1] == processor.lexicon.num_features
+
+    # mixed lengths, a batch of one, a text longer than any traced sample
+    for texts in (TEXTS, TEXTS[:1], [LONG_TEXT, "ok"]):
+        _assert_matches_eager(runner, model, processor, texts)
+    # a mixed-task batch, the gate, and every task from one pass
+    mixed = [list(TASKS)[i % 2] for i in range(len(TEXTS))]
+    enc = processor(TEXTS, task=mixed, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        eager = model(**enc, output_gate=True)
+        every = model.forward_all_tasks(**{k: v for k, v in enc.items() if k != "task_ids"})
+    logits, gate, all_logits = runner.run(dict(enc), ["logits", "gate", "all_logits"])
+    np.testing.assert_allclose(logits, eager.logits.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(gate, eager.gate.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(all_logits, every.numpy(), atol=1e-4, rtol=0)
+    assert config["parity"]["same_predictions"] and config["parity"]["max_abs_logit_diff"] <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def minilm_export(tmp_path_factory, minilm_path):
+    model, processor = fitted_model(minilm_path, seed=2)
+    folder = export_onnx(model, processor, tmp_path_factory.mktemp("minilm") / "onnx", quantize=True)
+    return model, processor, folder
+
+
+def test_minilm_export_matches_eager_and_is_self_contained(minilm_export):
+    model, processor, folder = minilm_export
+    runner = OnnxSurgeClassifier.from_pretrained(folder, num_threads=2)
+    _assert_matches_eager(runner, model, processor, TEXTS + [LONG_TEXT])
+    files = {p.name for p in folder.iterdir()}
+    assert {
+        "model.onnx",
+        "serving_config.json",
+        "processor_config.json",
+        "lexicon.json",
+        "tokenizer.json",
+    } <= files
+    config = json.loads((folder / "serving_config.json").read_text())
+    assert [t["name"] for t in config["tasks"]] == list(TASKS)  # an ordered list, not a sorted mapping
+    assert [t["label_names"] for t in config["tasks"]] == [
+        ["negative", "positive"],
+        ["gpt", "llama", "human"],
+    ]
+    assert config["num_features"] == processor.lexicon.num_features == len(config["feature_names"])
+    assert config["prefix"] is None and config["input_depends_on_task"] is False
+    assert config["outputs"] == ["logits", "all_logits"] and config["opset"] == 18
+    # the statistics are baked in: the folder has no weights file besides the graphs
+    assert not any(name.endswith(".safetensors") for name in files)
+
+
+def test_int8_graph_is_recorded_and_close_to_fp32(minilm_export):
+    model, processor, folder = minilm_export
+    config = read_serving_config(folder)
+    assert config["quantized"] is True and config["quantized_model_file"] == "model_quantized.onnx"
+    fp32 = OnnxSurgeClassifier.from_pretrained(folder, num_threads=2)
+    int8 = OnnxSurgeClassifier.from_pretrained(folder, quantized=True, num_threads=2)
+    assert (folder / "model_quantized.onnx").stat().st_size < 0.5 * (folder / "model.onnx").stat().st_size
+    ops = {n.op_type for n in __import__("onnx").load(str(folder / "model_quantized.onnx")).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeLinear" in ops
+    a, b = fp32.logits(TEXTS, "sst2")[:, :2], int8.logits(TEXTS, "sst2")[:, :2]
+    assert not np.array_equal(a, b)  # really another graph
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9  # int8 noise, not garbage
+    # quantizing again overwrites in place
+    quantize_export(folder)
+    assert read_serving_config(folder)["quantized"] is True
+
+
+def test_task_prefix_export_has_no_all_tasks_output(family_encoders, tmp_path):
+    model, processor = fitted_model(family_encoders["bert"], prefix="tokens", seed=3)
+    folder = export_onnx(model, processor, tmp_path / "onnx")
+    runner = OnnxSurgeClassifier.from_pretrained(folder)
+    assert runner.input_depends_on_task and not runner.has_all_tasks_output
+    assert runner.output_names == ["logits"]
+    _assert_matches_eager(runner, model, processor, TEXTS)
+
+
+def test_export_run_reads_a_saved_run_folder(family_encoders, tmp_path):
+    model, processor = fitted_model(family_encoders["distilbert"], seed=4)
+    model.save_pretrained(tmp_path / "run")
+    processor.save_pretrained(tmp_path / "run")
+    folder = export_run(tmp_path / "run", tmp_path / "onnx")
+    _assert_matches_eager(OnnxSurgeClassifier.from_pretrained(folder), model, processor, TEXTS)
+    with pytest.raises(FileExistsError, match="not empty; pass overwrite=True"):
+        export_run(tmp_path / "run", tmp_path / "onnx")
+    assert export_run(tmp_path / "run", tmp_path / "onnx", overwrite=True) == folder
+    with pytest.raises(FileExistsError, match="not an ONNX export; refusing"):
+        export_run(tmp_path / "run", tmp_path / "run", overwrite=True)
+    with pytest.raises(ValueError, match="already an ONNX export"):
+        export_run(folder, tmp_path / "again")
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        export_run(tmp_path, tmp_path / "again")
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_unfitted_statistics_are_refused(family_encoders, tmp_path):
+    from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
+
+    path = family_encoders["bert"]
+    model = SurgeForSequenceClassification.from_encoder_pretrained(path, tasks=TASKS, norm="iwn")
+    processor = SurgeProcessor.from_encoder_pretrained(path, tasks=list(TASKS), prefix=None)
+    with pytest.raises(ValueError, match="never fitted") as err:
+        export_onnx(model, processor, tmp_path / "onnx")
+    _one_line(err)
+    assert not (tmp_path / "onnx").exists() and not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_broken_folders_give_one_line_errors(minilm_export, tmp_path):
+    from surgellm_hf import Lexicon
+
+    _, _, folder = minilm_export
+    for name in (
+        "lexicon.json",
+        "model.onnx",
+        "tokenizer.json",
+        "serving_config.json",
+        "processor_config.json",
+    ):
+        broken = tmp_path / f"no-{name}"
+        shutil.copytree(folder, broken)
+        (broken / name).unlink()
+        if name == "tokenizer.json":
+            (broken / "vocab.txt").unlink(missing_ok=True)
+        with pytest.raises(FileNotFoundError) as err:
+            OnnxSurgeClassifier.from_pretrained(broken)
+        assert ("tokenizer vocabulary" if name == "tokenizer.json" else name) in _one_line(err)
+
+    # a lexicon whose width does not match the graph's lexical_features input
+    wrong = tmp_path / "wrong-lexicon"
+    shutil.copytree(folder, wrong)
+    Lexicon.from_dict({"format": "surgellm-lexicon", "format_version": 1, "name": "small",
+                       "groups": {"good": ["good"], "bad": ["bad"]}}).to_json(wrong / "lexicon.json")  # fmt: skip
+    processor_config = json.loads((wrong / "processor_config.json").read_text())
+    processor_config.pop("feature_names")
+    (wrong / "processor_config.json").write_text(json.dumps(processor_config))
+    with pytest.raises(ValueError, match="gives 8 features but the graph takes 16") as err:
+        OnnxSurgeClassifier.from_pretrained(wrong)
+    _one_line(err)
+
+    runner = OnnxSurgeClassifier.from_pretrained(folder)
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; valid tasks are \['sst2', 'llm7'\]") as err:
+        runner.predict(["a text"], task="nope")
+    _one_line(err)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        OnnxSurgeClassifier.from_pretrained(tmp_path / "missing")
+    int8_less = tmp_path / "fp32-only"
+    shutil.copytree(folder, int8_less)
+    config = json.loads((int8_less / "serving_config.json").read_text())
+    config.update(quantized=False, quantized_model_file=None)
+    (int8_less / "serving_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="no int8 graph"):
+        OnnxSurgeClassifier.from_pretrained(int8_less, quantized=True)
