@@ -295,7 +295,8 @@ def stream_predict(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    window = window or batch_size * DEFAULT_WINDOW_BATCHES
+    if window is None:
+        window = batch_size * DEFAULT_WINDOW_BATCHES
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
     every = task == ALL_TASKS

@@ -1,0 +1,133 @@
+"""The serving parts of the `surgellm` command line: ``export`` and the streaming ``predict``.
+
+`surgellm_hf.cli` wires them in: ``add_export_command(sub)`` adds the ``export`` subcommand, and
+``add_predict_arguments(p); p.set_defaults(func=cmd_predict)`` makes ``predict`` take a run folder or an exported
+folder, ``--task all``, streaming and int8 options. Errors are ValueError / FileNotFoundError / ImportError with one
+line, which `surgellm_hf.cli.main` prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+
+def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``surgellm export RUN_DIR --output DIR [--quantize] [--output-gate] [--opset N] [--overwrite]``."""
+    from .export import DEFAULT_OPSET
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained run to a self-contained ONNX folder (needs: pip install 'surgellm_hf[onnx]')",
+        description="Write model.onnx (dynamic batch and sequence axes, statistics baked in), the processor files "
+        "and serving_config.json; checks ONNX Runtime against eager PyTorch before finishing.",
+    )
+    p.add_argument("run_dir", help="run folder (or any folder holding a saved model and processor)")
+    p.add_argument("--output", required=True, help="folder to write the ONNX export to")
+    p.add_argument(
+        "--quantize", action="store_true", help="also write model_quantized.onnx (dynamic int8, ONNX Runtime)"
+    )
+    p.add_argument("--output-gate", action="store_true", help="also output the gate values [batch, hidden]")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Run ``surgellm export``: export, check parity, print where it went."""
+    from .export import export_run
+    from .runtime import read_serving_config
+
+    try:
+        folder = export_run(
+            args.run_dir,
+            args.output,
+            quantize=args.quantize,
+            output_gate=args.output_gate,
+            opset=args.opset,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as err:
+        raise ValueError(str(err)) from None
+    config = read_serving_config(folder)
+    parity = config.get("parity", {})
+    every = (
+        "one encoder pass"
+        if not config["input_depends_on_task"]
+        else "one pass per task (the prefix names it)"
+    )
+    print(
+        f"Exported to {folder}: {config['model_file']}"
+        + (f" and {config['quantized_model_file']} (int8)" if config.get("quantized") else "")
+        + f"; ONNX Runtime vs PyTorch max |logit difference| {parity.get('max_abs_logit_diff', float('nan')):.2g}"
+        + f"; --task all: {every}"
+    )
+    return 0
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``surgellm predict MODEL``: a run folder or an exported ONNX folder."""
+    p.add_argument("run_dir", metavar="MODEL", help="run folder, or a folder written by `surgellm export`")
+    p.add_argument(
+        "--input",
+        default="-",
+        help="JSONL with 'text' (and optional 'task'), CSV/TSV with a text column, plain text lines, or - (stdin)",
+    )
+    p.add_argument(
+        "--task",
+        help="task for rows without one (default: the model's default task); 'all': every task for every row",
+    )
+    p.add_argument("--output", default="-", help="JSONL output file, or - for stdout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="rows held at once, sorted by length into batches (default 64 batches); bounds memory",
+    )
+    p.add_argument(
+        "--format", choices=["jsonl", "csv", "tsv", "text"], help="input format (default: by suffix)"
+    )
+    p.add_argument("--text-column", default="text", help="field or column holding the text (default: text)")
+    p.add_argument(
+        "--task-column", default="task", help="field or column naming a row's task (default: task)"
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="exported folder: use the int8 graph (model_quantized.onnx)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run ``surgellm predict``: stream the input through a run folder's model or an exported folder."""
+    from .streaming import load_predictor, predict_file
+
+    predictor = load_predictor(args.run_dir, quantized=args.int8, num_threads=args.threads)
+    if args.task == "all" and not getattr(predictor, "all_tasks_in_one_pass", True):
+        print(
+            f"surgellm predict: note: this model's input names the task, so --task all runs one encoder pass per "
+            f"task ({len(predictor.task_names)} passes)",
+            file=sys.stderr,
+        )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*one encoder pass per task")
+        predict_file(
+            predictor,
+            args.input,
+            args.output,
+            task=args.task,
+            batch_size=args.batch_size,
+            window=args.window,
+            fmt=args.format,
+            text_field=args.text_column,
+            task_field=args.task_column,
+            progress=not args.no_progress,
+        )
+    return 0
+
+
+__all__ = ["add_export_command", "cmd_export", "add_predict_arguments", "cmd_predict"]
