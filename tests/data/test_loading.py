@@ -1,5 +1,5 @@
-"""Tests for surgellm_hf.data: local files and folders, column mapping, the Hub code path (through a local
-Hub-layout dataset folder, offline), stratified sampling, every bad-input case, and the real shared data."""
+"""Loading: local files and folders, column mapping, the Hub code path (through a local Hub-layout dataset
+folder, offline), max_rows and holdouts, every bad-input case, a run's data section, and the real shared data."""
 
 from __future__ import annotations
 
@@ -7,20 +7,16 @@ import json
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from surgellm_hf.data import (
-    PAPER_TASKS_HUB,
     MultiTaskData,
     TaskSpec,
-    _stratified_indices,
-    hotpotqa_difficulty,
     load_folder,
+    load_run_data,
     load_tasks,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -186,57 +182,6 @@ def test_hub_load_failure_names_the_dataset(tmp_path):
         ValueError, match=r"task 'x': could not load Hub dataset .*empty_repo' \(config 'cfg'\)"
     ):
         load_tasks([spec])
-
-
-def test_hotpot_preprocess_original_json_layout_and_word_cap():
-    batch = {
-        "_id": ["x"],
-        "question": ["Q?"],
-        "level": ["medium"],
-        "supporting_facts": [[["P", 0]]],
-        "context": [[["P", ["w " * 200, "v " * 200]], ["Other", ["no"]]]],
-    }
-    out = hotpotqa_difficulty(batch)
-    words = out["text"][0].split(" [CTX] ")[1].split()
-    assert len(words) == 300 and words[:1] == ["w"] and words[-1] == "v" and words.count("w") == 200
-    assert out["label"] == [1] and out["id"] == ["hotpotqa-x"]
-    with pytest.raises(ValueError, match="level 'unknown'"):
-        hotpotqa_difficulty({**batch, "level": ["unknown"]})
-
-
-def test_paper_hub_preset_builds_valid_specs():
-    by_name = {s.name: s for s in PAPER_TASKS_HUB}
-    assert list(by_name) == ["sst2", "hotpot"]
-    sst2, hotpot = by_name["sst2"], by_name["hotpot"]
-    assert sst2.source == "stanfordnlp/sst2" and sst2.is_local() is False
-    assert (sst2.text_column, sst2.label_column, sst2.label_names) == (
-        "sentence",
-        "label",
-        ["negative", "positive"],
-    )
-    assert sst2.splits == {"train": "train", "test": "validation"} and sst2.holdout == {"validation": 0.1}
-    assert hotpot.source == "hotpotqa/hotpot_qa" and hotpot.config_name == "distractor"
-    assert hotpot.preprocess == "hotpotqa_difficulty" and hotpot.is_local() is False
-    assert set(hotpot.splits) | set(hotpot.holdout) == {"train", "validation", "test"}
-    for spec in PAPER_TASKS_HUB:  # plain-data round trip (what a YAML config holds)
-        assert TaskSpec.from_dict(spec.to_dict()) == spec
-
-
-# ----------------------------------------------------------------------------------------------- sampling
-
-
-def test_stratified_indices_quota_order_and_determinism():
-    labels = [0] * 60 + [1] * 30 + [2] * 10
-    idx = _stratified_indices(labels, 20, seed=3)
-    assert idx == sorted(idx) and len(set(idx)) == 20
-    assert np.bincount(np.asarray(labels)[idx]).tolist() == [12, 6, 2]
-    assert _stratified_indices(labels, 20, seed=3) == idx and _stratified_indices(labels, 20, seed=4) != idx
-    assert np.bincount(np.asarray(labels)[_stratified_indices(labels, 3, 0)]).tolist() == [
-        1,
-        1,
-        1,
-    ]  # every class kept
-    assert _stratified_indices(labels, 500, 0) == list(range(100))
 
 
 def test_max_rows_holdout_and_subsample(folder, tmp_path_factory):
@@ -406,44 +351,6 @@ def test_file_level_problems(tmp_path):
         load_tasks([TaskSpec("x", str(tmp_path), splits={"train": "x.txt"})])
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"name": "", "source": "x"}, ValueError, "task name"),
-        ({"name": "a b", "source": "x"}, ValueError, "task name"),
-        ({"name": "t", "source": ""}, TypeError, "source"),
-        ({"name": "t", "source": "x", "kind": "web"}, ValueError, "kind"),
-        ({"name": "t", "source": "x", "splits": {"dev": "a.jsonl"}}, ValueError, "unknown split"),
-        ({"name": "t", "source": "x", "label_names": ["only"]}, ValueError, "at least two"),
-        ({"name": "t", "source": "x", "label_names": ["a", "a"]}, ValueError, "distinct"),
-        (
-            {"name": "t", "source": "x", "num_labels": 3, "label_names": ["a", "b"]},
-            ValueError,
-            "label_names has 2",
-        ),
-        ({"name": "t", "source": "x", "num_labels": 1}, ValueError, ">= 2"),
-        ({"name": "t", "source": "x", "preprocess": "nope"}, ValueError, "unknown preprocess"),
-        ({"name": "t", "source": "x", "holdout": {"validation": 1.2}}, ValueError, "holdout fractions"),
-        (
-            {"name": "t", "source": "x", "holdout": {"validation": 0.6, "test": 0.5}},
-            ValueError,
-            "sum below 1",
-        ),
-        ({"name": "t", "source": "x", "holdout": {"train": 0.2}}, ValueError, "cannot name 'train'"),
-        (
-            {"name": "t", "source": "x", "splits": {"train": "a", "test": "b"}, "holdout": {"test": 0.1}},
-            ValueError,
-            "both",
-        ),
-        ({"name": "t", "source": "x", "max_rows": 0}, ValueError, "max_rows"),
-        ({"name": "t", "source": "x", "required_splits": ("dev",)}, ValueError, "unknown split"),
-    ],
-)
-def test_task_spec_validation(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        TaskSpec(**kwargs)
-
-
 def test_bad_load_tasks_arguments_and_missing_required_split_after_holdout(folder):
     with pytest.raises(TypeError, match="TaskSpec items"):
         load_tasks(["a"])
@@ -486,3 +393,17 @@ def test_a_test_only_folder_loads_when_only_test_is_required(tmp_path):
     assert data.split_sizes() == {"t": {"test": 2}} and data.num_labels == {"t": 2}
     with pytest.raises(ValueError, match="without a train split the number of classes cannot be inferred"):
         load_folder(tmp_path, tasks=["t"], splits=["test"], required=["test"])
+
+
+def test_load_run_data_draws_its_sample_with_its_seed():
+    from conftest import QUICKSTART_DATA
+
+    section = {"folder": str(QUICKSTART_DATA), "max_rows": {"train": 10}}
+
+    def ids(data, seed=0):
+        return list(load_run_data(data, seed=seed)["reviews"]["train"]["id"])
+
+    assert ids(section, 1) == ids(section, 1) != ids(section, 0)
+    assert ids({**section, "seed": 1}) == ids(section, 1)  # the section's own seed key wins
+    all_ids = [json.loads(line)["id"] for line in (QUICKSTART_DATA / "reviews" / "train.jsonl").open()]
+    assert len(ids(section, 1)) == 10 and set(ids(section, 1)) <= set(all_ids)

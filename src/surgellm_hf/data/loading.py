@@ -1,0 +1,447 @@
+"""Loading tasks into a `MultiTaskData`: local jsonl/csv/parquet files, folders, Hub dataset ids, a run's data section.
+
+Input is validated in full before anything is returned: a missing file, a missing column, labels that are not
+integers in range and empty texts raise an error naming the task, split, file and the first offending rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .multitask import MultiTaskData, _stratified_indices
+from .preprocessing import PREPROCESSORS
+from .presets import DATA_PRESETS
+from .task_spec import FILE_FORMATS, REQUIRED_SPLITS, SPLITS, TaskSpec, _check_split_names
+
+_MAX_ROWS_SHOWN = 5
+
+
+def load_tasks(specs: Sequence[TaskSpec] | Mapping[str, TaskSpec | Mapping[str, Any] | str]) -> MultiTaskData:
+    """Load and validate several tasks, in the given order.
+
+    `specs` is a list of TaskSpec, or a mapping task name -> TaskSpec | dict of TaskSpec fields | source string.
+    Every task is read and checked before anything is returned; problems raise FileNotFoundError (missing
+    file), ValueError (bad columns, labels or texts) or TypeError (bad argument types).
+    """
+    spec_list = _normalize_specs(specs)
+    datasets_, num_labels, label_names, sources = {}, {}, {}, {}
+    for spec in spec_list:
+        dd, k, names, where = _load_task(spec)
+        datasets_[spec.name], num_labels[spec.name], label_names[spec.name], sources[spec.name] = (
+            dd,
+            k,
+            names,
+            where,
+        )
+    return MultiTaskData(datasets_, num_labels, label_names, sources)
+
+
+def load_folder(
+    path: str | os.PathLike,
+    tasks: Sequence[str] | None = None,
+    splits: Sequence[str] = SPLITS,
+    required: Sequence[str] = REQUIRED_SPLITS,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    label_names: Mapping[str, Sequence[str]] | None = None,
+    max_rows: int | Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> MultiTaskData:
+    """Load the layout ``<path>/<task>/<split>.{jsonl,json,csv,tsv,parquet}`` (e.g. ../shared/data).
+
+    `tasks` picks and orders task folders (default: every sub-folder holding a train file, sorted by name).
+    Splits in `required` must exist (a missing one raises an error naming the expected file); others such as
+    test are loaded when present.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    _check_split_names("*", dict.fromkeys(splits), "splits")
+    _check_split_names("*", dict.fromkeys(required), "required")
+    if tasks is None:
+        tasks = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and any((p / f"train{s}").is_file() for s in FILE_FORMATS)
+        )
+        if not tasks:
+            raise FileNotFoundError(
+                f"no task folders with a train file ({', '.join('train' + s for s in FILE_FORMATS)}) under {root}"
+            )
+    elif isinstance(tasks, str):
+        raise TypeError(f"tasks must be a list of task folder names, got the string {tasks!r}")
+    label_names = dict(label_names or {})
+    unknown = set(label_names) - set(tasks)
+    if unknown:
+        raise ValueError(f"label_names given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
+    specs = []
+    for task in tasks:
+        folder = root / task
+        if not folder.is_dir():
+            raise FileNotFoundError(f"task folder not found: {folder}")
+        found = {s: f for s in splits if (f := _find_split_file(folder, s)) is not None}
+        for s in required:
+            if s not in found:
+                expected = ", ".join(str(folder / f"{s}{suf}") for suf in FILE_FORMATS)
+                raise FileNotFoundError(f"task {task!r}: missing {s} file; expected one of: {expected}")
+        specs.append(
+            TaskSpec(
+                name=task,
+                source=str(folder),
+                kind="local",
+                splits={s: str(f) for s, f in found.items()},
+                text_column=text_column,
+                label_column=label_column,
+                label_names=list(label_names[task]) if task in label_names else None,
+                max_rows=max_rows,
+                required_splits=tuple(required),
+                seed=seed,
+            )
+        )
+    return load_tasks(specs)
+
+
+def load_run_data(data: Mapping[str, Any], seed: int = 0) -> MultiTaskData:
+    """Load the `data` section of a run config: `folder`, `tasks` or `preset`, then an optional `max_rows` sample.
+
+    `seed` draws the `max_rows` samples (and a folder's holdouts); the section's own `seed` key wins. It is a
+    data seed, not the training seed: runs of several training seeds should see the same rows.
+    """
+    data = dict(data)
+    max_rows = data.pop("max_rows", None)
+    seed = data.pop("seed", seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`data.seed` must be a non-negative integer, got {seed!r}.")
+    if "preset" in data:
+        preset = data.pop("preset")
+        if preset not in DATA_PRESETS:
+            raise ValueError(f"Unknown data preset {preset!r}; available: {list(DATA_PRESETS)}.")
+        loaded = load_tasks(DATA_PRESETS[preset])
+    elif "folder" in data:
+        loaded = load_folder(data.pop("folder"), tasks=data.pop("tasks", None), seed=seed, **data)
+    elif "tasks" in data:
+        loaded = load_tasks(data.pop("tasks"))
+    else:
+        raise ValueError("`data` needs one of `folder`, `tasks` or `preset`.")
+    if max_rows is not None:
+        loaded = loaded.subsample(max_rows, seed=seed)
+    return loaded
+
+
+def _normalize_specs(specs: Any) -> list[TaskSpec]:
+    if isinstance(specs, TaskSpec):
+        specs = [specs]
+    if isinstance(specs, Mapping):
+        out = []
+        for name, value in specs.items():
+            if isinstance(value, TaskSpec):
+                if value.name != name:
+                    raise ValueError(f"task key {name!r} holds a TaskSpec named {value.name!r}")
+                out.append(value)
+            elif isinstance(value, str | os.PathLike):
+                out.append(TaskSpec(name=name, source=str(value)))
+            elif isinstance(value, Mapping):
+                out.append(TaskSpec.from_dict(value, name=name))
+            else:
+                raise TypeError(
+                    f"task {name!r}: expected a TaskSpec, a mapping or a source string, got {type(value).__name__}"
+                )
+    elif isinstance(specs, Iterable) and not isinstance(specs, str | bytes):
+        out = list(specs)
+        bad = [type(s).__name__ for s in out if not isinstance(s, TaskSpec)]
+        if bad:
+            raise TypeError(f"load_tasks expects TaskSpec items, got {bad}")
+    else:
+        raise TypeError(
+            f"load_tasks expects a list of TaskSpec or a mapping name -> spec, got {type(specs).__name__}"
+        )
+    if not out:
+        raise ValueError("no tasks given")
+    names = [s.name for s in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate task name(s): {dupes}")
+    return out
+
+
+def _find_split_file(folder: Path, split: str) -> Path | None:
+    hits = [folder / f"{split}{suf}" for suf in FILE_FORMATS if (folder / f"{split}{suf}").is_file()]
+    if len(hits) > 1:
+        raise ValueError(
+            f"ambiguous {split} data in {folder}: {[h.name for h in hits]}; keep one file per split"
+        )
+    return hits[0] if hits else None
+
+
+def _read_local(path: Path, task: str, split: str) -> Any:
+    """One local file -> datasets.Dataset through the packaged json/csv/parquet builders (offline)."""
+    import datasets
+
+    if not path.is_file():
+        raise FileNotFoundError(f"task {task!r}, split {split!r}: file not found: {path}")
+    builder = FILE_FORMATS.get(path.suffix.lower())
+    if builder is None:
+        raise ValueError(
+            f"task {task!r}, split {split!r}: unsupported file type {path.suffix!r} ({path}); "
+            f"supported: {', '.join(FILE_FORMATS)}"
+        )
+    if path.stat().st_size == 0:
+        raise ValueError(f"task {task!r}, split {split!r}: file is empty: {path}")
+    kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as e:  # parse errors surface deep inside arrow; name the file
+        raise ValueError(
+            f"task {task!r}, split {split!r}: could not read {path}: {type(e).__name__}: {e}"
+        ) from e
+
+
+def _read_hub(spec: TaskSpec, split: str | None, expr: str | None) -> Any:
+    import datasets
+
+    where = f"Hub dataset {spec.source!r}" + (f" (config {spec.config_name!r})" if spec.config_name else "")
+    try:
+        return datasets.load_dataset(spec.source, name=spec.config_name, split=expr, revision=spec.revision)
+    except Exception as e:
+        hint = (
+            "" if spec.kind == "hub" else f" If {spec.source!r} is meant as a local path: it does not exist."
+        )
+        raise ValueError(
+            f"task {spec.name!r}: could not load {where}"
+            + (f", split {expr!r}" if expr else "")
+            + f": {type(e).__name__}: {e}.{hint}"
+        ) from e
+
+
+def _raw_splits(spec: TaskSpec) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read the raw splits of one task: ({split: Dataset}, {split: description of where it came from})."""
+    if spec.is_local():
+        src = Path(spec.source).expanduser()
+        if spec.splits is None:
+            if src.is_dir():
+                files = {s: f for s in SPLITS if (f := _find_split_file(src, s)) is not None}
+                if "train" not in files:
+                    expected = ", ".join(str(src / f"train{suf}") for suf in FILE_FORMATS)
+                    raise FileNotFoundError(
+                        f"task {spec.name!r}: missing train file; expected one of: {expected}"
+                    )
+            elif src.is_file():
+                files = {"train": src}
+            else:
+                raise FileNotFoundError(f"task {spec.name!r}: source not found: {src}")
+        else:
+            if not src.is_dir():
+                raise (ValueError if src.exists() else FileNotFoundError)(
+                    f"task {spec.name!r}: with `splits`, source must be the folder the split paths are relative "
+                    f"to (e.g. '.'); got {'a file' if src.exists() else 'a missing path'}: {src}"
+                )
+            files = {
+                s: src / Path(p).expanduser() for s, p in spec.splits.items()
+            }  # absolute p stays absolute
+        raw = {s: _read_local(f, spec.name, s) for s, f in files.items()}
+        return raw, {s: str(f) for s, f in files.items()}
+    ref = spec.source + (f"[{spec.config_name}]" if spec.config_name else "")
+    if spec.splits is None:
+        dd = _read_hub(spec, None, None)
+        raw = {s: dd[s] for s in SPLITS if s in dd}
+        if "train" not in raw:
+            raise ValueError(
+                f"task {spec.name!r}: Hub dataset {ref} has no 'train' split (has {list(dd)}); set splits="
+            )
+        return raw, {s: f"{ref}:{s}" for s in raw}
+    return {s: _read_hub(spec, s, e) for s, e in spec.splits.items()}, {
+        s: f"{ref}:{e}" for s, e in spec.splits.items()
+    }
+
+
+def _rows_text(indices: Sequence[int]) -> str:
+    shown = ", ".join(str(i) for i in indices[:_MAX_ROWS_SHOWN])
+    return f"rows {shown}" + (", ..." if len(indices) > _MAX_ROWS_SHOWN else "")
+
+
+def _label_names_from_features(ds: Any, column: str) -> list[str] | None:
+    feature = ds.features.get(column)
+    return list(feature.names) if hasattr(feature, "names") and hasattr(feature, "str2int") else None
+
+
+def _convert_labels(values: list[Any], names: list[str] | None, where: str) -> tuple[list[int], list[str]]:
+    """Labels -> ints. Accepts ints, integral floats, and strings that are in `names`; returns (labels, problems)."""
+    out, bad_type, bad_names = [], [], []
+    index = {n: i for i, n in enumerate(names)} if names else {}
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or v is None:
+            bad_type.append(i)
+            out.append(-1)
+        elif isinstance(v, int | np.integer):
+            out.append(int(v))
+        elif isinstance(v, float | np.floating) and math.isfinite(v) and float(v).is_integer():
+            out.append(int(v))
+        elif isinstance(v, str) and v in index:
+            out.append(index[v])
+        elif isinstance(v, str) and names:
+            bad_names.append(i)
+            out.append(-1)
+        else:
+            bad_type.append(i)
+            out.append(-1)
+    problems = []
+    if bad_type:
+        examples = ", ".join(repr(values[i]) for i in bad_type[:3])
+        hint = "" if names else " (string labels need label_names=[...] to map them to indices)"
+        problems.append(
+            f"{where}: {len(bad_type)} label(s) are not integers ({_rows_text(bad_type)}; e.g. {examples}){hint}"
+        )
+    if bad_names:
+        unknown = sorted({values[i] for i in bad_names})[:5]
+        problems.append(
+            f"{where}: {len(bad_names)} label(s) are not among label_names {names} ({_rows_text(bad_names)}; "
+            f"unknown values {unknown})"
+        )
+    return out, problems
+
+
+def _apply_preprocess(spec: TaskSpec, fn: Callable, ds: Any, split: str, where: str) -> Any:
+    try:
+        return ds.map(fn, batched=True, remove_columns=ds.column_names)
+    except Exception as e:
+        raise ValueError(
+            f"task {spec.name!r}, split {split!r} ({where}): preprocess {getattr(fn, '__name__', fn)!r} failed: "
+            f"{type(e).__name__}: {e}; columns available: {ds.column_names}"
+        ) from e
+
+
+def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
+    """Read, preprocess, validate and normalize one task; raises with every problem found."""
+    import datasets
+
+    raw, where = _raw_splits(spec)
+    if spec.preprocess is not None:
+        fn = PREPROCESSORS[spec.preprocess] if isinstance(spec.preprocess, str) else spec.preprocess
+        raw = {s: _apply_preprocess(spec, fn, ds, s, where[s]) for s, ds in raw.items()}
+        where = {s: f"{w} (after preprocess)" for s, w in where.items()}
+
+    names = spec.label_names
+    problems: list[str] = []
+    columns: dict[str, dict[str, list[Any]]] = {}
+    for split, ds in raw.items():
+        loc = f"task {spec.name!r}, split {split!r} ({where[split]})"
+        missing = [c for c in (spec.text_column, spec.label_column) if c not in ds.column_names]
+        if missing:
+            problems.append(
+                f"{loc}: missing column(s) {missing}; available columns: {ds.column_names}. "
+                "Map yours with text_column= / label_column="
+            )
+            continue
+        if len(ds) == 0:
+            problems.append(f"{loc}: no rows")
+            continue
+        if names is None:
+            names = _label_names_from_features(ds, spec.label_column)
+        texts = ds[spec.text_column]
+        not_str = [i for i, t in enumerate(texts) if t is not None and not isinstance(t, str)]
+        if not_str:
+            problems.append(
+                f"{loc}: {len(not_str)} text(s) in column {spec.text_column!r} are not strings "
+                f"({_rows_text(not_str)}; e.g. {texts[not_str[0]]!r})"
+            )
+        empty = [i for i, t in enumerate(texts) if t is None or (isinstance(t, str) and not t.strip())]
+        if empty:
+            problems.append(
+                f"{loc}: {len(empty)} empty, whitespace-only or missing text(s) in column {spec.text_column!r} "
+                f"({_rows_text(empty)})"
+            )
+        labels, label_problems = _convert_labels(ds[spec.label_column], names, loc)
+        problems.extend(label_problems)
+        ids = ds[spec.id_column] if spec.id_column and spec.id_column in ds.column_names else None
+        if ids is not None:
+            no_id = [i for i, v in enumerate(ids) if v is None or str(v) == ""]
+            if no_id:
+                problems.append(
+                    f"{loc}: {len(no_id)} missing id(s) in column {spec.id_column!r} ({_rows_text(no_id)})"
+                )
+            ids = [str(v) for v in ids]
+        else:
+            ids = [f"{spec.name}-{split}-{i}" for i in range(len(ds))]
+        columns[split] = {"id": ids, "text": texts, "label": labels}
+    if problems:
+        raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
+
+    num_labels = spec.num_labels or (len(names) if names else None)
+    if num_labels is None:
+        if "train" not in columns:
+            raise ValueError(
+                f"task {spec.name!r}: without a train split the number of classes cannot be inferred; "
+                "pass num_labels= or label_names="
+            )
+        train = np.asarray(columns["train"]["label"])
+        num_labels = int(train.max()) + 1
+        absent = sorted(set(range(num_labels)) - set(train.tolist()))
+        if num_labels < 2 or absent:
+            raise ValueError(
+                f"task {spec.name!r}: cannot infer the number of classes from the training labels "
+                f"(values {sorted(set(train.tolist()))}"
+                + (f"; classes {absent} never occur" if absent else "")
+                + "); pass num_labels= or label_names="
+            )
+    if names is not None and len(names) != num_labels:
+        raise ValueError(f"task {spec.name!r}: num_labels={num_labels} but the label names are {names}")
+    for split, cols in columns.items():
+        labels = np.asarray(cols["label"])
+        out_of_range = np.flatnonzero((labels < 0) | (labels >= num_labels)).tolist()
+        if out_of_range:
+            problems.append(
+                f"task {spec.name!r}, split {split!r} ({where[split]}): {len(out_of_range)} label(s) outside "
+                f"the allowed range 0..{num_labels - 1} ({_rows_text(out_of_range)}; "
+                f"values {sorted(set(labels[out_of_range].tolist()))[:5]})"
+            )
+    if problems:
+        raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
+
+    features = datasets.Features(
+        {"id": datasets.Value("string"), "text": datasets.Value("string"), "label": datasets.Value("int64")}
+    )
+    splits = {s: datasets.Dataset.from_dict(c, features=features) for s, c in columns.items()}
+    if spec.holdout:
+        splits, where = _carve_holdout(spec, splits, where)
+    missing = [s for s in spec.required_splits if s not in splits]
+    if missing:
+        raise ValueError(
+            f"task {spec.name!r}: missing required split(s) {missing} (have {list(splits)}); give them in splits=, "
+            "carve them with holdout=, or relax required_splits="
+        )
+    if spec.max_rows is not None:
+        limits = spec.max_rows if isinstance(spec.max_rows, Mapping) else dict.fromkeys(SPLITS, spec.max_rows)
+        splits = {
+            s: ds.select(_stratified_indices(ds["label"], limits[s], spec.seed)) if s in limits else ds
+            for s, ds in splits.items()
+        }
+    ordered = datasets.DatasetDict({s: splits[s] for s in SPLITS if s in splits})
+    return ordered, num_labels, list(names) if names else [f"LABEL_{i}" for i in range(num_labels)], where
+
+
+def _carve_holdout(spec: TaskSpec, splits: dict[str, Any], where: dict[str, str]) -> tuple[dict, dict]:
+    """Split stratified, seeded fractions of train into the holdout splits; train keeps the rest."""
+    train = splits["train"]
+    labels = np.asarray(train["label"])
+    remaining = np.arange(len(train))
+    out, out_where = dict(splits), dict(where)
+    for split, frac in spec.holdout.items():
+        n = int(round(frac * len(train)))
+        if n < 1 or n >= len(remaining):
+            raise ValueError(
+                f"task {spec.name!r}: holdout {split}={frac} of {len(train)} training rows gives {n} rows; "
+                "use a larger fraction or more data"
+            )
+        picked = np.asarray(_stratified_indices(labels[remaining], n, spec.seed))
+        out[split] = train.select(remaining[picked].tolist())
+        out_where[split] = f"{where['train']} (stratified holdout {frac:g}, seed {spec.seed})"
+        remaining = np.delete(remaining, picked)
+    out["train"] = train.select(remaining.tolist())
+    return out, out_where

@@ -1,0 +1,115 @@
+"""`MultiTaskData`: ordered tasks, each a `datasets.DatasetDict` with columns id, text and label."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .task_spec import SPLITS, _check_split_names
+
+
+@dataclass
+class MultiTaskData:
+    """Ordered tasks, each a `datasets.DatasetDict` with columns id (str), text (str), label (int64)."""
+
+    datasets: dict[str, Any] = field(metadata={"help": "Task name -> DatasetDict, in task order."})
+    num_labels: dict[str, int] = field(metadata={"help": "Task name -> number of classes."})
+    label_names: dict[str, list[str]] = field(metadata={"help": "Task name -> class names in label order."})
+    sources: dict[str, dict[str, str]] = field(
+        default_factory=dict, metadata={"help": "Task name -> split -> where it was read from (for reports)."}
+    )
+
+    @property
+    def task_names(self) -> list[str]:
+        """Task names in order."""
+        return list(self.datasets)
+
+    def __getitem__(self, task: str) -> Any:
+        if task not in self.datasets:
+            raise KeyError(f"unknown task {task!r}; tasks: {self.task_names}")
+        return self.datasets[task]
+
+    def __iter__(self):
+        return iter(self.datasets)
+
+    def __len__(self) -> int:
+        return len(self.datasets)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self.datasets
+
+    def tasks_config(self) -> dict[str, int]:
+        """Ordered {task: num_labels}, the `tasks` argument of SurgeConfig."""
+        return {t: self.num_labels[t] for t in self.datasets}
+
+    def split_sizes(self) -> dict[str, dict[str, int]]:
+        """{task: {split: number of rows}}."""
+        return {t: {s: len(ds) for s, ds in dd.items()} for t, dd in self.datasets.items()}
+
+    def label_counts(self) -> dict[str, dict[str, list[int]]]:
+        """{task: {split: rows per class, in label order}}."""
+        return {
+            t: {s: np.bincount(ds["label"], minlength=self.num_labels[t]).tolist() for s, ds in dd.items()}
+            for t, dd in self.datasets.items()
+        }
+
+    def subsample(self, max_rows_per_split: int | Mapping[str, int], seed: int = 0) -> MultiTaskData:
+        """A new MultiTaskData with at most this many rows per split (stratified by label, seeded, order kept)."""
+        import datasets
+
+        limits = (
+            max_rows_per_split
+            if isinstance(max_rows_per_split, Mapping)
+            else dict.fromkeys(SPLITS, max_rows_per_split)
+        )
+        _check_split_names("subsample", limits, "max_rows_per_split")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in limits.values()):
+            raise ValueError(f"max_rows_per_split must be positive integers, got {max_rows_per_split!r}")
+        out = {}
+        for task, dd in self.datasets.items():
+            out[task] = datasets.DatasetDict(
+                {
+                    split: ds.select(_stratified_indices(ds["label"], limits[split], seed))
+                    if split in limits
+                    else ds
+                    for split, ds in dd.items()
+                }
+            )
+        return MultiTaskData(
+            out, dict(self.num_labels), {k: list(v) for k, v in self.label_names.items()}, dict(self.sources)
+        )
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{t}({self.num_labels[t]}): {sz}" for t, sz in self.split_sizes().items())
+        return f"MultiTaskData({sizes})"
+
+
+def _stratified_indices(labels: Sequence[int], n: int, seed: int) -> list[int]:
+    """Indices of a seeded, label-stratified sample of size min(n, len(labels)), in original order.
+
+    Per-class quotas are proportional with largest-remainder rounding; every class present keeps at least
+    one row when n allows it.
+    """
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return list(range(len(labels)))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / len(labels)
+    quota = np.floor(exact).astype(int)
+    if n >= len(classes):
+        quota = np.maximum(quota, 1)
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    i = 0
+    while quota.sum() < n:
+        c = order[i % len(order)]
+        if quota[c] < counts[c]:
+            quota[c] += 1
+        i += 1
+    while quota.sum() > n:  # only when the at-least-one rule overshot: trim the largest classes
+        quota[np.argmax(quota)] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    return sorted(int(i) for i in np.concatenate(chosen))
