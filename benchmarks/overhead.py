@@ -482,7 +482,7 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def _encoder_path(encoder: str) -> str:
-    from surgellm_hf.training import resolve_encoder
+    from surgellm_hf.encoders import resolve_encoder
 
     return resolve_encoder(encoder)
 

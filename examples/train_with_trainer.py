@@ -16,13 +16,13 @@ import numpy as np
 from transformers import TrainingArguments
 
 from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor, load_folder
-from surgellm_hf.evaluation import SurgeEarlyStoppingCallback, early_stopping_arguments
+from surgellm_hf.data import SurgeDataCollator, encode_split
+from surgellm_hf.encoders import resolve_encoder
 from surgellm_hf.training import (
-    SurgeDataCollator,
+    SurgeEarlyStoppingCallback,
     SurgeTrainer,
     build_compute_metrics,
-    encode_split,
-    resolve_encoder,
+    early_stopping_arguments,
 )
 
 

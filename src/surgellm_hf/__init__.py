@@ -6,9 +6,7 @@ them with the Auto classes; everything else loads lazily on first attribute acce
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports as _lazy_exports
 from .configuration_surge import SurgeConfig
 from .modeling_surge import (
     SurgeForSequenceClassification,
@@ -33,7 +31,7 @@ _LAZY: dict[str, str] = {
     "TaskBalancedBatchSampler": "training",
     "compare_runs": "evaluation",
     "task_metrics": "evaluation",
-    "SurgeEarlyStoppingCallback": "evaluation",
+    "SurgeEarlyStoppingCallback": "training",
     "predict_texts": "inference",
     "SurgeProcessor": "processing_surge",
     "fit_normalizer": "normalization",
@@ -42,11 +40,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 
 def _register_auto_classes() -> None:

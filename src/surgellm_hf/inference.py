@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .evaluation.predictions import per_task_predictions
+from .modeling_surge import SurgeForSequenceClassification
+from .processing_surge import SurgeProcessor
 
-def load_run_model(run_dir: str | os.PathLike):
+
+def load_run_model(run_dir: str | os.PathLike) -> tuple[SurgeForSequenceClassification, SurgeProcessor]:
     """Load the model and processor saved in a run folder (or any folder/repo holding both)."""
-    from .modeling_surge import SurgeForSequenceClassification
-    from .processing_surge import SurgeProcessor
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -29,14 +30,16 @@ def load_run_model(run_dir: str | os.PathLike):
 
 @torch.no_grad()
 def predict_texts(
-    model, processor, texts: Sequence[str], tasks: str | Sequence[str] | None = None, batch_size: int = 32
+    model: SurgeForSequenceClassification,
+    processor: SurgeProcessor,
+    texts: Sequence[str],
+    tasks: str | Sequence[str] | None = None,
+    batch_size: int = 32,
 ) -> list[dict[str, Any]]:
     """Classify texts, each under its task (a name per text, one name for all, or the model's default task).
 
     Returns one record per text: task, label id, label name and the probability of every label of that task.
     """
-    from .training import per_task_predictions
-
     if isinstance(tasks, str) or tasks is None:
         tasks = [tasks or model.config.default_task] * len(texts)
     if len(tasks) != len(texts):

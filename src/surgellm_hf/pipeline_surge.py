@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
-from transformers.pipelines.text_classification import ClassificationFunction
+from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
 
 PIPELINE_TASK = "text-classification"
 PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
@@ -35,9 +35,13 @@ def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+def task_probabilities(logits: np.ndarray, num_labels: int) -> np.ndarray:
+    """Softmax over one task's own labels: the first `num_labels` columns (last axis) of padded SURGELLM logits.
+
+    The one per-task softmax of the package (the pipeline, `surgellm predict` and evaluation use it); it computes
+    in the dtype it is given.
+    """
+    return softmax(np.asarray(logits)[..., :num_labels])
 
 
 class SurgeTextClassificationPipeline(Pipeline):
@@ -69,12 +73,9 @@ class SurgeTextClassificationPipeline(Pipeline):
 
     def _resolve_task(self, task: Any) -> str:
         config = self.model.config
-        if task is None:
-            return config.default_task
-        if not isinstance(task, str):
+        if task is not None and not isinstance(task, str):
             raise TypeError(f"`task` must be a task name (one of {config.task_names}), got {task!r}.")
-        config.task_id(task)  # raises a ValueError listing the valid tasks
-        return task
+        return config.task_names[config.task_id(task)]  # None: the default task; unknown names raise
 
     def _sanitize_parameters(self, task=None, default_task=None, top_k="", function_to_apply=None, **kwargs):
         if kwargs:
@@ -132,14 +133,14 @@ class SurgeTextClassificationPipeline(Pipeline):
         if int(model_outputs["task_ids"].reshape(-1)[0]) != config.task_id(task):
             raise RuntimeError("The processor encoded a different task than the pipeline asked for.")
         num_labels = config.tasks[task]
-        logits = model_outputs["logits"][0, :num_labels].float().numpy()
+        logits = model_outputs["logits"][0].float().numpy()
         function_to_apply = function_to_apply or ClassificationFunction.SOFTMAX
         if function_to_apply == ClassificationFunction.SOFTMAX:
-            scores = _softmax(logits)
+            scores = task_probabilities(logits, num_labels)
         elif function_to_apply == ClassificationFunction.SIGMOID:
-            scores = 1.0 / (1.0 + np.exp(-logits))
+            scores = sigmoid(logits[:num_labels])
         else:
-            scores = logits
+            scores = logits[:num_labels]
         labels = config.label_names(task)
         if top_k == 1 and _legacy:
             best = int(scores.argmax())
@@ -149,4 +150,4 @@ class SurgeTextClassificationPipeline(Pipeline):
         return ranked if top_k is None else ranked[:top_k]
 
 
-__all__ = ["SurgeTextClassificationPipeline", "surge_custom_pipelines", "PIPELINE_TASK"]
+__all__ = ["SurgeTextClassificationPipeline", "surge_custom_pipelines", "task_probabilities", "PIPELINE_TASK"]

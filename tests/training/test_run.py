@@ -100,7 +100,7 @@ def test_train_writes_a_complete_run_folder(trained_runs):
     report = (run / "report.md").read_text()
     assert f"{record.tasks['reviews']['test']['macro_f1']:.4f}" in report
     baseline = load_run(runs[("baseline", 0)])
-    assert baseline.extra["variant_switches"]["gate"] is False
+    assert baseline.extra["variant_switches"]["use_gate"] is False
     assert baseline.predictions["reviews"]["test"]["gate"] is None  # no gate, no gate values
     gates = record.predictions["reviews"]["test"]["gate"]
     assert gates is not None and len(gates) == record.tasks["reviews"]["test"]["n"]
@@ -200,15 +200,15 @@ def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path, tiny
 
 def _interrupt_at_step(monkeypatch, step: int) -> None:
     """Make the next run raise KeyboardInterrupt (as Ctrl-C would) when it is about to train optimizer step `step + 1`."""
-    import surgellm_hf.training as training
+    import surgellm_hf.training.run as training_run
 
-    class Interrupted(training.SurgeTrainer):
+    class Interrupted(training_run.SurgeTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
             if self.state.global_step >= step:
                 raise KeyboardInterrupt
             return super().training_step(model, inputs, num_items_in_batch)
 
-    monkeypatch.setattr(training, "SurgeTrainer", Interrupted)
+    monkeypatch.setattr(training_run, "SurgeTrainer", Interrupted)
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_bert_with_tokenizer, monkeypatch):
@@ -305,7 +305,7 @@ def test_python_api_example_runs(tmp_path, tiny_bert_with_tokenizer):
 
     from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "train_with_trainer.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "train_with_trainer.py"
     spec = importlib.util.spec_from_file_location("train_with_trainer", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
@@ -335,11 +335,11 @@ def test_bf16_on_cpu_trains_under_cpu_autocast(tmp_path, tiny_bert_with_tokenize
     """`surgellm train` with mixed_precision: bf16 on CPU: every training forward runs under bf16 autocast."""
     from safetensors.torch import load_file
 
-    import surgellm_hf.training as training
+    import surgellm_hf.training.run as training_run
 
     seen: list[tuple[bool, bool, torch.dtype]] = []
 
-    class Watched(training.SurgeTrainer):
+    class Watched(training_run.SurgeTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             first_linear = next(m for m in self.model.modules() if isinstance(m, torch.nn.Linear))
@@ -347,7 +347,7 @@ def test_bf16_on_cpu_trains_under_cpu_autocast(tmp_path, tiny_bert_with_tokenize
                 lambda mod, inp, out: seen.append((mod.training, torch.is_autocast_enabled("cpu"), out.dtype))
             )
 
-    monkeypatch.setattr(training, "SurgeTrainer", Watched)
+    monkeypatch.setattr(training_run, "SurgeTrainer", Watched)
     config = _write_config(tmp_path, tiny_bert_with_tokenizer, epochs=1)
     assert main(["train", "--config", str(config), "mixed_precision=bf16"]) == 0
     train_calls = [s for s in seen if s[0]]
@@ -441,7 +441,7 @@ STOP = {"epochs": 6, "learning_rate": 1e-3, "variant": "IWN", "patience": 2}
 @pytest.fixture(scope="module")
 def stopping_reference(tmp_path_factory, tiny_bert_with_tokenizer):
     """An uninterrupted run that stops early, with the count above zero at the checkpoint before the stop."""
-    from surgellm_hf.evaluation import EarlyStopper
+    from _early_stopping_reference import EarlyStopper
 
     tmp = tmp_path_factory.mktemp("stopping")
     config = _write_config(tmp, tiny_bert_with_tokenizer, **STOP)
@@ -474,7 +474,7 @@ def _assert_same_run(got_dir: Path, ref_dir: Path) -> None:
 
 def test_resume_restores_the_early_stopping_count(stopping_reference, tmp_path, monkeypatch):
     """Interrupted after a non-improving epoch, resumed: it stops at the same epoch with the same weights."""
-    from surgellm_hf.evaluation import patience_counter_from_history
+    from surgellm_hf.training import patience_counter_from_history
 
     config, ref_dir, _, stop_epoch, best_epoch, steps = stopping_reference
     _interrupt_at_step(monkeypatch, (stop_epoch - 1) * steps)  # in the epoch that brings the stop
@@ -492,14 +492,14 @@ def test_resume_restores_the_early_stopping_count(stopping_reference, tmp_path, 
 
 def test_resume_after_the_stop_trains_no_further(stopping_reference, tmp_path, monkeypatch):
     """Stopped early, then killed before writing metrics.json: resuming restores the best weights, no more steps."""
-    import surgellm_hf.training as training
+    import surgellm_hf.training.run as training_run
 
     config, ref_dir, _, stop_epoch, _, steps = stopping_reference
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "predict_split", killed)
+    monkeypatch.setattr(training_run, "predict_split", killed)
     cfg = load_run_config(config, [f"output_dir={tmp_path / 'run'}"])
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg)

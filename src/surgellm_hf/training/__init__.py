@@ -1,0 +1,57 @@
+"""Training SURGELLM with `transformers.Trainer` (METHOD.md §6), one concern per module:
+
+- `variants`: the variant table (`VARIANTS`, `get_variant`);
+- `run_config`: `RunConfig` and `load_run_config` (YAML + `key=value` overrides);
+- `run_folder`: run_config.json and whether a run folder may be used, resumed or reused;
+- `sampler`: `TaskBalancedBatchSampler`;
+- `trainer`: `SurgeTrainer` and its `compute_metrics`;
+- `callbacks`: early stopping (`SurgeEarlyStoppingCallback`, `early_stopping_arguments`);
+- `training_args`: `TrainingArguments` of a run and its precision;
+- `lexicons`: the run's lexicon (curated, extracted, random, file);
+- `run`: `train_run`, one run end to end (what `surgellm train` does).
+
+Names load on first access, so `surgellm_hf.training.variants` does not pull in the Trainer.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_exports as _lazy_exports
+
+_LAZY: dict[str, str] = {
+    "Variant": "variants",
+    "VARIANTS": "variants",
+    "get_variant": "variants",
+    "RunConfig": "run_config",
+    "LEXICON_CHOICES": "run_config",
+    "MIXED_PRECISION_CHOICES": "run_config",
+    "REUSE_IGNORED_KEYS": "run_config",
+    "comparable_settings": "run_config",
+    "settings_differences": "run_config",
+    "load_run_config": "run_config",
+    "RUN_CONFIG_NAME": "run_folder",
+    "RUN_CONFIG_FORMAT": "run_folder",
+    "check_run_dir": "run_folder",
+    "check_lexicon_matches": "run_folder",
+    "get_last_checkpoint_or_none": "run_folder",
+    "read_run_config": "run_folder",
+    "start_fresh": "run_folder",
+    "write_run_config": "run_folder",
+    "TaskBalancedBatchSampler": "sampler",
+    "SurgeTrainer": "trainer",
+    "build_compute_metrics": "trainer",
+    "SurgeEarlyStoppingCallback": "callbacks",
+    "early_stopping_arguments": "callbacks",
+    "patience_counter_from_history": "callbacks",
+    "training_arguments": "training_args",
+    "resolve_precision": "training_args",
+    "precision_used": "training_args",
+    "check_sharding": "training_args",
+    "build_lexicon": "lexicons",
+    "extract_lexicon_from_data": "lexicons",
+    "train_run": "run",
+}
+
+
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
+
+__all__ = list(_LAZY)

@@ -1,0 +1,36 @@
+"""The lexicon of a run: curated, extracted from the training split, the random control, or a JSON file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..data.multitask import MultiTaskData
+from ..lexicon import Lexicon
+
+
+def build_lexicon(choice: str, task_data: MultiTaskData, encoder: str, seed: int = 0) -> Lexicon:
+    """The run's lexicon: curated, extracted from the training split, random control, or a JSON file.
+
+    `seed` is the lexicon seed (k-means of the extraction, word draw of the random control): keep it apart from
+    the training seed so that several training seeds share one lexicon.
+    """
+    if choice == "curated":
+        return Lexicon.curated()
+    if choice == "random":
+        return Lexicon.random_like(Lexicon.curated(), seed=seed)
+    if choice == "extracted":
+        return extract_lexicon_from_data(task_data, encoder, seed=seed)
+    return Lexicon.from_json(choice)
+
+
+def extract_lexicon_from_data(
+    task_data: MultiTaskData, encoder: str, seed: int = 0, **extract_kwargs: Any
+) -> Lexicon:
+    """`Lexicon.extract` on the training split of every task, each text ranked within its own task."""
+    texts, labels, tasks = [], [], []
+    for name in task_data.task_names:
+        train = task_data[name]["train"]
+        texts += list(train["text"])
+        labels += list(train["label"])
+        tasks += [name] * len(train)
+    return Lexicon.extract(texts, labels, tasks=tasks, encoder=encoder, seed=seed, **extract_kwargs)

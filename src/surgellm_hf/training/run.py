@@ -1,0 +1,257 @@
+"""One training run (`surgellm train`): `train_run(RunConfig)` -> a run folder, in a few named steps.
+
+Load the tasks; build lexicon, processor and model; fit the feature statistics on the training split; train with
+`SurgeTrainer` and early stopping on the mean per-task validation macro-F1; restore the best weights; evaluate; write
+the run folder (model + processor loadable with `from_pretrained`, run_config.json, metrics.json, predictions,
+report.md, plots).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainingArguments
+from transformers.trainer_utils import TrainOutput, set_seed
+
+from ..data.data_collator import SurgeDataCollator
+from ..data.encoding import encode_split, split_ids
+from ..data.loading import load_run_data
+from ..data.multitask import MultiTaskData
+from ..data.task_spec import EVALUATION_SPLITS
+from ..encoders import encoder_display_name, resolve_encoder
+from ..evaluation.predictions import evaluate_predictions, predict_split
+from ..evaluation.report import write_run_report
+from ..evaluation.run_io import save_run
+from ..lexicon import Lexicon
+from ..modeling_surge import SurgeForSequenceClassification
+from ..processing_surge import SurgeProcessor
+from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
+from .lexicons import build_lexicon
+from .run_config import RunConfig
+from .run_folder import (
+    check_lexicon_matches,
+    check_run_dir,
+    get_last_checkpoint_or_none,
+    start_fresh,
+    write_run_config,
+)
+from .trainer import SurgeTrainer, build_compute_metrics
+from .training_args import check_sharding, precision_used, resolve_precision, training_arguments
+
+logger = logging.getLogger(__name__)
+
+
+def train_run(cfg: RunConfig) -> Path:
+    """Run one training job end to end and return the run folder.
+
+    The run folder is checked first (`check_run_dir`): a folder holding a run of another configuration is refused
+    before anything is loaded or written; a finished run of the same configuration is returned as it is;
+    checkpoints of the same configuration are resumed, early-stopping state included.
+    """
+    precision = resolve_precision(cfg.mixed_precision)
+    check_sharding(cfg)
+    status = check_run_dir(cfg)
+    if status == "finished":
+        logger.warning(
+            "Run folder %s already holds a finished run of this configuration; nothing to train "
+            "(overwrite=true trains it again).",
+            cfg.run_dir,
+        )
+        return cfg.run_dir
+    set_seed(cfg.seed)
+    encoder = resolve_encoder(cfg.encoder)
+    task_data = _load_task_data(cfg)  # the data sample does not follow the training seed
+    lexicon = build_lexicon(cfg.lexicon, task_data, encoder, cfg.lexicon_seed)
+    lexicon_hash = lexicon.content_hash()
+    check_lexicon_matches(cfg, lexicon_hash)
+    set_seed(cfg.seed)  # model init does not depend on what building the lexicon drew
+    processor, model = _build_processor_and_model(cfg, encoder, task_data, lexicon)
+    train_ds = encode_split(task_data, processor, "train")
+    eval_ds = encode_split(task_data, processor, "validation")
+    if model.config.norm != "none":
+        model.fit_feature_normalizer(
+            np.asarray(train_ds["lexical_features"], dtype=np.float32),
+            train_ds["labels"],
+            train_ds["task_ids"],
+        )
+    last = get_last_checkpoint_or_none(cfg.run_dir / "checkpoints") if status == "resume" else None
+    args = training_arguments(cfg, len(task_data.task_names), max_steps=_steps_if_stopped(last, cfg.patience))
+    with args.main_process_first(local=False, desc="run folder"):
+        if args.process_index == 0:
+            if status == "overwrite":
+                start_fresh(cfg.run_dir)
+            record = {
+                "precision": precision,
+                "task_order": task_data.task_names,
+                "lexicon_sha256": lexicon_hash,
+            }
+            write_run_config(cfg, record)
+    trainer = SurgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=SurgeDataCollator(processor.tokenizer),
+        compute_metrics=build_compute_metrics(model.config.tasks),
+        callbacks=[
+            SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
+        ],
+    )
+    if last:
+        logger.warning("Resuming from checkpoint %s", last)
+    train_output = trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():
+        return cfg.run_dir
+    model = trainer.model
+    metrics, predictions = _evaluate(
+        model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size
+    )
+    _save_model_and_processor(cfg, model, processor)
+    extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
+    save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
+    write_run_report(cfg.run_dir)
+    return cfg.run_dir
+
+
+def _load_task_data(cfg: RunConfig) -> MultiTaskData:
+    """The run's tasks; every task needs a validation split (early stopping selects on it)."""
+    task_data = load_run_data(cfg.data)
+    for name in task_data.task_names:
+        if "validation" not in task_data[name]:
+            raise ValueError(f"Task {name!r} has no validation split; early stopping needs one.")
+    return task_data
+
+
+def _build_processor_and_model(
+    cfg: RunConfig, encoder: str, task_data: MultiTaskData, lexicon: Lexicon
+) -> tuple[SurgeProcessor, SurgeForSequenceClassification]:
+    """Processor and model of the run's variant around the encoder (embeddings resized for a compact prefix)."""
+    variant = cfg.variant_spec
+    processor = SurgeProcessor.from_encoder_pretrained(
+        encoder,
+        lexicon=lexicon,
+        tasks=task_data.task_names,
+        prefix=cfg.prefix_style if variant.use_prefix else None,
+        max_length=cfg.max_length,
+    )
+    model = SurgeForSequenceClassification.from_encoder_pretrained(
+        encoder,
+        tasks=task_data.tasks_config(),
+        task_label_names=task_data.label_names,
+        use_gate=variant.use_gate,
+        use_task_embedding=variant.use_gate,
+        norm=variant.norm,
+        num_features=lexicon.num_features,
+        feature_names=lexicon.feature_names,
+        variant=variant.name,
+    )
+    processor.prepare_model(model)
+    if cfg.freeze_encoder:
+        model.freeze_encoder()
+    return processor, model
+
+
+def _steps_if_stopped(last_checkpoint: str | None, patience: int) -> int:
+    """The step a resumed run had stopped early at (restore the best weights, train no more), else -1."""
+    if not last_checkpoint:
+        return -1
+    with open(os.path.join(last_checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+        saved_state = json.load(f)
+    if patience_counter_from_history(saved_state.get("log_history", [])) >= patience:
+        return int(saved_state["global_step"]) or -1
+    return -1
+
+
+def _evaluate(
+    model: SurgeForSequenceClassification,
+    processor: SurgeProcessor,
+    task_data: MultiTaskData,
+    eval_ds: Any,
+    collator: SurgeDataCollator,
+    batch_size: int,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Metrics and prediction records of the trained model, task -> split -> ..., for every evaluation split."""
+    metrics: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, dict[str, Any]] = {}
+    for split in EVALUATION_SPLITS:
+        ds = eval_ds if split == "validation" else encode_split(task_data, processor, split)
+        if ds is None:
+            continue
+        pred = predict_split(model, ds, collator, batch_size, with_gate=True)
+        split_metrics, split_records = evaluate_predictions(
+            pred, model.config.tasks, split_ids(task_data, split)
+        )
+        for name in split_metrics:
+            metrics.setdefault(name, {})[split] = split_metrics[name]
+            predictions.setdefault(name, {})[split] = split_records[name]
+    return metrics, predictions
+
+
+def _save_model_and_processor(
+    cfg: RunConfig, model: SurgeForSequenceClassification, processor: SurgeProcessor
+) -> None:
+    """Model and processor into the run folder (loadable with `from_pretrained`); an empty checkpoints/ removed."""
+    model.save_pretrained(cfg.run_dir)
+    processor.save_pretrained(cfg.run_dir)
+    if not cfg.save_checkpoints and (cfg.run_dir / "checkpoints").is_dir():
+        with contextlib.suppress(OSError):  # the Trainer makes its output_dir; remove it when it stayed empty
+            (cfg.run_dir / "checkpoints").rmdir()
+
+
+def _run_record(
+    cfg: RunConfig,
+    task_data: MultiTaskData,
+    lexicon: Lexicon,
+    lexicon_hash: str,
+    processor: SurgeProcessor,
+    trainer: SurgeTrainer,
+    args: TrainingArguments,
+    train_output: TrainOutput,
+    resumed_from: str | None,
+) -> dict[str, Any]:
+    """What metrics.json records beside the metrics: encoder, variant, lexicon, prefix, training facts, data sizes."""
+    history = [h for h in trainer.state.log_history if "eval_avg_macro_f1" in h]
+    best = max(history, key=lambda h: h["eval_avg_macro_f1"], default=None)  # max keeps the first of equals
+    return {
+        "encoder": encoder_display_name(cfg.encoder),
+        "variant_switches": dataclasses.asdict(cfg.variant_spec),
+        "lexicon": {
+            "choice": cfg.lexicon,
+            "name": lexicon.name,
+            "seed": cfg.lexicon_seed if cfg.lexicon in ("extracted", "random") else None,
+            "sha256": lexicon_hash,
+            "groups": lexicon.n_groups,
+            "entries": sum(len(v) for v in lexicon.groups.values()),
+        },
+        "prefix": processor.prefix,
+        "training": {
+            "epochs_budget": cfg.num_epochs,
+            "epochs_run": float(trainer.state.epoch or 0),
+            "stopped_early": bool(history) and len(history) < cfg.num_epochs,
+            "best_epoch": best.get("epoch") if best else None,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_validation_avg_macro_f1": trainer.state.best_metric,
+            "learning_rate": cfg.lr,
+            "precision": precision_used(trainer),
+            "effective_batch_size": args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * args.world_size,
+            "world_size": args.world_size,
+            "max_length": cfg.max_length,
+            "train_runtime_s": train_output.metrics.get("train_runtime"),
+            "global_steps": trainer.state.global_step,
+            "resumed_from": resumed_from,
+        },
+        "validation_history": [
+            {"epoch": h.get("epoch"), "avg_macro_f1": h["eval_avg_macro_f1"]} for h in history
+        ],
+        "data": task_data.split_sizes(),
+        "run_config": cfg.to_dict(),
+    }

@@ -1,0 +1,280 @@
+"""`RunConfig`: everything one training run needs, read from a YAML file with `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..encoders import BUNDLED_ENCODER
+from .variants import VARIANTS, Variant, get_variant
+
+LEXICON_CHOICES = ("curated", "extracted", "random")
+MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; `surgellm train --config run.yaml key=value ...` fills it."""
+
+    data: dict[str, Any] = field(
+        metadata={
+            "help": "Where the tasks come from: {'folder': path, 'tasks': [...]?, 'max_rows': {...}?} for a "
+            "<task>/{train,validation,test}.jsonl layout, {'tasks': {name: TaskSpec fields}} for Hub ids or files, "
+            "or {'preset': 'paper_hub'}."
+        }
+    )
+    output_dir: str = field(
+        default="runs/{variant}-seed{seed}", metadata={"help": "Run folder ({variant}, {seed} filled)."}
+    )
+    encoder: str = field(default=BUNDLED_ENCODER, metadata={"help": "Hub id or path of the encoder."})
+    variant: str = field(default="IWN", metadata={"help": f"One of {list(VARIANTS)}."})
+    epochs: int | None = field(
+        default=None, metadata={"help": "Epoch budget; default the variant's (paper)."}
+    )
+    equal_budget: bool = field(
+        default=False,
+        metadata={"help": "Fair control: ignore the variant's epochs and use `epochs` for every variant."},
+    )
+    learning_rate: float | None = field(default=None, metadata={"help": "Default the variant's (paper)."})
+    lexicon: str = field(
+        default="curated", metadata={"help": "curated, extracted, random, or a lexicon JSON path."}
+    )
+    prefix_style: str = field(
+        default="tokens", metadata={"help": "Prefix style when the variant has P: text or tokens."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
+    lexicon_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the extracted (k-means) and random lexicons; apart from `seed`, so runs of seeds "
+            "0, 1, 2 compare models on one lexicon."
+        },
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "Effective batch size (per device x accumulation x devices)."}
+    )
+    per_device_batch_size: int | None = field(
+        default=None, metadata={"help": "Default: batch_size / devices."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Tokens per input, prefix included."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    patience: int = field(
+        default=2, metadata={"help": "Early stopping patience in epochs (strict improvement)."}
+    )
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "Train only the SURGELLM modules and heads."}
+    )
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "auto (bf16/fp16 on GPU), no, bf16 or fp16."}
+    )
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "Resume from the last checkpoint in the run folder (only a run of the same configuration)."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start fresh: delete an existing run folder (weights, checkpoints, metrics) before training. "
+            "Without it a folder holding another configuration's run is refused."
+        },
+    )
+    eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "Hide progress bars."})
+    save_checkpoints: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep epoch checkpoints (needed to resume). Without them the best weights are kept in memory "
+            "(a CPU copy) for early stopping."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        variant = get_variant(self.variant)
+        self.variant = variant.name
+        if not isinstance(self.data, Mapping) or not self.data:
+            raise ValueError(
+                "`data` must be a mapping: {'folder': ...}, {'tasks': {...}} or {'preset': 'paper_hub'}."
+            )
+        if self.equal_budget and self.epochs is None:
+            raise ValueError("`equal_budget: true` needs `epochs`, the budget shared by every variant.")
+        if self.prefix_style not in ("text", "tokens"):
+            raise ValueError(f"`prefix_style` must be 'text' or 'tokens', got {self.prefix_style!r}.")
+        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"`mixed_precision` must be auto, no, bf16 or fp16, got {self.mixed_precision!r}."
+            )
+        for name in ("batch_size", "max_length", "patience", "eval_batch_size", "logging_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("seed", "lexicon_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+        for name in ("resume", "overwrite", "save_checkpoints", "equal_budget", "freeze_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
+        ):
+            raise ValueError(f"`epochs` must be a positive integer, got {self.epochs!r}.")
+        if self.learning_rate is not None and not (
+            isinstance(self.learning_rate, int | float) and self.learning_rate > 0
+        ):
+            raise ValueError(f"`learning_rate` must be a positive number, got {self.learning_rate!r}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio!r}.")
+        if self.lexicon not in LEXICON_CHOICES and not str(self.lexicon).endswith(".json"):
+            raise ValueError(
+                f"`lexicon` must be one of {LEXICON_CHOICES} or a path to a lexicon .json, got {self.lexicon!r}."
+            )
+
+    @property
+    def variant_spec(self) -> Variant:
+        """The variant's row of the table (`VARIANTS`)."""
+        return get_variant(self.variant)
+
+    @property
+    def num_epochs(self) -> int:
+        """The epoch budget: `epochs` when given, else the variant's."""
+        return self.epochs if (self.equal_budget or self.epochs is not None) else self.variant_spec.epochs
+
+    @property
+    def lr(self) -> float:
+        """The learning rate: `learning_rate` when given, else the variant's."""
+        return float(
+            self.learning_rate if self.learning_rate is not None else self.variant_spec.learning_rate
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: `output_dir` with {variant} and {seed} filled in."""
+        return Path(self.output_dir.format(variant=self.variant, seed=self.seed))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> RunConfig:
+        """Build from a parsed YAML mapping; unknown keys are an error naming them; relative paths resolve
+        against `base_dir` (the YAML file's folder)."""
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"A run config must be a mapping of settings, got {type(mapping).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise ValueError(f"Unknown run config key(s) {unknown}; valid keys are {sorted(known)}.")
+        if "data" not in mapping:
+            raise ValueError("The run config needs a `data` section.")
+        values = dict(mapping)
+        for key in _FLOAT_FIELDS:  # YAML 1.1 reads 3e-5 (no dot) as a string
+            if isinstance(values.get(key), str):
+                try:
+                    values[key] = float(values[key])
+                except ValueError:
+                    raise ValueError(f"`{key}` must be a number, got {values[key]!r}.") from None
+        if base_dir is not None:
+            values["data"] = _resolve_paths(dict(values["data"]), Path(base_dir))
+            for key in ("encoder", "lexicon"):
+                value = values.get(key)
+                if isinstance(value, str) and value.startswith(("./", "../")):
+                    values[key] = str((Path(base_dir) / value).resolve())
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain JSON-able values."""
+        return dataclasses.asdict(self)
+
+
+_FLOAT_FIELDS = ("learning_rate", "warmup_ratio", "weight_decay", "adam_epsilon", "max_grad_norm")
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    folder = data.get("folder")
+    if isinstance(folder, str) and not os.path.isabs(folder):
+        data["folder"] = str((base / folder).resolve())
+    return data
+
+
+REUSE_IGNORED_KEYS = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "save_checkpoints",
+    "disable_tqdm",
+    "logging_steps",
+    "eval_batch_size",
+    "equal_budget",
+)
+"""RunConfig keys that do not change what a run computes: a run folder may be resumed or reused across them
+(`equal_budget` only labels the budget; `epochs` carries it)."""
+
+
+def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide what a run computes, resolved: variant defaults filled in, the data folder made
+    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in REUSE_IGNORED_KEYS and k != "data"}
+    values["epochs"] = cfg.num_epochs
+    values["learning_rate"] = cfg.lr
+    if cfg.lexicon not in ("extracted", "random"):
+        values["lexicon_seed"] = None
+    data = dict(cfg.data)
+    if isinstance(data.get("folder"), str):
+        data["folder"] = os.path.abspath(os.path.expanduser(data["folder"]))
+    values.update({f"data.{k}": v for k, v in data.items()})
+    return values
+
+
+def settings_differences(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ between two `comparable_settings` results, each as 'key: saved X, requested Y'."""
+    diffs = []
+    for key in [*saved, *(k for k in requested if k not in saved)]:
+        a, b = saved.get(key), requested.get(key)
+        if _json_canonical(a) != _json_canonical(b):
+            diffs.append(f"{key}: saved {_short(a)}, requested {_short(b)}")
+    return diffs
+
+
+def _json_canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)  # for comparison only; never written
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config and apply `key=value` overrides (dotted keys reach into sections)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run config not found: {path}")
+    try:
+        mapping = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"run config {path} is not valid YAML: {err}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(
+                f"override {item!r} must look like key=value (e.g. seed=1 or data.max_rows.train=200)"
+            )
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        target = mapping
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        target[parts[-1]] = value
+    return RunConfig.from_mapping(mapping, base_dir=path.parent)

@@ -1,0 +1,101 @@
+"""`TrainingArguments` for a run (METHOD.md §6) and the precision it trains in."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .callbacks import early_stopping_arguments
+from .run_config import RunConfig
+
+
+def resolve_precision(choice: str, cuda: bool | None = None) -> str:
+    """What `mixed_precision` means here: 'fp32', 'bf16' or 'fp16' (auto: bf16/fp16 on a GPU, fp32 on CPU).
+
+    bf16 on CPU runs under CPU autocast (TrainingArguments(bf16=True, use_cpu=True)); fp16 on CPU is refused,
+    because Accelerate would silently train in fp32.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if choice == "no":
+        return "fp32"
+    if choice == "auto":
+        if not cuda:
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if choice == "fp16" and not cuda:
+        raise ValueError(
+            "mixed_precision: fp16 needs a CUDA GPU and none is available; on CPU use bf16 (CPU autocast) or no."
+        )
+    if choice not in ("bf16", "fp16"):
+        raise ValueError(f"`mixed_precision` must be auto, no, bf16 or fp16, got {choice!r}.")
+    return choice
+
+
+def _mixed_precision_flags(choice: str) -> dict[str, bool]:
+    precision = resolve_precision(choice)
+    return {} if precision == "fp32" else {precision: True}
+
+
+def precision_used(trainer: Trainer) -> str:
+    """The precision the Trainer's Accelerator actually trained in: 'fp32', 'bf16' or 'fp16'."""
+    acc = trainer.accelerator
+    deepspeed = str(getattr(acc.distributed_type, "value", acc.distributed_type)).upper() == "DEEPSPEED"
+    mixed = str(acc.mixed_precision)
+    return mixed if mixed in ("bf16", "fp16") and (acc.native_amp or deepspeed) else "fp32"
+
+
+def check_sharding(cfg: RunConfig) -> None:
+    """save_checkpoints: false keeps the best weights in one process's memory: not possible for sharded models."""
+    if cfg.save_checkpoints:
+        return
+    for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        if os.environ.get(var, "false").lower() in ("1", "true", "yes"):
+            raise ValueError(
+                f"save_checkpoints: false keeps the best weights in memory, which sharded training ({var}) "
+                "cannot do; use save_checkpoints: true"
+            )
+
+
+def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> TrainingArguments:
+    """TrainingArguments for METHOD.md §6: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
+
+    Without checkpoints (`save_checkpoints: false`) the run still evaluates every epoch and stops early; the
+    best weights are then kept in memory by `SurgeEarlyStoppingCallback(keep_best_in_memory=True)`.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_device = cfg.per_device_batch_size or max(1, cfg.batch_size // world)
+    accumulation = max(1, round(cfg.batch_size / (per_device * world)))
+    on_cpu = not torch.cuda.is_available()
+    stop_args = early_stopping_arguments("avg_macro_f1")
+    if not cfg.save_checkpoints:
+        stop_args.update(save_strategy="no", load_best_model_at_end=False)
+    return TrainingArguments(
+        output_dir=str(cfg.run_dir / "checkpoints"),
+        num_train_epochs=cfg.num_epochs,
+        max_steps=max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=accumulation,
+        weight_decay=cfg.weight_decay,
+        adam_epsilon=cfg.adam_epsilon,
+        max_grad_norm=cfg.max_grad_norm,
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.warmup_ratio,
+        optim="adamw_torch",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        save_total_limit=2,
+        logging_steps=cfg.logging_steps,
+        label_names=["labels", "task_ids"],
+        report_to=[],
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and world > 1 else None,
+        ddp_find_unused_parameters=num_tasks > 1,  # task-homogeneous batches leave other heads unused
+        disable_tqdm=cfg.disable_tqdm,
+        dataloader_num_workers=0,
+        **_mixed_precision_flags(cfg.mixed_precision),
+        **stop_args,
+    )

@@ -1,0 +1,59 @@
+"""RunConfig: budget rules, YAML loading with overrides, value checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from surgellm_hf.training import (
+    RunConfig,
+    load_run_config,
+)
+
+
+def test_run_config_budget_rules():
+    cfg = RunConfig(data={"folder": "x"}, variant="baseline")
+    assert (cfg.num_epochs, cfg.lr) == (3, 2e-5)
+    assert RunConfig(data={"folder": "x"}, variant="IWN", epochs=3, equal_budget=True).num_epochs == 3
+    with pytest.raises(ValueError, match="equal_budget: true` needs `epochs`"):
+        RunConfig(data={"folder": "x"}, equal_budget=True)
+    for kwargs, msg in [
+        ({"prefix_style": "emoji"}, "prefix_style"),
+        ({"batch_size": 0}, "`batch_size` must be a positive integer"),
+        ({"lexicon": "fancy"}, "`lexicon` must be one of"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio"),
+        ({"mixed_precision": "fp8"}, "mixed_precision"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            RunConfig(data={"folder": "x"}, **kwargs)
+
+
+def test_load_run_config_overrides_and_errors(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  folder: data\nvariant: IWN\nseed: 0\n")
+    cfg = load_run_config(
+        path, ["seed=2", "variant=baseline", "data.max_rows.train=50", "learning_rate=3e-5"]
+    )
+    assert cfg.seed == 2 and cfg.variant == "baseline" and cfg.lr == 3e-5
+    assert cfg.data == {"folder": str((tmp_path / "data").resolve()), "max_rows": {"train": 50}}
+    with pytest.raises(ValueError, match=r"Unknown run config key\(s\) \['sed'\]"):
+        load_run_config(path, ["sed=1"])
+    with pytest.raises(ValueError, match="must look like key=value"):
+        load_run_config(path, ["seed"])
+    with pytest.raises(FileNotFoundError, match="run config not found"):
+        load_run_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_run_config(tmp_path / "bad.yaml")
+    (tmp_path / "nodata.yaml").write_text("variant: IWN\n")
+    with pytest.raises(ValueError, match="needs a `data` section"):
+        load_run_config(tmp_path / "nodata.yaml")
+
+
+def test_run_config_checks_seeds_and_switches():
+    for kwargs, msg in [
+        ({"lexicon_seed": -1}, "`lexicon_seed` must be a non-negative integer"),
+        ({"seed": "1"}, "`seed` must be a non-negative integer"),
+        ({"overwrite": "yes"}, "`overwrite` must be true or false"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            RunConfig(data={"folder": "x"}, **kwargs)
