@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .encoders import BUNDLED_ENCODER
+
 
 class CLIError(Exception):
     """A user-facing error: printed as one line."""
@@ -63,9 +65,9 @@ def _run_data_section(run_dir: Path) -> dict:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import summarize_tasks
+    from .data import SurgeDataCollator, encode_split, load_run_data
+    from .evaluation import evaluate_predictions, predict_split, summarize_tasks
     from .inference import load_run_model
-    from .training import SurgeDataCollator, encode_split, evaluate_predictions, load_run_data, predict_split
 
     run_dir = Path(args.run_dir)
     model, processor = load_run_model(run_dir)
@@ -83,16 +85,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
     else:
         data = _run_data_section(run_dir)
-    mtd = load_run_data(data)
-    unknown = [t for t in mtd.task_names if t not in model.config.tasks]
+    task_data = load_run_data(data)
+    unknown = [t for t in task_data.task_names if t not in model.config.tasks]
     if unknown:
         raise CLIError(
             f"data has task(s) {unknown} the model was not trained on; model tasks: {model.config.task_names}"
         )
-    present = [t for t in mtd.task_names if args.split in mtd[t]]
+    present = [t for t in task_data.task_names if args.split in task_data[t]]
     if not present:
         raise CLIError(f"no task of the data has a {args.split!r} split")
-    ds = encode_split(mtd, processor, args.split)
+    ds = encode_split(task_data, processor, args.split)
     pred = predict_split(model, ds, SurgeDataCollator(processor.tokenizer), args.batch_size)
     metrics, _ = evaluate_predictions(pred, model.config.tasks)
     result = {"split": args.split, "tasks": metrics, **summarize_tasks(metrics)}
@@ -175,11 +177,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .training import extract_lexicon_from_data, load_run_data, resolve_encoder
+    from .data import load_run_data
+    from .encoders import resolve_encoder
+    from .training import extract_lexicon_from_data
 
-    mtd = load_run_data({"folder": args.data, **({"tasks": args.tasks} if args.tasks else {})})
+    task_data = load_run_data({"folder": args.data, **({"tasks": args.tasks} if args.tasks else {})})
     lexicon = extract_lexicon_from_data(
-        mtd, resolve_encoder(args.encoder), seed=args.seed, k=args.k, top_n=args.top_n
+        task_data, resolve_encoder(args.encoder), seed=args.seed, k=args.k, top_n=args.top_n
     )
     lexicon.to_json(args.output)
     print(
@@ -189,7 +193,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from .publishing import publish_run
+    from .hub import publish_run
 
     url = publish_run(args.run_dir, args.repo_id, private=args.private, adapter_only=args.adapter_only)
     print(f"Pushed {args.run_dir} to {url}")
@@ -198,8 +202,6 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `surgellm`."""
-    from .training import BUNDLED_ENCODER
-
     parser = argparse.ArgumentParser(prog="surgellm", description="SURGELLM on Hugging Face transformers.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -11,9 +11,9 @@ from transformers import AutoTokenizer, BertConfig
 
 from surgellm_hf import Lexicon, SurgeConfig, SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.evaluation import save_run
-from surgellm_hf.model_card import SurgeModelCardData, template_path
+from surgellm_hf.hub import SurgeModelCardData, template_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LABELS = {"sst2": ["negative", "positive"], "llm7": [f"model_{i}" for i in range(7)]}
 
 
@@ -41,7 +41,7 @@ def _model(use_gate: bool = True, norm: str = "iwn", variant: str | None = "IWN"
 def test_template_lives_in_model_cards_and_ships_with_the_package():
     in_checkout = REPO_ROOT / "model_cards" / "surgellm_model_card.md"
     packaged = template_path()
-    assert packaged.is_file() and packaged.parent.name == "resources"
+    assert packaged.is_file() and packaged.parent.name == "hub"
     assert in_checkout.resolve() == packaged.resolve()  # one file: model_cards/ links to the package resource
     assert "{{ card_data }}" in packaged.read_text()
 

@@ -14,27 +14,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, HfApi
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+import torch
+from huggingface_hub import CommitInfo, HfApi, hf_hub_download
+from transformers import AutoModel
 
+from ..configuration_surge import SurgeConfig
+from ..inference import load_run_model
+from ..processing_surge import SurgeProcessor
 from .model_card import SurgeModelCardData
-from .pipeline_surge import surge_custom_pipelines
+from .remote_code import copy_remote_code
+from .repo_id import check_repo_id
 
 RUN_FILE_NAME = "surgellm_run.json"
 """The run's metrics.json, published beside the weights so the card can be rebuilt from the repo alone."""
-
-
-def check_repo_id(repo_id: Any) -> str:
-    """Return `repo_id` if it is a valid Hub model id (`name` or `namespace/name`), else raise ValueError."""
-    if not isinstance(repo_id, str):
-        raise TypeError(
-            f"repo_id must be a string such as 'my-org/surgellm-roberta', got {type(repo_id).__name__}."
-        )
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise ValueError(f"Malformed Hub repo id {repo_id!r}: {err}") from None
-    return repo_id
 
 
 def check_publishable(model: Any, processor: Any = None, repo_id: str | None = None) -> None:
@@ -66,22 +58,15 @@ def check_publishable(model: Any, processor: Any = None, repo_id: str | None = N
 def _save_folder(
     model: Any, processor: Any, folder: Path, card: SurgeModelCardData | None, adapter: bool
 ) -> None:
-    """Write everything that gets uploaded into `folder`."""
+    """Write everything that gets uploaded into `folder`: weights (or the adapter), processor, remote code, card."""
     if adapter:
-        from transformers.dynamic_module_utils import custom_object_save
-
         model.save_adapter(folder)
-        # the remote code, so that a user without surgellm_hf can load the class from this repo and call from_adapter
-        custom_object_save(model, folder)
     else:
-        # the pipeline route (`pipeline("text-classification", model=repo, trust_remote_code=True)`)
-        model.config.custom_pipelines = surge_custom_pipelines()
-        model.save_pretrained(folder)
-        pipeline_file = Path(__file__).with_name("pipeline_surge.py")
-        if not (folder / pipeline_file.name).exists():
-            shutil.copyfile(pipeline_file, folder / pipeline_file.name)
+        model.save_pretrained(folder)  # config with auto_map and custom_pipelines (the pipeline route)
     if processor is not None:
         processor.save_pretrained(folder)
+    # every remote-code file, so that a user without surgellm_hf can load the classes (and call from_adapter)
+    copy_remote_code(folder)
     if card is not None:
         card.to_model_card().save(folder / "README.md")
 
@@ -149,8 +134,6 @@ def publish_run(
 
     The card shows the run's per-task validation and test metrics, variant, lexicon and training settings.
     """
-    from .inference import load_run_model
-
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").is_file():
@@ -178,9 +161,6 @@ def publish_run(
 
 def _check_encoder_is_base(model: Any) -> None:
     """Refuse an adapter-only push of a run whose encoder weights differ from its base checkpoint's."""
-    import torch
-    from transformers import AutoModel
-
     base_name = model.config.encoder_name_or_path
     if not base_name:
         raise ValueError(
@@ -207,11 +187,6 @@ def update_model_card(
     For the plain `model.push_to_hub` / `processor.push_to_hub` path: whichever is pushed last leaves a complete card.
     Returns None (uploads nothing) when the repo has no SURGELLM config yet.
     """
-    from huggingface_hub import hf_hub_download
-
-    from .configuration_surge import SurgeConfig
-    from .processing_surge import SurgeProcessor
-
     check_repo_id(repo_id)
     api = HfApi(token=token)
     files = set(api.list_repo_files(repo_id, revision=revision))

@@ -1,7 +1,7 @@
 """Model cards for SURGELLM models: `SurgeModelCardData` gathers what a Hub user needs to know (tasks and labels,
 per-task validation / test metrics, the lexicon, the variant and its switches, the base encoder, training settings,
 intended use, limitations, a usage snippet) and renders it with `huggingface_hub.ModelCard.from_template` from the
-Jinja template `model_cards/surgellm_model_card.md` (shipped as package data `resources/surgellm_model_card.md`).
+Jinja template `surgellm_model_card.md` beside this module (`model_cards/` in a checkout links to it).
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from ..data.task_spec import EVALUATION_SPLITS
+from ..evaluation.run_io import load_run
+from ..features import SURFACE_FEATURE_NAMES
+from ..training.variants import VARIANTS
+from .repo_id import is_hub_id
 
 TEMPLATE_NAME = "surgellm_model_card.md"
 
-# METHOD.md §6.1: variant -> switches (P prefix, G gate, E extended training, I IWN).
-VARIANT_SWITCHES: dict[str, dict[str, bool]] = {
-    "baseline": {"prefix": False, "gate": False, "extended_training": False, "iwn": False},
-    "S": {"prefix": True, "gate": True, "extended_training": False, "iwn": False},
-    "G": {"prefix": True, "gate": False, "extended_training": False, "iwn": False},
-    "FULL": {"prefix": True, "gate": True, "extended_training": True, "iwn": False},
-    "IWN": {"prefix": True, "gate": True, "extended_training": True, "iwn": True},
-}
 _SWITCH_LABELS = {
     "prefix": "P (prefix)",
     "gate": "G (gate)",
@@ -61,7 +58,7 @@ _DEFAULT_LIMITATIONS = [
 
 def template_path() -> Path:
     """Path of the card template shipped with the package (`model_cards/` in a checkout links to it)."""
-    return Path(str(resources.files("surgellm_hf") / "resources" / TEMPLATE_NAME))
+    return Path(str(resources.files(__package__) / TEMPLATE_NAME))
 
 
 @dataclass
@@ -166,7 +163,7 @@ class SurgeModelCardData:
         switches: dict[str, bool | None] = {
             "prefix": None if processor is None else prefix_style is not None,
             "gate": bool(config.use_gate),
-            "extended_training": VARIANT_SWITCHES.get(variant or "", {}).get("extended_training"),
+            "extended_training": VARIANTS[variant].extended_training if variant in VARIANTS else None,
             "iwn": config.use_gate and config.norm == "iwn",
         }
         settings: dict[str, Any] = {
@@ -195,7 +192,7 @@ class SurgeModelCardData:
             "lexicon": _lexicon_summary(lexicon) if lexicon is not None else {},
             "metrics": _metrics_by_split(metrics or {}),
             "training": dict(training or {}),
-            "datasets": sorted({d for d in datasets.values() if _is_hub_id(d)}),
+            "datasets": sorted({d for d in datasets.values() if is_hub_id(d)}),
         }
         fields.update(overrides)
         return cls(**fields)
@@ -211,8 +208,6 @@ class SurgeModelCardData:
         **kw: Any,
     ) -> SurgeModelCardData:
         """Fill the card from a training run folder (metrics.json, see `evaluation.load_run`) and its model."""
-        from .evaluation import load_run
-
         record = load_run(run_dir)
         metrics: dict[str, dict[str, dict[str, Any]]] = {}
         for task, by_split in record.tasks.items():
@@ -270,7 +265,7 @@ class SurgeModelCardData:
             library_name="transformers",
             pipeline_tag="text-classification",
             tags=tags,
-            base_model=self.base_model if _is_hub_id(self.base_model) else None,
+            base_model=self.base_model if is_hub_id(self.base_model) else None,
             datasets=self.datasets or None,
             metrics=["f1", "accuracy"] if eval_results else None,
             model_name=self.model_name,
@@ -279,16 +274,14 @@ class SurgeModelCardData:
 
     def template_variables(self) -> dict[str, Any]:
         """What the Jinja template sees besides `card_data`."""
-        from .features import SURFACE_FEATURE_NAMES
-
         result_splits, missing = [], []
-        for split in ("validation", "test"):
+        for split in EVALUATION_SPLITS:
             by_task = self.metrics.get(split)
             if by_task:
                 result_splits.append(_split_table(split, by_task, [t.name for t in self.tasks]))
             else:
                 missing.append(f"No {split} metrics were recorded for this run.")
-        for split in sorted(set(self.metrics) - {"validation", "test"}):
+        for split in sorted(set(self.metrics) - set(EVALUATION_SPLITS)):
             result_splits.append(_split_table(split, self.metrics[split], [t.name for t in self.tasks]))
         default = next(t for t in self.tasks if t.name == self.default_task)
         return {
@@ -336,17 +329,6 @@ _EMPTY_LEXICON = {
     "groups": [],
     "metadata": None,
 }
-
-
-def _is_hub_id(value: Any) -> bool:
-    """True for a plausible Hub repo id that is not a local path (the Hub rejects paths in `base_model`)."""
-    if not isinstance(value, str) or not value or os.path.exists(value) or value.startswith((".", "/", "~")):
-        return False
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True
 
 
 def _lexicon_summary(lexicon: Any, max_examples: int = 8) -> dict[str, Any]:
@@ -466,4 +448,4 @@ def _summary(card: SurgeModelCardData) -> str:
     return text
 
 
-__all__ = ["SurgeModelCardData", "TaskCardInfo", "VARIANT_SWITCHES", "template_path"]
+__all__ = ["SurgeModelCardData", "TaskCardInfo", "template_path"]

@@ -198,7 +198,7 @@ def published(module_hub_server, tiny_bert_with_tokenizer):
         + f"""
 from surgellm_hf.cli import main
 from surgellm_hf.evaluation import save_run
-from surgellm_hf.publishing import update_model_card
+from surgellm_hf.hub import update_model_card
 model, processor = build(prefix="tokens")
 model.save_pretrained({str(run_dir)!r})
 processor.save_pretrained({str(run_dir)!r})
@@ -333,10 +333,10 @@ def test_adapter_only_publish_and_from_adapter(hub_server, encoder_repo):
     author = hub_server.run_python(
         AUTHOR
         + """
-from surgellm_hf.publishing import publish
+from surgellm_hf.hub import publish
 model, processor = build(prefix="text", freeze=True, seed=3)
 from surgellm_hf.evaluation import save_run
-from surgellm_hf.publishing import publish_run
+from surgellm_hf.hub import publish_run
 publish(model, processor, "tester/surge-adapter", adapter_only=True)
 again = SurgeForSequenceClassification.from_adapter("tester/surge-adapter").eval()
 metrics = {"sst2": {"validation": {"macro_f1": 0.5}}, "aspect": {"validation": {"macro_f1": 0.4}}}
@@ -406,7 +406,7 @@ def test_bad_input_is_refused_before_any_upload(hub_server, encoder_repo):
     out = hub_server.run_python(
         AUTHOR
         + """
-from surgellm_hf.publishing import publish
+from surgellm_hf.hub import publish
 model, processor = build(prefix="text")
 unfitted, _ = build(prefix="text", fit=False)
 other = Lexicon({"a": ["x", "y*"], "b": ["z"]}, name="tiny")
