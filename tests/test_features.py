@@ -10,8 +10,14 @@ import unicodedata
 import numpy as np
 import pytest
 
-from surgellm_hf.features import SURFACE_FEATURE_NAMES, LexiconMatcher, surface_features
+from surgellm_hf.features import SURFACE_FEATURE_NAMES, LexiconMatcher
 from surgellm_hf.lexicon import CURATED_GROUPS, Lexicon, featurize
+
+
+def surface_features(text: str) -> list[float]:
+    """The six surface features of one text, as plain floats (the batch path with no lexicon groups)."""
+    return LexiconMatcher([]).featurize([text])[0].tolist()
+
 
 GROUPS = list(CURATED_GROUPS)  # sst_pos, sst_neg, llm_stat, llm_formal, llm_list, human_pers, human_hedge,
 # human_emo, retrieval, prompt_cot

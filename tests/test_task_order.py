@@ -4,7 +4,7 @@ Task ids, heads, task-embedding rows and statistics rows are indexed by the orde
 sort mapping keys, so a config that stored `tasks` as a mapping came back alphabetical and answered one task with
 another task's head. Every test here uses task names that are NOT in alphabetical order and equal label counts
 (the silent case), and compares answers by task name, never by id. The Hub push/pull and `pipeline(task=...)`
-routes are covered by tests/test_hub_publish.py and tests/test_hub_pipeline.py, whose tasks ("sst2", "aspect")
+routes are covered by tests/hub/test_publishing.py and tests/test_pipeline_surge.py, whose tasks ("sst2", "aspect")
 are not alphabetical either.
 """
 

@@ -3,7 +3,7 @@
 The common tests come from the source distribution of the installed transformers version, fetched into a cache
 folder by ``tests/transformers_common/fetch.py`` (``.ci/run`` runs it before pytest). Without that fetch this
 module skips, unless ``SURGELLM_REQUIRE_TRANSFORMERS_TESTS=1`` (CI), where it fails. The same contract is tested
-directly, without the sdist, in ``tests/test_model_contract.py``.
+directly, without the sdist, in ``tests/test_modeling_surge_contract.py``.
 """
 
 from __future__ import annotations
@@ -180,14 +180,14 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
     # -- common tests that do not apply, each with its reason ---------------------------------------------------
     @unittest.skip(
         "SURGELLM heads are per-task single-label classifiers: problem_type regression/multi_label and a num_labels "
-        "other than the default task's are refused by design (test_model_contract.py checks the refusal)."
+        "other than the default task's are refused by design (test_modeling_surge_contract.py checks the refusal)."
     )
     def test_problem_types(self) -> None:
         pass
 
     @unittest.skip(
         "num_labels/id2label/label2id are derived from the default task; SurgeConfig(num_labels=5) with other "
-        "tasks is refused by design (test_model_contract.py checks the refusal and the derived values)."
+        "tasks is refused by design (test_modeling_surge_contract.py checks the refusal and the derived values)."
     )
     def test_config_with_num_labels(self) -> None:
         pass

@@ -5,7 +5,8 @@ This file is copied to the Hub for ``trust_remote_code`` loading: it imports onl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -146,15 +147,7 @@ class SurgeConfig(PreTrainedConfig):
             )
         if not self.norm_eps > 0:
             raise ValueError(f"`norm_eps` must be > 0, got {self.norm_eps!r}.")
-        if getattr(self.encoder_config, "is_encoder_decoder", False):
-            raise ValueError(
-                f"Encoder type {self.encoder_config.model_type!r} is an encoder-decoder model; SURGELLM wraps a "
-                "bidirectional text encoder whose first-token state is pooled (BERT, RoBERTa, DeBERTa, ...)."
-            )
-        if getattr(self.encoder_config, "hidden_size", None) is None:
-            raise ValueError(
-                f"Encoder type {self.encoder_config.model_type!r} has no `hidden_size`; it cannot be wrapped."
-            )
+        check_encoder_config(self.encoder_config)
 
     def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
         """The wrapped encoder's config: generic code (resizing, special-token alignment) reads vocab_size there."""
@@ -220,25 +213,60 @@ class SurgeConfig(PreTrainedConfig):
         """Id of the default task."""
         return self.task_names.index(self.default_task)
 
-    def task_id(self, task: str | int) -> int:
-        """Map a task name (or id) to its id, with an error that lists the valid tasks."""
-        if isinstance(task, bool):
-            raise TypeError(f"Task must be a name or an integer id, got {task!r}.")
-        if isinstance(task, int):
-            if not 0 <= task < self.num_tasks:
-                raise ValueError(
-                    f"Unknown task id {task}; valid ids are 0..{self.num_tasks - 1} for {self.task_names}."
-                )
-            return task
-        if task not in self.tasks:
-            raise ValueError(f"Unknown task {task!r}; valid tasks are {self.task_names}.")
-        return self.task_names.index(task)
+    def task_id(self, task: str | int | None = None) -> int:
+        """Map a task name or id (None: the default task) to its id, with an error that lists the valid tasks."""
+        return resolve_task_id(task, self.task_names, self.default_task)
 
     def label_names(self, task: str) -> list[str]:
         """Label names of a task (``LABEL_<i>`` where none were given)."""
         self.task_id(task)
         names = (self.task_label_names or {}).get(task)
         return list(names) if names else [f"LABEL_{i}" for i in range(self.tasks[task])]
+
+
+def resolve_task_id(
+    task: str | int | None, task_names: Sequence[str], default_task: str | None = None
+) -> int:
+    """The id of a task given by name or id (None: `default_task`) among `task_names`, the one place task names
+    are resolved (config, model, processor, pipeline); errors list the valid tasks."""
+    if task is None:
+        if default_task is None:
+            raise ValueError(f"No task given and no default task; valid tasks are {list(task_names)}.")
+        task = default_task
+    if isinstance(task, numbers.Integral) and not isinstance(task, bool):
+        if not 0 <= int(task) < len(task_names):
+            raise ValueError(
+                f"Unknown task id {task}; valid ids are 0..{len(task_names) - 1} for {list(task_names)}."
+            )
+        return int(task)
+    if not isinstance(task, str):
+        raise TypeError(
+            f"A task must be a task name (str) or id (int), got {type(task).__name__} ({task!r:.40})."
+        )
+    if task not in task_names:
+        raise ValueError(f"Unknown task {task!r}; valid tasks are {list(task_names)}.")
+    return list(task_names).index(task)
+
+
+def check_encoder_config(encoder_config: PreTrainedConfig) -> None:
+    """Refuse, with a ValueError naming the reason, an encoder SURGELLM cannot wrap (checked once, in the config)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
+
+    model_type = getattr(encoder_config, "model_type", None)
+    if model_type not in MODEL_MAPPING_NAMES:
+        raise ValueError(f"Encoder type {model_type!r} has no AutoModel class; it cannot be wrapped.")
+    if getattr(encoder_config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"Encoder type {model_type!r} is an encoder-decoder model; SURGELLM wraps a bidirectional text "
+            "encoder whose first-token state is pooled (BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R)."
+        )
+    if getattr(encoder_config, "is_decoder", False) or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ValueError(
+            f"Encoder type {model_type!r} is not a bidirectional (masked-LM) text encoder; SURGELLM pools the "
+            "first-token state of encoders such as BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R."
+        )
+    if getattr(encoder_config, "hidden_size", None) is None:
+        raise ValueError(f"Encoder type {model_type!r} has no `hidden_size`; it cannot be wrapped.")
 
 
 _VALIDATED_ON_LOAD = (
@@ -293,4 +321,4 @@ def _ordered_tasks(tasks: Any) -> dict[str, int]:
 # Saving copies this file beside the weights and writes auto_map, so the Hub can load it as remote code.
 SurgeConfig.register_for_auto_class()
 
-__all__ = ["SurgeConfig", "NORM_CHOICES"]
+__all__ = ["SurgeConfig", "NORM_CHOICES", "check_encoder_config", "resolve_task_id"]

@@ -168,8 +168,3 @@ class LexiconMatcher:
             row[n_groups + 4] = text.count("!")
             row[n_groups + 5] = _DIGIT_RE.search(text) is not None
         return out.astype(np.float32)
-
-
-def surface_features(text: str) -> list[float]:
-    """The six surface features of one text, as plain floats (a readable reference for the batch path)."""
-    return LexiconMatcher([]).featurize([text])[0].tolist()

@@ -104,31 +104,7 @@ class SurgePreTrainedModel(PreTrainedModel):
         self.config.custom_pipelines = surge_custom_pipelines()
         super().save_pretrained(save_directory, *args, **kwargs)
 
-    # -- encoder construction and checks -------------------------------------------------------------------------
-    @staticmethod
-    def _check_encoder_config(encoder_config) -> None:
-        from transformers.models.auto.modeling_auto import (
-            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-            MODEL_MAPPING_NAMES,
-        )
-
-        model_type = getattr(encoder_config, "model_type", None)
-        if model_type not in MODEL_MAPPING_NAMES:
-            raise ValueError(f"Encoder type {model_type!r} has no AutoModel class; it cannot be wrapped.")
-        if getattr(encoder_config, "is_encoder_decoder", False):
-            raise ValueError(
-                f"Encoder type {model_type!r} is an encoder-decoder model; SURGELLM wraps a bidirectional text "
-                "encoder whose first-token state is pooled (BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R)."
-            )
-        if (
-            getattr(encoder_config, "is_decoder", False)
-            or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-        ):
-            raise ValueError(
-                f"Encoder type {model_type!r} is not a bidirectional (masked-LM) text encoder; SURGELLM pools the "
-                "first-token state of encoders such as BERT, RoBERTa, DeBERTa-v2, DistilBERT, ELECTRA, XLM-R."
-            )
-
+    # -- encoder construction ------------------------------------------------------------------------------------
     @classmethod
     def from_encoder_pretrained(
         cls, encoder_name_or_path: str | os.PathLike, tasks: dict[str, int], **config_kwargs
@@ -144,8 +120,7 @@ class SurgePreTrainedModel(PreTrainedModel):
             if k in config_kwargs
         }
         encoder_config = AutoConfig.from_pretrained(encoder_name_or_path, **encoder_kwargs)
-        cls._check_encoder_config(encoder_config)
-        config = SurgeConfig(
+        config = SurgeConfig(  # checks that the encoder can be wrapped
             encoder_config=encoder_config,
             tasks=tasks,
             encoder_name_or_path=str(encoder_name_or_path),
@@ -170,8 +145,7 @@ class SurgeModel(SurgePreTrainedModel):
 
     def __init__(self, config: SurgeConfig):
         super().__init__(config)
-        self._check_encoder_config(config.encoder_config)
-        encoder = AutoModel.from_config(config.encoder_config)
+        encoder = AutoModel.from_config(config.encoder_config)  # the config checked that it can be wrapped
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused; DDP fails on parameters that get no gradient (pitfall 7)
         self.encoder = encoder
@@ -566,7 +540,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """Refuse unfitted statistics before any upload, then push as transformers does.
 
-        The SURGELLM model card, processor and lexicon are published by `surgellm_hf.publishing.publish` (or
+        The SURGELLM model card, processor and lexicon are published by `surgellm_hf.hub.publish` (or
         `surgellm push`); this method only uploads the model, so it stays usable from remote code.
         """
         if not self.feature_normalizer_fitted:
@@ -576,7 +550,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             )
         return super().push_to_hub(repo_id, *args, **kwargs)
 
-    # -- PEFT-style adapter use -------------------------------------------------------------------------------------
+    # -- frozen encoder; the SURGELLM adapter: a checkpoint of the non-encoder weights (not a PEFT adapter) ---------
     def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:
         """Freeze (or unfreeze) the encoder; the SURGELLM modules and heads stay trainable.
 
@@ -589,7 +563,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
 
     @property
     def encoder_is_frozen(self) -> bool:
-        """True when no encoder parameter is trainable (adapter training)."""
+        """True when no encoder parameter is trainable (only the SURGELLM modules and heads train)."""
         return not any(p.requires_grad for p in self.surge.encoder.parameters())
 
     def train(self, mode: bool = True) -> SurgeForSequenceClassification:

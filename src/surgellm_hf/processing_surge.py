@@ -36,6 +36,7 @@ from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PreTrainedTok
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
 
+from .configuration_surge import resolve_task_id
 from .features import as_text_list
 from .lexicon import LEXICON_FILE_NAME, Lexicon
 
@@ -233,21 +234,7 @@ class SurgeProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------ tasks
     def _task_id(self, task: str | int | None) -> int:
-        if task is None:
-            return self.tasks.index(self.default_task)
-        if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
-            if not 0 <= int(task) < len(self.tasks):
-                raise ValueError(
-                    f"unknown task id {task}; valid ids are 0..{len(self.tasks) - 1} for {self.tasks}"
-                )
-            return int(task)
-        if not isinstance(task, str):
-            raise TypeError(
-                f"a task must be a task name (str) or id (int), got {type(task).__name__} ({task!r:.40})"
-            )
-        if task not in self.tasks:
-            raise ValueError(f"unknown task {task!r}; valid tasks are {self.tasks}")
-        return self.tasks.index(task)
+        return resolve_task_id(task, self.tasks, self.default_task)
 
     def _task_ids(self, task: Any, n: int) -> list[int]:
         if task is None or isinstance(task, (str, int, np.integer)):

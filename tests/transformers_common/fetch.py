@@ -38,7 +38,7 @@ STAND_INS: dict[str, str] = {
     "exporters/__init__.py": "",
     "exporters/test_export.py": (
         '"""Stand-in: the sdist lacks tests/exporters. Its export tests are replaced by the project\'s own\n'
-        'torch.export / torch.compile tests (tests/test_model_contract.py, tests/test_transformers_common.py)."""\n\n\n'
+        'torch.export / torch.compile tests (tests/test_modeling_surge_contract.py, tests/test_transformers_common.py)."""\n\n\n'
         "class ExportTesterMixin:\n"
         "    pass\n"
     ),

@@ -1,5 +1,5 @@
 """SurgeTextClassificationPipeline in process: per-call task, default task, top_k, errors (the Hub route is in
-test_hub_publish.py)."""
+hub/test_publishing.py)."""
 
 from __future__ import annotations
 

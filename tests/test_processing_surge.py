@@ -308,13 +308,13 @@ def test_bad_call_input_raises_clear_errors(tokenizer_dirs):
         proc(None)
     with pytest.raises(TypeError, match=r"text\[1\] must be a string, got int"):
         proc(["ok", 5])
-    with pytest.raises(ValueError, match=r"unknown task 'imdb'; valid tasks are \['sst2', 'hotpot'\]"):
+    with pytest.raises(ValueError, match=r"Unknown task 'imdb'; valid tasks are \['sst2', 'hotpot'\]"):
         proc(["ok"], task="imdb")
-    with pytest.raises(ValueError, match="unknown task id 2"):
+    with pytest.raises(ValueError, match="Unknown task id 2"):
         proc(["ok"], task=2)
     with pytest.raises(ValueError, match="task has 1 entries for 2 texts"):
         proc(["a", "b"], task=["sst2"])
-    with pytest.raises(TypeError, match="a task must be a task name"):
+    with pytest.raises(TypeError, match="A task must be a task name"):
         proc(["a"], task=[1.5])
     with pytest.raises(ValueError, match="return_tensors"):
         proc(["a"], return_tensors="tf")
