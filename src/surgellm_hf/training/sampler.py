@@ -8,6 +8,44 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+TASK_SAMPLING_CHOICES = ("proportional", "equal", "temperature")
+
+
+def task_sampling_probabilities(
+    sizes: Sequence[int], rule: str = "proportional", temperature: float = 1.0
+) -> np.ndarray:
+    """Share of an epoch's batches per task: p_t ∝ n_t (proportional), 1 (equal) or n_t^(1/T) (temperature).
+
+    T = 1 is proportional and T -> infinity equal (T5's and MT-DNN's temperature-scaled mixing).
+    """
+    check_task_sampling(rule, temperature)
+    n = np.asarray(sizes, dtype=np.float64)
+    if rule == "equal":
+        weights = np.ones_like(n)
+    elif rule == "temperature":
+        weights = n ** (1.0 / float(temperature))
+    else:
+        weights = n.copy()
+    weights[n == 0] = 0.0
+    return weights / weights.sum()
+
+
+def check_task_sampling(rule: str, temperature: float) -> None:
+    """Refuse an unknown sampling rule or a temperature that is not a positive number."""
+    if rule not in TASK_SAMPLING_CHOICES:
+        raise ValueError(f"`task_sampling` must be one of {list(TASK_SAMPLING_CHOICES)}, got {rule!r}.")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+        raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
+
+
+def _largest_remainder(p: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to `total`, as close to p * total as possible (largest-remainder rounding)."""
+    raw = p * total
+    counts = np.floor(raw).astype(np.int64)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: total - int(counts.sum())]] += 1
+    return counts
+
 
 class TaskBalancedBatchSampler(Sampler[list[int]]):
     """Task-homogeneous batches, each task's batches spread evenly over the epoch (METHOD.md §6).
@@ -16,15 +54,43 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
     random phase u_t, and batches run in that order: tasks interleave in proportion, so no task is crowded at
     the start or end of an epoch. Deterministic for (seed, epoch). No `batch_size` attribute on purpose: Accelerate
     then shards batches of varying size across processes without splitting them.
+
+    `sampling` sets how many of the epoch's batches each task gets; the epoch keeps its length (the number of
+    batches that covering every example once takes), so step counts and schedules do not change with the rule.
+    `proportional` (default) is the above: every example once. `equal` gives every task the same number of
+    batches and `temperature` gives task t a share ∝ n_t^(1/T); a task then cycles through fresh permutations of
+    its examples (no example twice in a batch) when it gets more batches than it fills, or sees a different random
+    subset each epoch when it gets fewer. Those batches are all full (or the task's size, when smaller).
     """
 
-    def __init__(self, task_ids: Sequence[int], per_batch: int, seed: int = 0):
+    def __init__(
+        self,
+        task_ids: Sequence[int],
+        per_batch: int,
+        seed: int = 0,
+        sampling: str = "proportional",
+        temperature: float = 1.0,
+    ):
         if per_batch < 1:
             raise ValueError(f"per_batch must be >= 1, got {per_batch}.")
+        check_task_sampling(sampling, temperature)
         self.task_ids = np.asarray(task_ids, dtype=np.int64)
         self.per_batch = per_batch
         self.seed = seed
+        self.sampling = sampling
+        self.temperature = float(temperature)
         self.epoch = 0
+
+    def batches_per_task(self) -> dict[int, int]:
+        """Task id -> number of batches it gets in every epoch under the sampling rule."""
+        tasks = np.unique(self.task_ids)
+        sizes = np.array([int((self.task_ids == t).sum()) for t in tasks])
+        if self.sampling == "proportional":
+            counts = np.array([math.ceil(n / self.per_batch) for n in sizes])
+        else:
+            p = task_sampling_probabilities(sizes, self.sampling, self.temperature)
+            counts = _largest_remainder(p, len(self))
+        return {int(t): int(c) for t, c in zip(tasks, counts, strict=True)}
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the next `batches` for this epoch (the Trainer calls it every epoch)."""
@@ -34,13 +100,41 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
         """This epoch's batches of example indices, in training order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         placed: list[tuple[float, int, list[int]]] = []
+        quota = None if self.sampling == "proportional" else self.batches_per_task()
         for t in np.unique(self.task_ids):
-            idx = rng.permutation(np.flatnonzero(self.task_ids == t))
-            chunks = [idx[i : i + self.per_batch].tolist() for i in range(0, len(idx), self.per_batch)]
+            if quota is None:
+                idx = rng.permutation(np.flatnonzero(self.task_ids == t))
+                chunks = [idx[i : i + self.per_batch].tolist() for i in range(0, len(idx), self.per_batch)]
+            else:
+                chunks = self._resampled_chunks(np.flatnonzero(self.task_ids == t), quota[int(t)], rng)
+                if not chunks:
+                    continue
             phase = rng.random()
             placed += [((j + phase) / len(chunks), int(t), c) for j, c in enumerate(chunks)]
         placed.sort(key=lambda item: (item[0], item[1]))
         return [c for _, _, c in placed]
+
+    def _resampled_chunks(self, idx: np.ndarray, n_batches: int, rng: np.random.Generator) -> list[list[int]]:
+        """`n_batches` batches of min(per_batch, len(idx)) distinct examples, drawn from successive permutations."""
+        size = min(self.per_batch, len(idx))
+        chunks: list[list[int]] = []
+        pool: list[int] = []  # the current permutation, consumed from the end
+        for _ in range(n_batches):
+            batch: list[int] = []
+            seen: set[int] = set()
+            deferred: list[int] = []  # already in this batch (a new permutation began): kept for the next one
+            while len(batch) < size:
+                if not pool:
+                    pool = rng.permutation(idx).tolist()[::-1]
+                i = pool.pop()
+                if i in seen:
+                    deferred.append(i)
+                else:
+                    batch.append(i)
+                    seen.add(i)
+            pool.extend(reversed(deferred))
+            chunks.append(batch)
+        return chunks
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
