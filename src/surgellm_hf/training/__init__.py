@@ -8,6 +8,7 @@
 - `callbacks`: early stopping (`SurgeEarlyStoppingCallback`, `early_stopping_arguments`);
 - `training_args`: `TrainingArguments` of a run and its precision;
 - `lexicons`: the run's lexicon (curated, extracted, random, file);
+- `encoder_cache`: the frozen-encoder fast path (first-token states cached per example, on disk if asked);
 - `run`: `train_run`, one run end to end (what `surgellm train` does).
 
 Names load on first access, so `surgellm_hf.training.variants` does not pull in the Trainer.
@@ -54,6 +55,10 @@ _LAZY: dict[str, str] = {
     "build_lexicon": "lexicons",
     "extract_lexicon_from_data": "lexicons",
     "train_run": "run",
+    "uses_encoder_cache": "run",
+    "EncoderStateCache": "encoder_cache",
+    "cache_first_token_states": "encoder_cache",
+    "encoder_fingerprint": "encoder_cache",
 }
 
 

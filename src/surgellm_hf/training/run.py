@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from ..lexicon import Lexicon
 from ..modeling_surge import SurgeForSequenceClassification
 from ..processing_surge import SurgeProcessor
 from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
+from .class_weights import class_weight_table, resolve_class_weights
+from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
 from .lexicons import build_lexicon
 from .run_config import RunConfig
 from .run_folder import (
@@ -68,6 +71,7 @@ def train_run(cfg: RunConfig) -> Path:
     set_seed(cfg.seed)
     encoder = resolve_encoder(cfg.encoder)
     task_data = _load_task_data(cfg)  # the data sample does not follow the training seed
+    class_weights = _class_weights(cfg, task_data)
     lexicon = build_lexicon(cfg.lexicon, task_data, encoder, cfg.lexicon_seed)
     lexicon_hash = lexicon.content_hash()
     check_lexicon_matches(cfg, lexicon_hash)
@@ -81,6 +85,8 @@ def train_run(cfg: RunConfig) -> Path:
             train_ds["labels"],
             train_ds["task_ids"],
         )
+    prepare = _split_preparer(cfg, model, processor)
+    train_ds, eval_ds = prepare(train_ds), prepare(eval_ds)
     last = get_last_checkpoint_or_none(cfg.run_dir / "checkpoints") if status == "resume" else None
     args = training_arguments(cfg, len(task_data.task_names), max_steps=_steps_if_stopped(last, cfg.patience))
     with args.main_process_first(local=False, desc="run folder"):
@@ -91,6 +97,7 @@ def train_run(cfg: RunConfig) -> Path:
                 "precision": precision,
                 "task_order": task_data.task_names,
                 "lexicon_sha256": lexicon_hash,
+                **_sampling_record(cfg, class_weights),
             }
             write_run_config(cfg, record)
     trainer = SurgeTrainer(
@@ -103,6 +110,10 @@ def train_run(cfg: RunConfig) -> Path:
         callbacks=[
             SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
         ],
+        module_lr_scale=cfg.module_lr_scale,
+        task_sampling=cfg.task_sampling,
+        temperature=cfg.temperature,
+        class_weights=class_weight_table(class_weights, model.config.tasks) if class_weights else None,
     )
     if last:
         logger.warning("Resuming from checkpoint %s", last)
@@ -111,13 +122,34 @@ def train_run(cfg: RunConfig) -> Path:
         return cfg.run_dir
     model = trainer.model
     metrics, predictions = _evaluate(
-        model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size
+        model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size, prepare
     )
     _save_model_and_processor(cfg, model, processor)
     extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
+    extra["training"].update(_sampling_record(cfg, class_weights))
     save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
     write_run_report(cfg.run_dir)
     return cfg.run_dir
+
+
+def _class_weights(cfg: RunConfig, task_data: MultiTaskData) -> dict[str, list[float]] | None:
+    """The run's per-task class weights ('balanced' from the training labels), checked before anything trains."""
+    if cfg.class_weights is None:
+        return None
+    train_labels = {t: task_data[t]["train"]["label"] for t in task_data.task_names}
+    return resolve_class_weights(
+        cfg.class_weights, task_data.tasks_config(), train_labels, task_data.label_names
+    )
+
+
+def _sampling_record(cfg: RunConfig, class_weights: dict[str, list[float]] | None) -> dict[str, Any]:
+    """Task sampling rule, its temperature and the resolved class weights, as run_config.json and metrics.json
+    (hence the model card) record them."""
+    return {
+        "task_sampling": cfg.task_sampling,
+        "temperature": cfg.temperature if cfg.task_sampling == "temperature" else None,
+        "class_weights": class_weights,
+    }
 
 
 def _load_task_data(cfg: RunConfig) -> MultiTaskData:
@@ -158,6 +190,31 @@ def _build_processor_and_model(
     return processor, model
 
 
+def uses_encoder_cache(cfg: RunConfig) -> bool:
+    """True when the run trains on cached first-token states (frozen encoder and `cache_encoder_outputs`)."""
+    return cfg.freeze_encoder and cfg.cache_encoder_outputs
+
+
+def _split_preparer(
+    cfg: RunConfig, model: SurgeForSequenceClassification, processor: SurgeProcessor
+) -> Callable[[Any], Any]:
+    """What turns a processed split into the Trainer's input: itself, or (frozen-encoder fast path) the split with
+    cached first-token states in place of its token columns, from `encoder_cache_dir` where given."""
+    if not uses_encoder_cache(cfg):
+        return lambda ds: ds
+    collator = SurgeDataCollator(processor.tokenizer)
+    cache = (
+        EncoderStateCache(cfg.encoder_cache_dir, encoder_fingerprint(model))
+        if cfg.encoder_cache_dir
+        else None
+    )
+
+    def prepare(ds: Any) -> Any:
+        return cache_first_token_states(model, ds, collator, cfg.eval_batch_size, cache=cache)
+
+    return prepare
+
+
 def _steps_if_stopped(last_checkpoint: str | None, patience: int) -> int:
     """The step a resumed run had stopped early at (restore the best weights, train no more), else -1."""
     if not last_checkpoint:
@@ -176,12 +233,13 @@ def _evaluate(
     eval_ds: Any,
     collator: SurgeDataCollator,
     batch_size: int,
+    prepare: Callable[[Any], Any] = lambda ds: ds,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Metrics and prediction records of the trained model, task -> split -> ..., for every evaluation split."""
     metrics: dict[str, dict[str, Any]] = {}
     predictions: dict[str, dict[str, Any]] = {}
     for split in EVALUATION_SPLITS:
-        ds = eval_ds if split == "validation" else encode_split(task_data, processor, split)
+        ds = eval_ds if split == "validation" else prepare(encode_split(task_data, processor, split))
         if ds is None:
             continue
         pred = predict_split(model, ds, collator, batch_size, with_gate=True)
@@ -239,6 +297,8 @@ def _run_record(
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_avg_macro_f1": trainer.state.best_metric,
             "learning_rate": cfg.lr,
+            "module_lr_scale": cfg.module_lr_scale,
+            "cached_encoder_outputs": uses_encoder_cache(cfg),
             "precision": precision_used(trainer),
             "effective_batch_size": args.per_device_train_batch_size
             * args.gradient_accumulation_steps

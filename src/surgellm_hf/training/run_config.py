@@ -14,6 +14,8 @@ from ..encoders import BUNDLED_ENCODER
 from .variants import VARIANTS, Variant, get_variant
 
 LEXICON_CHOICES = ("curated", "extracted", "random")
+MODULE_LR_SCALE = 1.0
+"""Default `module_lr_scale` (see benchmarks/README.md, "Learning rate of the modules and heads")."""
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 
 
@@ -72,6 +74,55 @@ class RunConfig:
     freeze_encoder: bool = field(
         default=False, metadata={"help": "Train only the SURGELLM modules and heads."}
     )
+    task_sampling: str = field(
+        default="proportional",
+        metadata={
+            "help": "How often each task's (task-homogeneous) batches come in an epoch: proportional (to its size: "
+            "every example once per epoch), equal (every task equally often) or temperature (p_t ∝ n_t^(1/T))."
+        },
+    )
+    temperature: float = field(
+        default=2.0,
+        metadata={"help": "T of `task_sampling: temperature` (1 = proportional, large = equal); T5 used 2."},
+    )
+    class_weights: str | dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Class-weighted loss: null (none), 'balanced' (every task: n / (K * n_c) from its training "
+            "labels), or {task: 'balanced' | [one weight per label]} for some tasks."
+        },
+    )
+    lora: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA on the encoder (the SURGELLM modules and heads train fully): {r: 8, alpha: 16, dropout: "
+            "0.1, target_modules: [...]} (target_modules default: the encoder family's attention projections); "
+            "the run folder then holds only the adapter."
+        },
+    )
+    cache_encoder_outputs: bool = field(
+        default=True,
+        metadata={
+            "help": "With freeze_encoder: compute the encoder's first-token states once per example and split and "
+            "train the modules and heads on them (same predictions, many times faster). false: run the frozen "
+            "encoder every step. No effect on a trained encoder."
+        },
+    )
+    encoder_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder keeping cached first-token states on disk, keyed by a hash of the encoder weights and "
+            "each example's encoder input, so runs of other variants or seeds with the same input reuse them."
+        },
+    )
+    module_lr_scale: float = field(
+        default=MODULE_LR_SCALE,
+        metadata={
+            "help": "Learning rate of the SURGELLM modules (task embedding, feature projection, gate, fusion "
+            "LayerNorm, normalizer) and the task heads, as a multiple of learning_rate (the encoder's rate); "
+            "1 trains everything at one rate as the paper does."
+        },
+    )
     mixed_precision: str = field(
         default="auto", metadata={"help": "auto (bf16/fp16 on GPU), no, bf16 or fp16."}
     )
@@ -122,7 +173,14 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
-        for name in ("resume", "overwrite", "save_checkpoints", "equal_budget", "freeze_encoder"):
+        for name in (
+            "resume",
+            "overwrite",
+            "save_checkpoints",
+            "equal_budget",
+            "freeze_encoder",
+            "cache_encoder_outputs",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
         if self.epochs is not None and (
@@ -133,8 +191,28 @@ class RunConfig:
             isinstance(self.learning_rate, int | float) and self.learning_rate > 0
         ):
             raise ValueError(f"`learning_rate` must be a positive number, got {self.learning_rate!r}.")
+        if not (
+            isinstance(self.module_lr_scale, int | float)
+            and not isinstance(self.module_lr_scale, bool)
+            and self.module_lr_scale > 0
+        ):
+            raise ValueError(f"`module_lr_scale` must be a positive number, got {self.module_lr_scale!r}.")
+        if self.freeze_encoder and self.variant_spec.use_prefix and self.prefix_style == "tokens":
+            raise ValueError(
+                "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
+                "(mean-initialised) that a frozen encoder never trains, so the prefix would carry no learned "
+                "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
+                "variant without the prefix (baseline)."
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio!r}.")
+        from .sampler import check_task_sampling
+
+        if isinstance(self.temperature, int) and not isinstance(self.temperature, bool):
+            self.temperature = float(self.temperature)
+        check_task_sampling(self.task_sampling, self.temperature)
+        _check_class_weights_shape(self.class_weights)
+        self.lora = _normalize_lora(self.lora)
         if self.lexicon not in LEXICON_CHOICES and not str(self.lexicon).endswith(".json"):
             raise ValueError(
                 f"`lexicon` must be one of {LEXICON_CHOICES} or a path to a lexicon .json, got {self.lexicon!r}."
@@ -194,7 +272,75 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_FLOAT_FIELDS = ("learning_rate", "warmup_ratio", "weight_decay", "adam_epsilon", "max_grad_norm")
+_FLOAT_FIELDS = (
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "adam_epsilon",
+    "max_grad_norm",
+    "module_lr_scale",
+    "temperature",
+)
+
+LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
+
+
+def _check_class_weights_shape(value: Any) -> None:
+    """`class_weights` is null, 'balanced', or {task: 'balanced' | list of non-negative numbers}."""
+    if value is None or value == "balanced":
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`class_weights` must be null, 'balanced' or {{task: 'balanced' | [weights]}}, got {value!r}."
+        )
+    for task, weights in value.items():
+        if weights == "balanced":
+            continue
+        if not isinstance(weights, Sequence) or isinstance(weights, str) or not weights:
+            raise ValueError(
+                f"`class_weights` of task {task!r} must be 'balanced' or a list of weights, got {weights!r}."
+            )
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+                raise ValueError(
+                    f"`class_weights` of task {task!r} must be non-negative numbers, got {list(weights)!r}."
+                )
+        if not any(w > 0 for w in weights):
+            raise ValueError(f"`class_weights` of task {task!r} are all zero.")
+
+
+def _normalize_lora(value: Any) -> dict[str, Any] | None:
+    """`lora`: null/false (off), true or a mapping; returns the mapping with defaults filled in, or None."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`lora` must be a mapping (r, alpha, dropout, target_modules) or null, got {value!r}."
+        )
+    unknown = sorted(set(value) - set(LORA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown `lora` key(s) {unknown}; valid keys are {list(LORA_DEFAULTS)}.")
+    lora = {**LORA_DEFAULTS, **value}
+    if isinstance(lora["r"], bool) or not isinstance(lora["r"], int) or lora["r"] < 1:
+        raise ValueError(f"`lora.r` must be a positive integer, got {lora['r']!r}.")
+    for key, upper in (("alpha", None), ("dropout", 1)):
+        v = lora[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (upper and v >= upper):
+            raise ValueError(f"`lora.{key}` must be a number in [0, {upper or 'inf'}), got {v!r}.")
+    modules = lora["target_modules"]
+    if modules is not None:
+        if isinstance(modules, str):
+            modules = [modules]
+        if (
+            not isinstance(modules, Sequence)
+            or not modules
+            or not all(isinstance(m, str) and m for m in modules)
+        ):
+            raise ValueError(f"`lora.target_modules` must be a list of module names, got {modules!r}.")
+        lora["target_modules"] = list(modules)
+    return lora
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -205,6 +351,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 REUSE_IGNORED_KEYS = (
+    "cache_encoder_outputs",  # the cached path gives the same predictions (float tolerance)
+    "encoder_cache_dir",
     "output_dir",
     "resume",
     "overwrite",
@@ -226,6 +374,8 @@ def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
     values["learning_rate"] = cfg.lr
     if cfg.lexicon not in ("extracted", "random"):
         values["lexicon_seed"] = None
+    if cfg.task_sampling != "temperature":
+        values["temperature"] = None  # only the temperature rule reads it
     data = dict(cfg.data)
     if isinstance(data.get("folder"), str):
         data["folder"] = os.path.abspath(os.path.expanduser(data["folder"]))
