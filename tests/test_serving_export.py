@@ -216,3 +216,19 @@ def test_broken_folders_give_one_line_errors(minilm_export, tmp_path):
     (int8_less / "serving_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="no int8 graph"):
         OnnxSurgeClassifier.from_pretrained(int8_less, quantized=True)
+
+
+def test_a_model_without_the_gate_exports_without_feature_input(family_encoders, tmp_path):
+    from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
+
+    path = family_encoders["distilbert"]
+    torch.manual_seed(0)
+    model = SurgeForSequenceClassification.from_encoder_pretrained(
+        path, tasks=TASKS, use_gate=False, norm="none"
+    )
+    processor = SurgeProcessor.from_encoder_pretrained(path, tasks=list(TASKS), prefix=None)
+    folder = export_onnx(model.eval(), processor, tmp_path / "onnx")
+    runner = OnnxSurgeClassifier.from_pretrained(folder)
+    assert runner.input_names == ["input_ids", "attention_mask", "task_ids"]
+    assert read_serving_config(folder)["uses_gate"] is False
+    _assert_matches_eager(runner, model, processor, TEXTS)
