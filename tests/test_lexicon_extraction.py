@@ -207,11 +207,11 @@ def test_extract_with_fewer_words_than_k_warns_and_lowers_k(minilm_path):
         (["a", "b"], [0], {}, ValueError, "differ in length"),
         (["a", "b"], [0, 1], {"tasks": ["t"]}, ValueError, "differ in length"),
         (["a", 3], [0, 1], {}, TypeError, r"texts\[1\] must be a string"),
-        (["x y", "z w"], [0, 1], {}, ValueError, "no word qualifies"),  # every word occurs once < min_count
+        (["xx yy", "zz ww"], [0, 1], {}, ValueError, "no word qualifies"),  # every word occurs once < min_count
         (["a a", "b b"], [0, None], {}, ValueError, "missing"),
         (["a a", "b b"], [0, 1], {"k": 0}, ValueError, "k must be a positive integer"),
         (["a a", "b b"], [0, 1], {"top_n": 0}, ValueError, "top_n"),
-        (["a a", "b b", "c c"], [0, 1, 2], {"k": 2, "encoder": 42}, TypeError, "encoder must be"),
+        (["aa aa", "bb bb", "cc cc"], [0, 1, 2], {"k": 2, "encoder": 42}, TypeError, "encoder must be"),
     ],
 )
 def test_extract_bad_inputs(texts, labels, kwargs, exc, match):
@@ -255,3 +255,34 @@ def test_random_like_custom_lexicon_and_bad_input():
         Lexicon.random_like({"one": ["a"]}, seed=0)
     with pytest.raises(TypeError, match="seed must be an integer"):
         Lexicon.random_like(lex, seed="0")
+
+
+def test_artefact_rule_drops_template_markers_clitics_mojibake_and_stray_letters():
+    """Hand-made texts of each artefact: `[Q]`/`[CTX]`, PTB `n't` / `'s`, mojibake `â‚¬`, single letters."""
+    from surgellm_hf.lexicon_extraction import _words, clean_text
+
+    assert _words("[Q] Who wrote it ? [CTX] The author") == ["who", "wrote", "it", "the", "author"]
+    assert _words("it does n't work , it 's bad") == ["it", "work", "bad"]  # `doesn't`, `it's`: no words
+    assert _words("I don\u2019t know") == [
+        "i",
+        "know",
+    ]  # curly apostrophe, unsplit contraction: no `don`, `t`
+    assert _words("rose to â‚¬34bn in Ã©tÃ©") == ["rose", "to", "in", "été"]  # ftfy repairs, no `â`
+    assert _words("x = y + a b c") == ["a"]
+    assert _words("Château Gaillard, [sic] [EU]") == [
+        "château",
+        "gaillard",
+        "sic",
+    ]  # only all-caps markers go
+    assert clean_text("A do n't") == "a don't"
+
+
+def test_extraction_ranks_no_artefact_words():
+    """A class whose texts carry a template and PTB clitics ranks its real words, none of the artefacts."""
+    from surgellm_hf.lexicon_extraction import rank_words
+
+    texts = ["[Q] is it good ? [CTX] it 's great , does n't fail"] * 6 + ["plain boring text here"] * 6
+    ranked = rank_words(texts, [1] * 6 + [0] * 6, top_n=20)
+    words = {w for by_class in ranked.values() for ws in by_class.values() for w, _ in ws}
+    assert {"great", "good"} <= words
+    assert not words & {"q", "ctx", "n", "t", "s"}

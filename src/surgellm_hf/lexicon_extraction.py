@@ -5,7 +5,12 @@ Not copied to the Hub: it needs scikit-learn (k-means), wordfreq (corpus frequen
 work with any `Lexicon` class, including one loaded as remote code.
 
 Choices where the paper is silent (documented in the README through the lead):
-- words are the `\\w+` tokens of the NFC-normalised, case-folded text that consist of letters only;
+- words (artefact rule, `clean_text` + `_words`): the text's mojibake is repaired with ftfy (D4's `â‚¬` was read
+  as the "word" `â`); bracketed all-caps template markers such as D2's `[Q]` and `[CTX]` (`[A-Z][A-Z0-9_]{0,7}` in
+  square brackets) are removed, as they are the data's format, not its language; PTB-split clitics are rejoined
+  (SST's `do n't` -> `don't`, `it 's` -> `it's`) and a token with an apostrophe is not a word, so neither `n` nor
+  `t` nor `s` is counted; then the NFC-normalised, case-folded tokens made of letters only are the words, and a
+  single letter counts only when it is `a` or `i` (stray letters of abbreviations, list markers, variable names);
 - the informative Dirichlet prior uses raw word counts of the pooled prior text (default: all given texts), with a
   floor of 0.01 for words the prior text lacks; each class is compared against the rest of its own task;
 - a word qualifies for a class when it occurs at least `min_count` times in that class and has a positive z-score;
@@ -42,10 +47,38 @@ _ASCII_WORD_RE = re.compile(r"[a-z]{2,}")
 PRIOR_FLOOR = 0.01
 
 
+_TEMPLATE_MARKER_RE = re.compile(r"\[[A-Z][A-Z0-9_]{0,7}\]")
+_CLITIC_RE = re.compile(r"(\w) (n't|'(?:s|re|ve|ll|d|m))\b", re.IGNORECASE)
+_TOKEN_RE = re.compile(r"\w+(?:'\w+)*")
+SINGLE_LETTER_WORDS = frozenset({"a", "i"})
+
+
+def _fix_encoding(text: str) -> str:
+    """Mojibake repaired with ftfy (`â‚¬` -> `€`, `Ã©` -> `é`) when ftfy is installed (it comes with wordfreq)."""
+    try:
+        import ftfy
+    except ImportError:  # pragma: no cover - wordfreq depends on ftfy
+        return text
+    return ftfy.fix_text(text, normalization="NFC")
+
+
+def clean_text(text: str) -> str:
+    """The artefact rule applied before counting words (module docstring): mojibake repaired, bracketed template
+    markers (`[Q]`, `[CTX]`) removed, curly apostrophes made straight and PTB-split clitics rejoined (`do n't` ->
+    `don't`), NFC, case-folded."""
+    text = _TEMPLATE_MARKER_RE.sub(" ", _fix_encoding(text))
+    text = _CLITIC_RE.sub(r"\1\2", text.replace("\u2019", "'").replace("\u2018", "'"))
+    return unicodedata.normalize("NFC", text).casefold()
+
+
 def _words(text: str) -> list[str]:
-    """Letter-only `\\w+` tokens of the NFC-normalised, case-folded text."""
-    folded = unicodedata.normalize("NFC", text).casefold()
-    return [w for w in _WORD_RE.findall(folded) if w.isalpha()]
+    """The words of a text for extraction: tokens of `clean_text` made of letters only (a contraction such as
+    `don't` is not a word), and no single letter except `a` and `i`."""
+    return [
+        w
+        for w in _TOKEN_RE.findall(clean_text(text))
+        if w.isalpha() and (len(w) > 1 or w in SINGLE_LETTER_WORDS)
+    ]
 
 
 def log_odds_dirichlet(counts_a: np.ndarray, counts_b: np.ndarray, prior: np.ndarray) -> np.ndarray:
