@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -9,6 +10,8 @@ from transformers import Trainer, TrainingArguments
 
 from .callbacks import early_stopping_arguments
 from .run_config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_precision(choice: str, cuda: bool | None = None) -> str:
@@ -47,7 +50,19 @@ def precision_used(trainer: Trainer) -> str:
 
 
 def check_sharding(cfg: RunConfig) -> None:
-    """save_checkpoints: false keeps the best weights in one process's memory: not possible for sharded models."""
+    """save_checkpoints: false keeps the best weights in one process's memory: not possible for sharded models.
+
+    Also warns that on a machine without a GPU an FSDP or DeepSpeed launch trains as DDP (gloo), with a whole copy
+    of the model per process: the run's `use_cpu` makes Accelerate choose MULTI_CPU (see README, Scaling out).
+    """
+    if not torch.cuda.is_available():
+        for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+            if os.environ.get(var, "false").lower() in ("1", "true", "yes"):
+                logger.warning(
+                    "%s is set but there is no GPU: Accelerate shards nothing on CPU; this run trains as DDP (gloo) "
+                    "with a full model copy per process.",
+                    var,
+                )
     if cfg.save_checkpoints:
         return
     for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):

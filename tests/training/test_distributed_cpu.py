@@ -1,0 +1,136 @@
+"""Two CPU processes: `accelerate launch` runs gloo DDP (ARCHITECTURE pitfall 14); an FSDP config on CPU falls
+back to DDP with a warning; FSDP2 itself (`fully_shard`) trains the SURGELLM model on gloo. The torchrun DDP test
+is `tests/training/test_run.py::test_ddp_two_cpu_processes`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import QUICKSTART_DATA
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) route")
+
+HERE = Path(__file__).resolve().parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp_path: Path, encoder: Path) -> Path:
+    cfg = {
+        "encoder": str(encoder),
+        "data": {
+            "folder": str(QUICKSTART_DATA),
+            "tasks": ["reviews", "register"],
+            "max_rows": {"train": 48, "validation": 24, "test": 24},
+        },
+        "variant": "IWN",
+        "epochs": 1,
+        "learning_rate": 1e-3,
+        "batch_size": 16,
+        "max_length": 48,
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _accelerate(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    accelerate = shutil.which("accelerate")
+    assert accelerate, "the accelerate command is installed with the package"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    return subprocess.run(
+        [accelerate, "launch", "--main_process_port", str(_free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def _check_two_process_run(tmp_path: Path, proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "runs" / "IWN-seed0" / "metrics.json").read_text())
+    assert record["training"]["world_size"] == 2
+    assert record["training"]["effective_batch_size"] == 16  # 8 per process x 2 processes
+    # 48 train rows per task, batches of 8 per process, task-homogeneous: 12 batches / 2 processes = 6 steps
+    assert record["training"]["global_steps"] == 6
+    assert proc.stdout.count("Run finished") == 1
+
+
+def test_accelerate_launch_ddp_two_cpu_processes(tmp_path, tiny_bert_with_tokenizer):
+    config = _config(tmp_path, tiny_bert_with_tokenizer)
+    launch = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    proc = _accelerate(
+        [*launch, "--dynamo_backend", "no", "-m", "surgellm_hf.cli", "train", "--config", str(config)],
+        tmp_path,
+    )
+    _check_two_process_run(tmp_path, proc)
+
+
+def test_accelerate_fsdp_config_on_cpu_trains_ddp_and_says_so(tmp_path, tiny_bert_with_tokenizer):
+    fsdp = yaml.safe_load((HERE.parents[1] / "examples" / "accelerate" / "fsdp.yaml").read_text())
+    fsdp["mixed_precision"] = "no"
+    (tmp_path / "fsdp_cpu.yaml").write_text(yaml.safe_dump(fsdp))
+    config = _config(tmp_path, tiny_bert_with_tokenizer)
+    proc = _accelerate(
+        [
+            "--config_file",
+            str(tmp_path / "fsdp_cpu.yaml"),
+            "-m",
+            "surgellm_hf.cli",
+            "train",
+            "--config",
+            str(config),
+        ],
+        tmp_path,
+    )
+    _check_two_process_run(tmp_path, proc)
+    assert "ACCELERATE_USE_FSDP is set but there is no GPU" in proc.stderr
+
+
+def test_fsdp2_fully_shard_trains_the_model_on_gloo(tmp_path, tiny_bert_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            str(HERE / "_fsdp2_gloo_script.py"),
+            str(tiny_bert_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    for r in results:
+        assert r["dtensor_params"] > 0  # really sharded
+        assert r["moved"] > 1e-4  # and really trained
+        assert r["max_diff"] < 1e-5  # the same weights as unsharded training on the same batch
+        assert r["losses"]["fsdp2"] == pytest.approx(r["losses"]["reference"], rel=1e-5)
