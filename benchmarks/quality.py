@@ -36,12 +36,16 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_LABELS = ("baseline", "G", "FULL", "IWN", "IWN-random", "IWN-extracted")
 REPORTED_METRICS = ("macro_f1", "accuracy", "roc_auc")
 DETAIL_METRIC = "macro_f1"
+SINGLE_PREFIX = "single-"
+FROZEN_LABELS = ("baseline", "G", "S", "FULL", "IWN", "IWN-random", "IWN-extracted")
 
 
 def parse_label(label: str) -> tuple[str, str]:
     """`IWN-random` -> ("IWN", "random"); a plain variant name uses the curated lexicon."""
     from surgellm_hf.training import LEXICON_CHOICES, get_variant
 
+    if label.startswith(SINGLE_PREFIX):  # single-<task>: the plain single-task reference (baseline, one task)
+        return "baseline", "curated"
     name, _, lexicon = label.partition("-")
     lexicon = lexicon or "curated"
     if lexicon not in LEXICON_CHOICES:
@@ -76,8 +80,24 @@ def run_config(label: str, seed: int, args: argparse.Namespace):
     variant, lexicon = parse_label(label)
     epochs, equal = variant_epochs(variant, args)
     max_rows = {"train": args.max_train_rows, "validation": args.max_eval_rows, "test": args.max_eval_rows}
+    data: dict[str, Any] = {"folder": str(args.data), "max_rows": {k: v for k, v in max_rows.items() if v}}
+    if label.startswith(SINGLE_PREFIX):
+        data["tasks"] = [label[len(SINGLE_PREFIX) :]]
+    elif args.tasks:
+        data["tasks"] = list(args.tasks)
+    extra: dict[str, Any] = {}
+    if args.protocol == "frozen":
+        lexicon = getattr(args, "lexicon_files", {}).get(lexicon, lexicon)
+        extra = {
+            "freeze_encoder": True,
+            "encoder_cache_dir": str(args.encoder_cache_dir),
+            "patience": args.patience,
+        }
+    if args.module_lr_scale is not None:
+        extra["module_lr_scale"] = args.module_lr_scale
     return RunConfig(
-        data={"folder": str(args.data), "max_rows": {k: v for k, v in max_rows.items() if v}},
+        data=data,
+        **extra,
         output_dir=str(args.out / "runs" / f"{label}-seed{seed}"),
         encoder=args.encoder,
         variant=variant,
@@ -288,6 +308,8 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
     grouped = collect_runs(args.out, args.variants if not args.all_labels else None)
     if not grouped:
         raise SystemExit(f"no finished runs under {args.out / 'runs'}")
+    singles = {lab: rs for lab, rs in grouped.items() if lab.startswith(SINGLE_PREFIX)}
+    grouped = {lab: rs for lab, rs in grouped.items() if not lab.startswith(SINGLE_PREFIX)}
     check_budgets(grouped)
     records = [r for rs in grouped.values() for r in rs]
     splits = [s for s in ("validation", "test") if all(s in t for r in records for t in r.tasks.values())]
@@ -300,7 +322,7 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         for split in splits
     }
     runs = []
-    for label, recs in grouped.items():
+    for label, recs in {**grouped, **singles}.items():
         for r in recs:
             training = r.extra.get("training", {})
             runs.append(
@@ -323,6 +345,11 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
                         for t, p in r.predictions.items()
                         if p.get("validation", {}).get("gate") is not None
                     },
+                    "gate_sd": {  # spread of the per-example mean gate over the validation examples
+                        t: float(np.std(p["validation"]["gate"]))
+                        for t, p in r.predictions.items()
+                        if p.get("validation", {}).get("gate") is not None
+                    },
                 }
             )
     result = {
@@ -333,6 +360,8 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         "splits": splits,
         "runs": runs,
         "comparisons": {s: {m: _cells_json(c) for m, c in by_m.items()} for s, by_m in comparisons.items()},
+        "single_task_references": single_task_table(singles, splits),
+        "gates": gate_table(runs),
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     main_split = "test" if "test" in splits else "validation"
@@ -368,8 +397,155 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
             f"{gates} | " + " | ".join(f"{r['avg_macro_f1'].get(s, float('nan')):.3f}" for s in splits) + " |"
         )
     md += ["", "![macro-F1 by variant](task_f1_by_variant.png)", ""]
+    md += gate_markdown(result["gates"]) + single_task_markdown(result["single_task_references"], grouped)
     (args.out / "results.md").write_text("\n".join(md))
     print("\n".join(md))
+
+
+def single_task_table(singles: dict[str, list[Any]], splits: list[str]) -> dict[str, Any]:
+    """Per task: the single-task reference's macro-F1 / accuracy / ROC-AUC (mean, SD, values over seeds)."""
+    import numpy as np
+
+    table: dict[str, Any] = {}
+    for label, recs in singles.items():
+        task = label[len(SINGLE_PREFIX) :]
+        table[task] = {
+            split: {
+                m: {
+                    "mean": float(np.mean(v)),
+                    "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                    "values": v,
+                }
+                for m in REPORTED_METRICS
+                for v in [[r.tasks[task][split][m] for r in recs if split in r.tasks[task]]]
+                if v
+            }
+            for split in splits
+        }
+    return table
+
+
+def gate_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per label and task: mean over seeds of the validation mean gate, and the mean within-run spread (SD)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for r in runs:
+        for task, g in r["mean_gate"].items():
+            cell = out.setdefault(r["label"], {}).setdefault(task, {"means": [], "sds": []})
+            cell["means"].append(g)
+            cell["sds"].append(r["gate_sd"][task])
+    for by_task in out.values():
+        for cell in by_task.values():
+            cell["mean"] = float(np.mean(cell["means"]))
+            cell["between_seed_sd"] = float(np.std(cell["means"], ddof=1)) if len(cell["means"]) > 1 else 0.0
+            cell["within_run_sd"] = float(np.mean(cell["sds"]))
+    return out
+
+
+def gate_markdown(gates: dict[str, Any]) -> list[str]:
+    """The gate table: mean gate per task (validation), between-seed SD, mean within-run SD over examples."""
+    if not gates:
+        return []
+    tasks = list(next(iter(gates.values())))
+    md = [
+        "## Gate values (validation)",
+        "",
+        "mean of the per-example mean gate; (SD over seeds; SD over examples within a run, averaged over seeds)",
+        "",
+        "| variant | " + " | ".join(tasks) + " |",
+        "|---|" + "---:|" * len(tasks),
+    ]
+    for label, by_task in gates.items():
+        cells = [by_task.get(t) for t in tasks]
+        md.append(
+            f"| {label} | "
+            + " | ".join(
+                f"{c['mean']:.3f} ({c['between_seed_sd']:.3f}; {c['within_run_sd']:.3f})" if c else "–"
+                for c in cells
+            )
+            + " |"
+        )
+    return [*md, ""]
+
+
+def single_task_markdown(table: dict[str, Any], grouped: dict[str, list[Any]]) -> list[str]:
+    """The single-task references beside the multi-task baseline, per task (validation macro-F1)."""
+    if not table:
+        return []
+    import numpy as np
+
+    md = [
+        "## Single-task references (plain baseline, one task per model)",
+        "",
+        "| task | single-task macro-F1 | multi-task baseline macro-F1 | single-task ROC-AUC |",
+        "|---|---:|---:|---:|",
+    ]
+    base = grouped.get("baseline", [])
+    for task, by_split in table.items():
+        v = by_split.get("validation", {})
+        mt = [r.tasks[task]["validation"]["macro_f1"] for r in base if task in r.tasks]
+        md.append(
+            f"| {task} | {v['macro_f1']['mean']:.3f} ± {v['macro_f1']['sd']:.3f} | "
+            + (f"{np.mean(mt):.3f} ± {np.std(mt, ddof=1) if len(mt) > 1 else 0:.3f}" if mt else "–")
+            + f" | {v['roc_auc']['mean']:.3f} ± {v['roc_auc']['sd']:.3f} |"
+        )
+    return [*md, ""]
+
+
+def subsample_to_ratio(args: argparse.Namespace) -> Path:
+    """A data folder (under --work-dir, outside the repository) whose listed tasks' training splits are subsampled
+    to `majority:minority = R:1` (class 0 the majority; every class-0 row kept, other classes drawn, seed 0);
+    validation and test are linked unchanged."""
+    import numpy as np
+
+    ratios = dict(item.split("=", 1) for item in args.class_ratio)
+    folder = args.work_dir / ("ratio-" + "-".join(f"{t}{r}" for t, r in sorted(ratios.items())))
+    for task_dir in sorted(p for p in args.data.iterdir() if p.is_dir()):
+        (folder / task_dir.name).mkdir(parents=True, exist_ok=True)
+        for f in task_dir.glob("*.jsonl"):
+            target = folder / task_dir.name / f.name
+            if task_dir.name in ratios and f.stem == "train":
+                rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+                rng = np.random.default_rng(0)
+                major = [r for r in rows if r["label"] == 0]
+                keep = set()
+                n_minor = max(1, round(len(major) / float(ratios[task_dir.name])))
+                for label in sorted({r["label"] for r in rows} - {0}):
+                    idx = [i for i, r in enumerate(rows) if r["label"] == label]
+                    keep |= set(rng.choice(idx, size=min(n_minor, len(idx)), replace=False).tolist())
+                kept = [r for i, r in enumerate(rows) if r["label"] == 0 or i in keep]
+                target.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            elif not target.exists():
+                target.symlink_to(f.resolve())
+    print(f"[quality] class-ratio data {ratios} in {folder}", flush=True)
+    return folder
+
+
+def prepare_lexicon_files(args: argparse.Namespace) -> dict[str, str]:
+    """Frozen protocol: the random and extracted lexicons built once (lexicon seed 0) into <out>/lexicons/*.json,
+    so every seed and run uses the same file and extraction is not repeated per run."""
+    from surgellm_hf.data.loading import load_run_data
+    from surgellm_hf.encoders import resolve_encoder
+    from surgellm_hf.training import build_lexicon
+
+    wanted = {parse_label(lab)[1] for lab in args.variants} & {"random", "extracted"}
+    files = {}
+    for choice in sorted(wanted):
+        path = args.out / "lexicons" / f"{choice}.json"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            max_rows = {"train": args.max_train_rows} if args.max_train_rows else {}
+            data = {
+                "folder": str(args.data),
+                "max_rows": max_rows,
+                **({"tasks": args.tasks} if args.tasks else {}),
+            }
+            lexicon = build_lexicon(choice, load_run_data(data), resolve_encoder(args.encoder), 0)
+            lexicon.to_json(path)
+            print(f"[quality] {choice} lexicon -> {path}", flush=True)
+        files[choice] = str(path)
+    return files
 
 
 def _json_default(o: Any) -> Any:
@@ -456,6 +632,40 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="retrain runs under --out whose saved settings differ from the requested ones (default: refuse)",
     )
+    p.add_argument(
+        "--protocol",
+        choices=("budget", "frozen"),
+        default="budget",
+        help="budget: full fine-tunes at the budget flags; frozen: frozen MiniLM on cached first-token states "
+        "(text prefix, all rows, one learning rate and epoch budget for every variant)",
+    )
+    p.add_argument(
+        "--module-lr-scale", type=float, default=None, help="RunConfig.module_lr_scale (default: its default)"
+    )
+    p.add_argument("--patience", type=int, default=2, help="early-stopping patience (frozen protocol)")
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks of --data")
+    p.add_argument(
+        "--class-ratio",
+        nargs="+",
+        default=[],
+        metavar="TASK=R",
+        help="subsample TASK's training split to majority:minority = R:1 (validation/test untouched)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("/tmp/surgellm-quality-data"),
+        help="where --class-ratio writes its data (outside the repository)",
+    )
+    p.add_argument(
+        "--encoder-cache-dir",
+        type=Path,
+        default=None,
+        help="first-token state cache of the frozen protocol (default <out>/encoder_cache; share it across --out)",
+    )
+    p.add_argument(
+        "--single-task-refs", action="store_true", help="add one plain single-task baseline per task"
+    )
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild results from finished runs")
     p.add_argument(
         "--all-labels", action="store_true", help="aggregate every label found, not just --variants"
@@ -486,6 +696,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--data {args.data} is not a folder")
     if args.out is None:
         args.out = REPO_ROOT / "benchmarks" / "results" / f"quality-{dt.date.today().isoformat()}"
+    if args.protocol == "frozen":
+        args.prefix_style = "text"  # the compact prefix's new embeddings would stay untrained
+        if args.learning_rate is None:
+            args.learning_rate = 2e-5
+        if args.epochs is None:
+            args.epochs = 8
+        if args.encoder_cache_dir is None:
+            args.encoder_cache_dir = args.out / "encoder_cache"
+    if args.class_ratio:
+        args.data = subsample_to_ratio(args)
+    if args.single_task_refs:
+        tasks = args.tasks or sorted(p.name for p in args.data.iterdir() if (p / "train.jsonl").is_file())
+        args.variants = [*args.variants, *(f"{SINGLE_PREFIX}{t}" for t in tasks)]
     budget = {
         "command": "python "
         + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
@@ -503,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
         "prefix_style": args.prefix_style,
         "seeds": args.seeds,
         "torch_threads": args.threads,
+        "protocol": args.protocol,
+        "module_lr_scale": args.module_lr_scale,
+        "tasks": args.tasks or "all",
+        "class_ratio": args.class_ratio,
+        "patience": args.patience,
     }
     budget_path = args.out / "budget.json"
     old_budget = json.loads(budget_path.read_text()) if budget_path.is_file() else None
@@ -510,8 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         budget = merge_budget(
             old_budget, budget, args.overwrite
         )  # refused before anything trains or is written
-        plan = plan_runs(args)
         args.out.mkdir(parents=True, exist_ok=True)
+        if args.protocol == "frozen":
+            args.lexicon_files = prepare_lexicon_files(args)
+        plan = plan_runs(args)
         budget_path.write_text(json.dumps(budget, indent=2) + "\n")
         train_all(args, plan)
     elif old_budget is not None:
