@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .evaluation.predictions import per_task_predictions
+from .lora import is_lora_folder, load_lora_model
 from .modeling_surge import SurgeForSequenceClassification
 from .processing_surge import SurgeProcessor
 
@@ -22,7 +23,10 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[SurgeForSequenceClassifi
         raise FileNotFoundError(
             f"no saved model (config.json) in {run_dir}; is it a finished `surgellm train` run?"
         )
-    model = SurgeForSequenceClassification.from_pretrained(run_dir).eval()
+    if is_lora_folder(run_dir):  # a LoRA run: adapter + config, the encoder comes from its base checkpoint
+        model = load_lora_model(run_dir)
+    else:
+        model = SurgeForSequenceClassification.from_pretrained(run_dir).eval()
     processor = SurgeProcessor.from_pretrained(run_dir)
     processor.check_model(model)
     return model, processor

@@ -119,6 +119,12 @@ class SurgeModelCardData:
         default=False,
         metadata={"help": "The repo holds only the adapter (non-encoder weights); usage differs."},
     )
+    lora_adapter: bool = field(
+        default=False,
+        metadata={
+            "help": "With adapter_only: the adapter is a PEFT LoRA adapter (a `lora:` run); usage differs."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -307,6 +313,7 @@ class SurgeModelCardData:
             "intended_use": self.intended_use,
             "limitations": self.limitations,
             "adapter_only": self.adapter_only,
+            "lora_adapter": self.lora_adapter,
             "example_text": self.example_text.replace("\\", "\\\\").replace('"', '\\"'),
         }
 

@@ -20,6 +20,7 @@ from transformers import AutoModel
 
 from ..configuration_surge import SurgeConfig
 from ..inference import load_run_model
+from ..lora import LORA_ADAPTER_CONFIG, LORA_ADAPTER_WEIGHTS, is_lora_folder
 from ..processing_surge import SurgeProcessor
 from .model_card import SurgeModelCardData
 from .remote_code import copy_remote_code
@@ -56,10 +57,20 @@ def check_publishable(model: Any, processor: Any = None, repo_id: str | None = N
 
 
 def _save_folder(
-    model: Any, processor: Any, folder: Path, card: SurgeModelCardData | None, adapter: bool
+    model: Any,
+    processor: Any,
+    folder: Path,
+    card: SurgeModelCardData | None,
+    adapter: bool,
+    lora_dir: Path | None = None,
 ) -> None:
-    """Write everything that gets uploaded into `folder`: weights (or the adapter), processor, remote code, card."""
-    if adapter:
+    """Write everything that gets uploaded into `folder`: weights (or the adapter), processor, remote code, card.
+
+    With `lora_dir` (a LoRA run folder) the adapter is that folder's PEFT adapter and SurgeConfig."""
+    if adapter and lora_dir is not None:
+        for name in (LORA_ADAPTER_WEIGHTS, LORA_ADAPTER_CONFIG, "config.json"):
+            shutil.copyfile(lora_dir / name, folder / name)
+    elif adapter:
         model.save_adapter(folder)
     else:
         model.save_pretrained(folder)  # config with auto_map and custom_pipelines (the pipeline route)
@@ -85,8 +96,9 @@ def publish(
     token: str | bool | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
+    lora_dir: str | os.PathLike | None = None,
 ) -> CommitInfo:
-    """Push model (or only its adapter), processor and a rendered model card to `repo_id` in one commit.
+    """Push model (or only its adapter; `lora_dir`: the PEFT LoRA adapter of that run folder), processor and a rendered model card to `repo_id` in one commit.
 
     `metrics` is split -> task -> metric -> value for the card (ignored when `card` is given). Returns the
     `CommitInfo` (a str holding the commit URL). Raises before any upload when `check_publishable` fails.
@@ -102,10 +114,11 @@ def publish(
             model, processor, repo_id=repo_id, metrics=metrics, training=training
         )
     card.adapter_only = adapter_only
+    card.lora_adapter = adapter_only and lora_dir is not None
     with tempfile.TemporaryDirectory(prefix="surgellm_push_") as tmp:
         folder = Path(tmp)
         _save_folder(
-            model, processor, folder, card, adapter_only
+            model, processor, folder, card, adapter_only, Path(lora_dir) if lora_dir else None
         )  # may still refuse (e.g. save_adapter checks)
         if run_file is not None:
             shutil.copyfile(run_file, folder / RUN_FILE_NAME)
@@ -141,7 +154,8 @@ def publish_run(
             f"{run_dir} has no metrics.json; is it a finished `surgellm train` run folder?"
         )
     model, processor = load_run_model(run_dir)
-    if adapter_only:
+    lora_dir = run_dir if is_lora_folder(run_dir) else None  # a LoRA run: its adapter is the PEFT adapter
+    if adapter_only and lora_dir is None:
         _check_encoder_is_base(model)
         model.freeze_encoder()  # weights equal the base encoder's, so the adapter loses nothing
     card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
@@ -156,6 +170,7 @@ def publish_run(
         token=token,
         revision=revision,
         commit_message=commit_message,
+        lora_dir=lora_dir if adapter_only else None,
     )
 
 

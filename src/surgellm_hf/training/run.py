@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import TrainingArguments
+from transformers import AutoConfig, TrainingArguments
 from transformers.trainer_utils import TrainOutput, set_seed
 
 from ..data.data_collator import SurgeDataCollator
@@ -31,6 +31,7 @@ from ..evaluation.predictions import evaluate_predictions, predict_split
 from ..evaluation.report import write_run_report
 from ..evaluation.run_io import save_run
 from ..lexicon import Lexicon
+from ..lora import apply_lora, lora_artifact_bytes, lora_summary, save_lora
 from ..modeling_surge import SurgeForSequenceClassification
 from ..processing_surge import SurgeProcessor
 from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
@@ -85,6 +86,8 @@ def train_run(cfg: RunConfig) -> Path:
             train_ds["labels"],
             train_ds["task_ids"],
         )
+    if cfg.lora:
+        model = _with_lora(cfg, encoder, model)
     prepare = _split_preparer(cfg, model, processor)
     train_ds, eval_ds = prepare(train_ds), prepare(eval_ds)
     last = get_last_checkpoint_or_none(cfg.run_dir / "checkpoints") if status == "resume" else None
@@ -127,9 +130,21 @@ def train_run(cfg: RunConfig) -> Path:
     _save_model_and_processor(cfg, model, processor)
     extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
     extra["training"].update(_sampling_record(cfg, class_weights))
+    if cfg.lora:
+        extra["training"]["lora"] = {
+            **lora_summary(model),
+            "artifact_bytes": lora_artifact_bytes(cfg.run_dir),
+        }
     save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
     write_run_report(cfg.run_dir)
     return cfg.run_dir
+
+
+def _with_lora(cfg: RunConfig, encoder: str, model: SurgeForSequenceClassification) -> Any:
+    """The model wrapped for LoRA training (`lora:` in the run config); added prefix-token rows train as tokens."""
+    base_vocab = AutoConfig.from_pretrained(encoder).vocab_size
+    lora = dict(cfg.lora or {})
+    return apply_lora(model, base_vocab_size=base_vocab, **lora)
 
 
 def _class_weights(cfg: RunConfig, task_data: MultiTaskData) -> dict[str, list[float]] | None:
@@ -255,8 +270,12 @@ def _evaluate(
 def _save_model_and_processor(
     cfg: RunConfig, model: SurgeForSequenceClassification, processor: SurgeProcessor
 ) -> None:
-    """Model and processor into the run folder (loadable with `from_pretrained`); an empty checkpoints/ removed."""
-    model.save_pretrained(cfg.run_dir)
+    """Model and processor into the run folder (loadable with `from_pretrained`; with `lora`, the adapter and
+    the config instead of the weights, loadable with `lora.load_lora_model`); an empty checkpoints/ removed."""
+    if cfg.lora:
+        save_lora(model, cfg.run_dir)
+    else:
+        model.save_pretrained(cfg.run_dir)
     processor.save_pretrained(cfg.run_dir)
     if not cfg.save_checkpoints and (cfg.run_dir / "checkpoints").is_dir():
         with contextlib.suppress(OSError):  # the Trainer makes its output_dir; remove it when it stayed empty

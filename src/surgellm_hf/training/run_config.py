@@ -213,6 +213,8 @@ class RunConfig:
         check_task_sampling(self.task_sampling, self.temperature)
         _check_class_weights_shape(self.class_weights)
         self.lora = _normalize_lora(self.lora)
+        if self.lora and self.freeze_encoder:
+            raise ValueError("`lora` adapts the encoder and `freeze_encoder: true` freezes it; choose one.")
         if self.lexicon not in LEXICON_CHOICES and not str(self.lexicon).endswith(".json"):
             raise ValueError(
                 f"`lexicon` must be one of {LEXICON_CHOICES} or a path to a lexicon .json, got {self.lexicon!r}."
