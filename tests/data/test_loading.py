@@ -407,3 +407,16 @@ def test_load_run_data_draws_its_sample_with_its_seed():
     assert ids({**section, "seed": 1}) == ids(section, 1)  # the section's own seed key wins
     all_ids = [json.loads(line)["id"] for line in (QUICKSTART_DATA / "reviews" / "train.jsonl").open()]
     assert len(ids(section, 1)) == 10 and set(ids(section, 1)) <= set(all_ids)
+
+
+def test_load_folder_with_a_relative_path(tmp_path, monkeypatch):
+    """A relative data folder (as `surgellm evaluate --data data` passes it) is read once, not joined twice."""
+    for split in ("train", "validation"):
+        path = tmp_path / "data" / "t1" / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"text": f"text {i}", "label": i % 2}) + "\n" for i in range(6)))
+    monkeypatch.chdir(tmp_path)
+    loaded = load_folder("data")
+    assert loaded.task_names == ["t1"]
+    assert {s: len(ds) for s, ds in loaded["t1"].items()} == {"train": 6, "validation": 6}
+    assert loaded["t1"]["train"]["text"] == [f"text {i}" for i in range(6)]

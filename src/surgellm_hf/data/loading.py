@@ -96,7 +96,7 @@ def load_folder(
                 name=task,
                 source=str(folder),
                 kind="local",
-                splits={s: str(f) for s, f in found.items()},
+                splits={s: f.name for s, f in found.items()},  # relative to `source`, as TaskSpec reads them
                 text_column=text_column,
                 label_column=label_column,
                 label_names=list(label_names[task]) if task in label_names else None,
