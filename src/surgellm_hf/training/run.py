@@ -13,11 +13,12 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import AutoConfig, TrainingArguments
 from transformers.trainer_utils import TrainOutput, set_seed
 
@@ -120,7 +121,8 @@ def train_run(cfg: RunConfig) -> Path:
     )
     if last:
         logger.warning("Resuming from checkpoint %s", last)
-    train_output = trainer.train(resume_from_checkpoint=last)
+    with _few_threads_for_cached_training(uses_encoder_cache(cfg) and args.device.type == "cpu"):
+        train_output = trainer.train(resume_from_checkpoint=last)
     if not trainer.is_world_process_zero():
         return cfg.run_dir
     model = trainer.model
@@ -228,6 +230,21 @@ def _split_preparer(
         return cache_first_token_states(model, ds, collator, cfg.eval_batch_size, cache=cache)
 
     return prepare
+
+
+@contextlib.contextmanager
+def _few_threads_for_cached_training(active: bool) -> Iterator[None]:
+    """One torch thread while the modules and heads train on cached states on CPU: their batch-32 matmuls are too
+    small for intra-op parallelism, whose synchronisation then dominates (4x slower per step on 2 busy cores)."""
+    if not active:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _steps_if_stopped(last_checkpoint: str | None, patience: int) -> int:
