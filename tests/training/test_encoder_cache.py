@@ -176,3 +176,11 @@ def test_module_lr_scale_gives_two_learning_rates_and_keeps_the_decay_split(
     assert any(not is_encoder_parameter(n) and "bias" in n for n in seen)
     plain = SurgeTrainer(model=model, args=args).create_optimizer()
     assert {g["lr"] for g in plain.param_groups} == {2e-5}
+
+
+def test_module_lr_scale_default_is_100_with_a_frozen_encoder_and_1_otherwise():
+    """The measured default for frozen-encoder training; the paper's single rate for a full fine-tune."""
+    assert RunConfig(data={"folder": "x"}).module_lr_multiplier == 1.0
+    frozen = RunConfig(data={"folder": "x"}, freeze_encoder=True, prefix_style="text")
+    assert frozen.module_lr_multiplier == 100.0
+    assert RunConfig(data={"folder": "x"}, module_lr_scale=7).module_lr_multiplier == 7.0

@@ -114,7 +114,7 @@ def train_run(cfg: RunConfig) -> Path:
         callbacks=[
             SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
         ],
-        module_lr_scale=cfg.module_lr_scale,
+        module_lr_scale=cfg.module_lr_multiplier,
         task_sampling=cfg.task_sampling,
         temperature=cfg.temperature,
         class_weights=class_weight_table(class_weights, model.config.tasks) if class_weights else None,
@@ -333,7 +333,7 @@ def _run_record(
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_validation_avg_macro_f1": trainer.state.best_metric,
             "learning_rate": cfg.lr,
-            "module_lr_scale": cfg.module_lr_scale,
+            "module_lr_scale": cfg.module_lr_multiplier,
             "cached_encoder_outputs": uses_encoder_cache(cfg),
             "precision": precision_used(trainer),
             "effective_batch_size": args.per_device_train_batch_size
