@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=["D1", "D2", "D3", "D4"])
     p.add_argument("--encoder", default="bundled", help="'bundled' (all-MiniLM-L6-v2) or an encoder folder")
     p.add_argument("--train-per-task", type=int, default=192)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-per-task", type=int, default=None, help="validation rows per task (default: all)")
     p.add_argument("--timing-per-task", type=int, default=32)

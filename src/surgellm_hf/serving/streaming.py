@@ -345,6 +345,8 @@ def predict_file(
     (before the output is opened)."""
     from tqdm.auto import tqdm
 
+    if task is not None and task != ALL_TASKS and task not in predictor.task_names:
+        raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
     rows = read_rows(input_path, fmt=fmt, text_field=text_field)
     first = next(rows, None)
     if first is None:
