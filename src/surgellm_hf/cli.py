@@ -105,56 +105,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_inputs(path: str) -> list[dict]:
-    stream = sys.stdin if path == "-" else None
-    if stream is None:
-        p = Path(path)
-        if not p.is_file():
-            raise CLIError(f"input file not found: {p}")
-        lines = p.read_text(encoding="utf-8").splitlines()
-        is_jsonl = p.suffix in (".jsonl", ".json")
-    else:
-        lines = stream.read().splitlines()
-        is_jsonl = bool(lines) and lines[0].lstrip().startswith("{")
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if is_jsonl:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CLIError(f"input line {n} is not valid JSON: {err.msg}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise CLIError(f"input line {n} needs a string field 'text'")
-            rows.append(row)
-        else:
-            rows.append({"text": line})
-    if not rows:
-        raise CLIError("no input texts")
-    return rows
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_run_model, predict_texts
-
-    model, processor = load_run_model(args.run_dir)
-    rows = _read_inputs(args.input)
-    tasks = [r.get("task") or args.task or model.config.default_task for r in rows]
-    records = predict_texts(model, processor, [r["text"] for r in rows], tasks, batch_size=args.batch_size)
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        for row, rec in zip(rows, records):
-            out.write(
-                json.dumps({**{k: v for k, v in row.items() if k != "task"}, **rec}, ensure_ascii=False)
-                + "\n"
-            )
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    return 0
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .evaluation import compare_runs, gate_values_from_runs, load_run, render_markdown_table, write_report
 
@@ -202,6 +152,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `surgellm`."""
+    from .serving.cli import add_export_command, add_predict_arguments, cmd_predict
+
     parser = argparse.ArgumentParser(prog="surgellm", description="SURGELLM on Hugging Face transformers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -232,17 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify texts from a file or stdin into JSONL")
-    p.add_argument("run_dir")
-    p.add_argument(
-        "--input",
-        default="-",
-        help="JSONL with 'text' (and optional 'task'), plain text lines, or - for stdin",
+    p = sub.add_parser(
+        "predict",
+        help="classify texts (JSONL/CSV/TSV/text, streamed) with a run folder or an ONNX export",
     )
-    p.add_argument("--task", help="task for rows without one (default: the model's default task)")
-    p.add_argument("--output", default="-", help="JSONL output file, or - for stdout")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.set_defaults(func=_cmd_predict)
+    add_predict_arguments(p)
+    p.set_defaults(func=cmd_predict)
+
+    add_export_command(sub)
 
     p = sub.add_parser("compare", help="compare runs or seeds: mean ± SD, Welch + BH, bootstrap CIs, plots")
     p.add_argument("run_dirs", nargs="+")
@@ -293,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         NotADirectoryError,
         PermissionError,
+        ImportError,
     ) as err:
         if os.environ.get("SURGELLM_DEBUG"):
             raise
