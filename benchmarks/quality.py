@@ -522,6 +522,79 @@ def subsample_to_ratio(args: argparse.Namespace) -> Path:
     return folder
 
 
+def estimate_full_protocol_seconds(args: argparse.Namespace, repeats: int = 3) -> dict[str, Any]:
+    """Time `repeats` training steps (batch 32 x max_length, mixed precision on a GPU) of the encoder with the
+    SURGELLM modules and multiply by the protocol's optimizer steps (+ one evaluation pass per epoch at ~1/3 of a
+    training step per batch)."""
+    import time
+
+    import torch
+
+    from surgellm_hf import SurgeForSequenceClassification
+    from surgellm_hf.encoders import resolve_encoder
+
+    tasks = args.tasks or sorted(p.name for p in args.data.iterdir() if (p / "train.jsonl").is_file())
+
+    def n_rows(task: str, split: str) -> int:
+        f = args.data / task / f"{split}.jsonl"
+        return sum(1 for line in f.open() if line.strip()) if f.is_file() else 0
+
+    train_batches = sum(math.ceil(n_rows(t, "train") / args.batch_size) for t in tasks)
+    eval_batches = sum(math.ceil(n_rows(t, "validation") / args.batch_size) for t in tasks)
+    epochs = sum(variant_epochs(parse_label(lab)[0], args)[0] for lab in args.variants) * len(args.seeds)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SurgeForSequenceClassification.from_encoder_pretrained(
+        resolve_encoder(args.encoder), tasks={"t": 2}, use_gate=True, norm="iwn", num_features=16
+    ).to(device)
+    model.fit_feature_normalizer(
+        torch.rand(8, 16).numpy(), [0, 1] * 4, [0] * 8
+    )  # statistics only, to run the gate
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    vocab = model.config.encoder_config.vocab_size
+    batch = {
+        "input_ids": torch.randint(5, vocab, (args.batch_size, args.max_length), device=device),
+        "attention_mask": torch.ones(args.batch_size, args.max_length, dtype=torch.long, device=device),
+        "lexical_features": torch.rand(args.batch_size, 16, device=device),
+        "task_ids": torch.zeros(args.batch_size, dtype=torch.long, device=device),
+        "labels": torch.zeros(args.batch_size, dtype=torch.long, device=device),
+    }
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    step_s = float(sorted(times)[len(times) // 2])
+    total = epochs * (train_batches + eval_batches / 3) * step_s
+    return {
+        "device": device,
+        "step_s": step_s,
+        "epochs_total": epochs,
+        "train_batches_per_epoch": train_batches,
+        "eval_batches_per_epoch": eval_batches,
+        "estimated_s": total,
+    }
+
+
+def print_full_protocol_estimate(args: argparse.Namespace) -> None:
+    """Print the full protocol's estimated training time before anything trains."""
+    e = estimate_full_protocol_seconds(args)
+    print(
+        f"[quality] full protocol: {len(args.variants)} labels x {len(args.seeds)} seeds, {e['epochs_total']} "
+        f"epochs in all, {e['train_batches_per_epoch']} training batches per epoch; {e['step_s']:.3f} s per "
+        f"step measured on {e['device']} -> estimated {e['estimated_s'] / 3600:.1f} h "
+        f"({e['estimated_s'] / 60:.0f} min) of training (padding to max_length; dynamic padding is faster)",
+        flush=True,
+    )
+
+
 def prepare_lexicon_files(args: argparse.Namespace) -> dict[str, str]:
     """Frozen protocol: the random and extracted lexicons built once (lexicon seed 0) into <out>/lexicons/*.json,
     so every seed and run uses the same file and extraction is not repeated per run."""
@@ -634,10 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protocol",
-        choices=("budget", "frozen"),
+        choices=("budget", "frozen", "full"),
         default="budget",
         help="budget: full fine-tunes at the budget flags; frozen: frozen MiniLM on cached first-token states "
-        "(text prefix, all rows, one learning rate and epoch budget for every variant)",
+        "(text prefix, all rows, one learning rate and epoch budget for every variant); full: the paper's "
+        "protocol (all rows, paper epochs and learning rates, mixed precision where available, seeds 0-2), "
+        "printing its estimated time first",
     )
     p.add_argument(
         "--module-lr-scale", type=float, default=None, help="RunConfig.module_lr_scale (default: its default)"
@@ -704,6 +779,10 @@ def main(argv: list[str] | None = None) -> int:
             args.epochs = 8
         if args.encoder_cache_dir is None:
             args.encoder_cache_dir = args.out / "encoder_cache"
+    if args.protocol == "full":
+        args.max_train_rows = args.max_eval_rows = args.epochs = args.learning_rate = None
+        args.epoch_scale = args.lr_scale = 1.0
+        print_full_protocol_estimate(args)
     if args.class_ratio:
         args.data = subsample_to_ratio(args)
     if args.single_task_refs:

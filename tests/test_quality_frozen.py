@@ -60,3 +60,24 @@ def test_frozen_protocol_runs_variants_controls_references_and_class_ratio(
     labels = [json.loads(line)["label"] for line in (folder / "train.jsonl").read_text().splitlines()]
     assert labels.count(0) == round(3 * labels.count(1)) or abs(labels.count(0) / labels.count(1) - 3) < 0.5
     assert (folder / "validation.jsonl").is_symlink()
+
+
+def test_full_protocol_estimate_counts_paper_epochs_and_times_steps(tiny_bert_with_tokenizer):
+    """The full protocol's estimate: paper epochs (3 + 5) x seeds, batches per epoch from the data, a timed step."""
+    quality = _quality()
+    args = quality.build_parser().parse_args(
+        [
+            "--data",
+            str(QUICKSTART_DATA),
+            "--encoder",
+            str(tiny_bert_with_tokenizer),
+            "--variants",
+            "baseline",
+            "IWN",
+        ]
+        + ["--max-length", "32", "--seeds", "0", "1"]
+    )
+    e = quality.estimate_full_protocol_seconds(args, repeats=1)
+    assert e["epochs_total"] == (3 + 5) * 2
+    assert e["train_batches_per_epoch"] > 0 and e["step_s"] > 0
+    assert e["estimated_s"] > e["step_s"] * e["epochs_total"] * e["train_batches_per_epoch"] * 0.99
