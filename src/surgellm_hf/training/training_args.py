@@ -108,7 +108,7 @@ def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> T
         report_to=[],
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu and world > 1 else None,
-        ddp_find_unused_parameters=num_tasks > 1,  # task-homogeneous batches leave other heads unused
+        ddp_find_unused_parameters=False,  # every head runs on every batch, so every trainable parameter is used
         disable_tqdm=cfg.disable_tqdm,
         dataloader_num_workers=0,
         **_mixed_precision_flags(cfg.mixed_precision),
