@@ -207,7 +207,8 @@ def test_extract_with_fewer_words_than_k_warns_and_lowers_k(minilm_path):
         (["a", "b"], [0], {}, ValueError, "differ in length"),
         (["a", "b"], [0, 1], {"tasks": ["t"]}, ValueError, "differ in length"),
         (["a", 3], [0, 1], {}, TypeError, r"texts\[1\] must be a string"),
-        (["xx yy", "zz ww"], [0, 1], {}, ValueError, "no word qualifies"),  # every word occurs once < min_count
+        # every word occurs once < min_count
+        (["xx yy", "zz ww"], [0, 1], {}, ValueError, "no word qualifies"),
         (["a a", "b b"], [0, None], {}, ValueError, "missing"),
         (["a a", "b b"], [0, 1], {"k": 0}, ValueError, "k must be a positive integer"),
         (["a a", "b b"], [0, 1], {"top_n": 0}, ValueError, "top_n"),
