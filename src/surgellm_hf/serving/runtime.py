@@ -141,6 +141,31 @@ def length_order(texts: Sequence[str]) -> list[int]:
     return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
 
 
+def predict_batched(
+    predictor: Any, texts: list[str], tasks: list[str] | None, batch_size: int
+) -> list[dict[str, Any]]:
+    """Records in input order, batched longest first; ``tasks=None``: every task for every text.
+
+    Shared by the ONNX runner and the torch predictor: both give ``logits(texts, tasks)``, ``all_logits(texts)``,
+    ``task_names`` and ``_label_names``.
+    """
+    order = length_order(texts)
+    out: list[dict[str, Any] | None] = [None] * len(texts)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start : start + batch_size]
+        chunk = [texts[i] for i in idx]
+        if tasks is None:
+            recs = all_task_records(predictor.all_logits(chunk), predictor.task_names, predictor._label_names)
+        else:
+            chunk_tasks = [tasks[i] for i in idx]
+            recs = records_from_logits(
+                predictor.logits(chunk, chunk_tasks), chunk_tasks, predictor._label_names
+            )
+        for i, rec in zip(idx, recs):
+            out[i] = rec
+    return out  # type: ignore[return-value]
+
+
 def _text_list(texts: str | Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
@@ -359,20 +384,7 @@ class OnnxSurgeClassifier:
                 f"task='all' runs one encoder pass per task ({len(self.task_names)} passes)",
                 stacklevel=2,
             )
-        tasks = None if every else self._task_list(task, len(texts))
-        order = length_order(texts)
-        out: list[dict[str, Any] | None] = [None] * len(texts)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            chunk = [texts[i] for i in idx]
-            if every:
-                recs = all_task_records(self.all_logits(chunk), self.task_names, self._label_names)
-            else:
-                chunk_tasks = [tasks[i] for i in idx]
-                recs = records_from_logits(self.logits(chunk, chunk_tasks), chunk_tasks, self._label_names)
-            for i, rec in zip(idx, recs):
-                out[i] = rec
-        return out  # type: ignore[return-value]
+        return predict_batched(self, texts, None if every else self._task_list(task, len(texts)), batch_size)
 
     def __call__(
         self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32

@@ -22,11 +22,10 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from .runtime import (
     OnnxSurgeClassifier,
-    all_task_records,
     input_depends_on_task,
     is_exported_folder,
     length_order,
-    records_from_logits,
+    predict_batched,
 )
 
 ALL_TASKS = "all"
@@ -105,19 +104,7 @@ class TorchPredictor:
                 stacklevel=2,
             )
         tasks = None if every else _task_list(task, len(texts), self.task_names, self.default_task)
-        order = length_order(texts)
-        out: list[dict[str, Any] | None] = [None] * len(texts)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            chunk = [texts[i] for i in idx]
-            if every:
-                recs = all_task_records(self.all_logits(chunk), self.task_names, self._label_names)
-            else:
-                chunk_tasks = [tasks[i] for i in idx]
-                recs = records_from_logits(self.logits(chunk, chunk_tasks), chunk_tasks, self._label_names)
-            for i, rec in zip(idx, recs):
-                out[i] = rec
-        return out  # type: ignore[return-value]
+        return predict_batched(self, texts, tasks, batch_size)
 
 
 def _task_list(task: Any, n: int, task_names: list[str], default: str) -> list[str]:
