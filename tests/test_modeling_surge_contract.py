@@ -256,13 +256,21 @@ def test_from_pretrained_with_a_tasks_dict_reinitialises_only_the_changed_head(t
     torch.testing.assert_close(new.heads[1][1].weight, model.heads[1][1].weight)
 
 
-@pytest.mark.parametrize("problem_type", ["regression", "multi_label_classification"])
-def test_problem_types_other_than_single_label_are_refused(problem_type, tmp_path):
-    with pytest.raises(ValueError, match="problem_type"):
-        _config(problem_type=problem_type)
+def test_problem_type_applies_to_every_task_or_must_match_the_saved_types(tmp_path):
+    # without per-task types, transformers' problem_type is every task's type (counts must fit the type)
+    with pytest.raises(ValueError, match="problem_type='regression' sets every task's type"):
+        _config(problem_type="regression")
+    config = _config(problem_type="multi_label_classification")
+    assert config.task_problem_types == {"sst2": "multi_label", "llm7": "multi_label"}
+    # a saved model has per-task types: a problem_type that contradicts them is refused, a matching one accepted
     _model(SurgeForSequenceClassification).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="problem_type"):
-        SurgeForSequenceClassification.from_pretrained(tmp_path, problem_type=problem_type)
+    for problem_type in ("regression", "multi_label_classification"):
+        with pytest.raises(ValueError, match="problem_type=.* contradicts the per-task types"):
+            SurgeForSequenceClassification.from_pretrained(tmp_path, problem_type=problem_type)
+    loaded = SurgeForSequenceClassification.from_pretrained(
+        tmp_path, problem_type="single_label_classification"
+    )
+    assert loaded.config.problem_type == "single_label_classification"
 
 
 def test_single_label_problem_type_is_accepted():

@@ -14,6 +14,16 @@ from transformers.configuration_utils import SubConfigSpec
 
 NORM_CHOICES = ("none", "standard", "iwn")
 
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+"""Per-task problem types: one class (cross-entropy), any subset of labels (BCE with logits), one float (MSE)."""
+
+HF_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+"""SURGELLM task type -> transformers' `config.problem_type` name."""
+
 
 class SurgeConfig(PreTrainedConfig):
     r"""Configuration of [`SurgeModel`] / [`SurgeForSequenceClassification`] (SURGELLM, arXiv 2606.24259).
@@ -25,6 +35,15 @@ class SurgeConfig(PreTrainedConfig):
             Ordered mapping of task name to its number of labels (or a list of `[name, count]` pairs, the form it is
             saved in); the order defines the task ids, heads, task-embedding rows and statistics rows. JSON writers
             sort mapping keys, so the config saves it as a list; a saved mapping of several tasks is refused on load.
+            The count is the head's number of outputs: >= 2 classes (single-label), >= 1 labels (multi-label), 1
+            (regression).
+        task_problem_types (`dict[str, str]` or `list[[str, str]]`, *optional*):
+            Problem type per task, one of "single_label" (default), "multi_label", "regression"; saved as an
+            ordered list. `problem_type` (transformers' name) is the default task's; without per-task types a given
+            `problem_type` applies to every task, with them a `problem_type` that contradicts is refused.
+        task_thresholds (`dict[str, float]` or `list[[str, float]]`, *optional*):
+            Decision threshold on the sigmoid probability of each multi-label task (default 0.5).
+        iwn_regression_bins (`int`): number of quantile bins of a regression target that IWN uses as classes (4).
         task_label_names (`dict[str, list[str]]` or `list[[str, list[str]]]`, *optional*):
             Label names per task (length must equal the task's label count). `id2label`/`label2id` are those of the
             default task, so generic tools (the Hub widget, the text-classification pipeline) show real names.
@@ -50,6 +69,9 @@ class SurgeConfig(PreTrainedConfig):
     encoder_config: dict | PreTrainedConfig | None = None
     tasks: dict[str, int] | list | None = None
     task_label_names: dict[str, list[str]] | list | None = None
+    task_problem_types: dict[str, str] | list | None = None
+    task_thresholds: dict[str, float] | list | None = None
+    iwn_regression_bins: int = 4
     default_task: str | None = None
     use_gate: bool = True
     use_task_embedding: bool = True
@@ -74,6 +96,7 @@ class SurgeConfig(PreTrainedConfig):
             self.tasks = {"default": 2}
         self._validate()
         self._sync_labels(num_labels, given_id2label, given_label2id)
+        self.problem_type = HF_PROBLEM_TYPES[self.task_problem_types[self.default_task]]
 
     def _sync_labels(self, num_labels: Any, id2label: Any, label2id: Any) -> None:
         """Make `num_labels`/`id2label`/`label2id` the default task's; refuse values that say otherwise."""
@@ -110,11 +133,7 @@ class SurgeConfig(PreTrainedConfig):
     def _validate(self) -> None:
         """Check every field; raise a ValueError naming the problem (called before any model is built)."""
         self.tasks = _ordered_tasks(self.tasks)
-        if self.problem_type not in (None, "single_label_classification"):
-            raise ValueError(
-                f"problem_type={self.problem_type!r} is not supported: every SURGELLM task is single-label "
-                "classification (cross-entropy over its own labels)."
-            )
+        self._validate_problem_types()
         if self.task_label_names is not None:
             label_names = _pairs_to_dict(self.task_label_names, "task_label_names")
             for name, labels in label_names.items():
@@ -149,6 +168,83 @@ class SurgeConfig(PreTrainedConfig):
             raise ValueError(f"`norm_eps` must be > 0, got {self.norm_eps!r}.")
         check_encoder_config(self.encoder_config)
 
+    def _validate_problem_types(self) -> None:
+        """Resolve `task_problem_types` (all single-label by default) against `problem_type` and the label counts;
+        resolve `task_thresholds` of the multi-label tasks."""
+        by_hf = {v: k for k, v in HF_PROBLEM_TYPES.items()}
+        if self.problem_type is not None and self.problem_type not in by_hf:
+            raise ValueError(
+                f"problem_type={self.problem_type!r} is not one of transformers' {list(by_hf)}; SURGELLM sets "
+                f"types per task with `task_problem_types` ({list(PROBLEM_TYPES)})."
+            )
+        if self.task_problem_types is None:
+            # transformers' meaning: the model's problem type, i.e. every task's (old configs: all single-label)
+            kind = by_hf[self.problem_type] if self.problem_type else "single_label"
+            types = dict.fromkeys(self.tasks, kind)
+        else:
+            given = _pairs_to_dict(self.task_problem_types, "task_problem_types")
+            unknown = [n for n in given if n not in self.tasks]
+            if unknown:
+                raise ValueError(
+                    f"`task_problem_types` names unknown task(s) {unknown}; tasks are {self.task_names}."
+                )
+            bad = {n: t for n, t in given.items() if t not in PROBLEM_TYPES}
+            if bad:
+                raise ValueError(
+                    f"`task_problem_types` {bad}: each type must be one of {list(PROBLEM_TYPES)}."
+                )
+            types = {n: given.get(n, "single_label") for n in self.tasks}
+            default = self.default_task if self.default_task in types else self.task_names[0]
+            if self.problem_type is not None and by_hf[self.problem_type] != types[default]:
+                raise ValueError(
+                    f"problem_type={self.problem_type!r} contradicts the per-task types: the default task "
+                    f"{default!r} is {types[default]!r} ({HF_PROBLEM_TYPES[types[default]]!r}); task types are "
+                    f"{types}. A task's type is fixed by its head and training; change it with "
+                    "`task_problem_types` on a new model, or drop `problem_type`."
+                )
+        origin = (
+            f" (problem_type={self.problem_type!r} sets every task's type)"
+            if self.task_problem_types is None and self.problem_type
+            else ""
+        )
+        for name, kind in types.items():
+            count = self.tasks[name]
+            if kind == "single_label" and count < 2:
+                raise ValueError(f"Single-label task {name!r} needs >= 2 labels, got {count}{origin}.")
+            if kind == "regression" and count != 1:
+                raise ValueError(
+                    f"Regression task {name!r} has one output (label count 1), got {count}{origin}."
+                )
+        self.task_problem_types = types
+        thresholds = (
+            {} if self.task_thresholds is None else _pairs_to_dict(self.task_thresholds, "task_thresholds")
+        )
+        wrong = [n for n in thresholds if types.get(n) != "multi_label"]
+        if wrong:
+            raise ValueError(f"`task_thresholds` names task(s) {wrong} that are not multi-label tasks.")
+        for name, value in thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+                raise ValueError(f"Threshold of task {name!r} must be a number in (0, 1), got {value!r}.")
+        self.task_thresholds = {
+            n: float(thresholds.get(n, 0.5)) for n, k in types.items() if k == "multi_label"
+        }
+        bins = self.iwn_regression_bins
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"`iwn_regression_bins` must be an integer >= 2, got {bins!r}.")
+
+    def problem_type_of(self, task: str | int | None = None) -> str:
+        """The problem type of a task (name or id; None: the default task)."""
+        return self.task_problem_types[self.task_names[self.task_id(task)]]
+
+    def threshold_of(self, task: str | int | None = None) -> float:
+        """The decision threshold of a multi-label task."""
+        name = self.task_names[self.task_id(task)]
+        if name not in self.task_thresholds:
+            raise ValueError(
+                f"Task {name!r} is {self.problem_type_of(name)!r}, not multi-label: no threshold."
+            )
+        return self.task_thresholds[name]
+
     def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
         """The wrapped encoder's config: generic code (resizing, special-token alignment) reads vocab_size there."""
         return self.encoder_config
@@ -157,6 +253,8 @@ class SurgeConfig(PreTrainedConfig):
         """Serialize with `tasks` and `task_label_names` as lists in task order (JSON writers sort mapping keys)."""
         output = super().to_dict()
         output["tasks"] = [[name, count] for name, count in self.tasks.items()]
+        output["task_problem_types"] = [[name, self.task_problem_types[name]] for name in self.tasks]
+        output["task_thresholds"] = [[name, value] for name, value in self.task_thresholds.items()]
         if self.task_label_names is not None:
             output["task_label_names"] = [
                 [name, list(self.task_label_names[name])]
@@ -174,12 +272,22 @@ class SurgeConfig(PreTrainedConfig):
         """
         config_dict = dict(config_dict)
         if (
-            any(k in kwargs for k in ("tasks", "task_label_names", "default_task"))
+            any(k in kwargs for k in ("tasks", "task_label_names", "task_problem_types", "default_task"))
             and "id2label" not in kwargs
         ):
             # the saved id2label/label2id were derived from the saved default task; derive them anew
             config_dict.pop("id2label", None)
             config_dict.pop("label2id", None)
+        if (
+            any(k in kwargs for k in ("tasks", "task_problem_types", "default_task"))
+            and "problem_type" not in kwargs
+        ):
+            config_dict.pop(
+                "problem_type", None
+            )  # derived from the saved default task's type; derive it anew
+            if "tasks" in kwargs and "task_problem_types" not in kwargs:
+                config_dict.pop("task_problem_types", None)
+                config_dict.pop("task_thresholds", None)
         tasks = config_dict.get("tasks")
         if isinstance(tasks, Mapping) and len(tasks) > 1 and "tasks" not in kwargs:
             raise ValueError(_UNORDERED_TASKS_MESSAGE.format(tasks=list(tasks)))
@@ -272,6 +380,8 @@ def check_encoder_config(encoder_config: PreTrainedConfig) -> None:
 _VALIDATED_ON_LOAD = (
     "tasks",
     "task_label_names",
+    "task_problem_types",
+    "task_thresholds",
     "default_task",
     "id2label",
     "label2id",
@@ -313,12 +423,19 @@ def _ordered_tasks(tasks: Any) -> dict[str, int]:
     for name, count in ordered.items():
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Task names must be non-empty strings, got {name!r}.")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-            raise ValueError(f"Task {name!r} must have an integer label count >= 2, got {count!r}.")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"Task {name!r} must have a positive integer label count, got {count!r}.")
     return ordered
 
 
 # Saving copies this file beside the weights and writes auto_map, so the Hub can load it as remote code.
 SurgeConfig.register_for_auto_class()
 
-__all__ = ["SurgeConfig", "NORM_CHOICES", "check_encoder_config", "resolve_task_id"]
+__all__ = [
+    "SurgeConfig",
+    "NORM_CHOICES",
+    "PROBLEM_TYPES",
+    "HF_PROBLEM_TYPES",
+    "check_encoder_config",
+    "resolve_task_id",
+]

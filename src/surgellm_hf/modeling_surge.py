@@ -18,8 +18,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_surge import SurgeConfig
-from .normalization import apply_normalizer, fit_normalizer
+from .configuration_surge import PROBLEM_TYPES, SurgeConfig
+from .normalization import apply_normalizer, fit_normalizer, label_matrix
 from .pipeline_surge import surge_custom_pipelines
 
 ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
@@ -396,18 +396,21 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
                 f"{self.config.num_features}; does the lexicon match the model?"
             )
         tids = torch.as_tensor(task_ids).detach().cpu().numpy()
-        labs = None if labels is None else torch.as_tensor(labels).detach().cpu().numpy()
-        if labs is not None and labs.shape == tids.shape:
-            for t, name in enumerate(self.config.task_names):
-                row_labels = labs[tids == t]
-                bad = row_labels[(row_labels < 0) | (row_labels >= self.config.tasks[name])]
-                if len(bad):
-                    raise ValueError(
-                        f"Labels {sorted(set(bad.tolist()))[:5]} out of range for task {name!r} "
-                        f"(0..{self.config.tasks[name] - 1})."
-                    )
+        labs = None if labels is None else label_matrix(labels)
+        if labs is not None and labs.shape[0] == tids.shape[0] and len(tids):
+            # the model's own label checks, by task type (class ids in range, multi-hot 0/1, finite targets)
+            self._label_matrix(torch.from_numpy(labs), torch.as_tensor(tids).long())
+        cfg = self.config
         mean, std = fit_normalizer(
-            features, labs, tids, self.config.num_tasks, method=method, task_names=self.config.task_names
+            features,
+            labs,
+            tids,
+            cfg.num_tasks,
+            method=method,
+            task_names=cfg.task_names,
+            problem_types=list(cfg.task_problem_types.values()),
+            num_labels=list(cfg.tasks.values()),
+            num_bins=cfg.iwn_regression_bins,
         )
         normalizer = self.surge.normalizer
         normalizer.mean.copy_(torch.from_numpy(mean))
@@ -415,23 +418,100 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         normalizer.fitted.fill_(True)
 
     # -- forward -----------------------------------------------------------------------------------------------------
-    def _check_labels(self, labels: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        if labels.shape != task_ids.shape:
-            raise ValueError(f"`labels` must have shape {tuple(task_ids.shape)}, got {tuple(labels.shape)}.")
-        if labels.dtype.is_floating_point:
-            raise ValueError(f"`labels` must be integer class ids, got {labels.dtype}.")
-        if _tracing():
-            return labels.long()
-        counts = torch.tensor(list(self.config.tasks.values()), device=labels.device)[task_ids]
-        bad = (labels < 0) | (labels >= counts)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
-            task = self.config.task_names[int(task_ids[i])]
+    def _label_matrix(self, labels: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """Any accepted labels format as the padded float ``[batch, max_num_labels]`` matrix (see `forward`)."""
+        batch, width = task_ids.shape[0], self.config.max_num_labels
+        if labels.dim() == 1:
+            if labels.shape[0] != batch:
+                raise ValueError(
+                    f"`labels` must have {batch} rows (one per example), got {tuple(labels.shape)}."
+                )
+            labels = labels.view(-1, 1)
+        if labels.dim() != 2 or labels.shape[0] != batch or not 1 <= labels.shape[1] <= width:
             raise ValueError(
-                f"Label {int(labels[i])} out of range for task {task!r} (0..{self.config.tasks[task] - 1}); "
-                f"{int(bad.sum())} bad label(s) in the batch."
+                f"`labels` must be [{batch}] (class ids or regression targets) or [{batch}, k] with 1 <= k <= "
+                f"max_num_labels={width} (multi-hot rows, padded), got {tuple(labels.shape)}."
             )
-        return labels.long()
+        matrix = labels.float()
+        if labels.shape[1] < width:
+            matrix = nn.functional.pad(matrix, (0, width - labels.shape[1]))
+        if not _tracing():
+            self._check_label_values(matrix, task_ids, given_width=labels.shape[1])
+        return matrix
+
+    def _check_label_values(self, matrix: torch.Tensor, task_ids: torch.Tensor, given_width: int) -> None:
+        """Raise a ValueError naming the task and the first offending row for labels its task type cannot take."""
+        codes, counts = self._task_constants(matrix.device)
+        kind, count = codes[task_ids], counts[task_ids]
+        y0 = matrix[:, 0]
+        in_task = (torch.arange(matrix.shape[1], device=matrix.device).view(1, -1) < count.view(-1, 1)) & (
+            kind == 1
+        ).view(-1, 1)
+        problems = {
+            "single": (kind == 0) & ~((y0 == y0.round()) & (y0 >= 0) & (y0 < count)),
+            "regression": (kind == 2) & ~torch.isfinite(y0),
+            "width": (kind == 1) & (count > given_width),
+            "multi": (in_task & (matrix != 0) & (matrix != 1)).any(dim=1),
+        }
+        for what, bad in problems.items():
+            if not bool(bad.any()):
+                continue
+            i = int(bad.nonzero()[0])
+            name = self.config.task_names[int(task_ids[i])]
+            n_bad = int(bad.sum())
+            if what == "single":
+                raise ValueError(
+                    f"Label {float(y0[i]):g} out of range for task {name!r} (0..{self.config.tasks[name] - 1}); "
+                    f"single-label labels are class ids; {n_bad} bad label(s) in the batch, first at row {i}."
+                )
+            if what == "regression":
+                raise ValueError(
+                    f"Regression target {float(y0[i])} of task {name!r} is not a finite number; {n_bad} bad "
+                    f"target(s) in the batch, first at row {i}."
+                )
+            if what == "width":
+                raise ValueError(
+                    f"Multi-label task {name!r} has {self.config.tasks[name]} labels but `labels` has "
+                    f"{given_width} column(s) (batch row {i}); pass multi-hot rows [batch, >= "
+                    f"{self.config.tasks[name]}]."
+                )
+            row = matrix[i, : self.config.tasks[name]].tolist()
+            raise ValueError(
+                f"Multi-hot labels of task {name!r} must be 0 or 1; batch row {i} holds {row} ({n_bad} bad row(s))."
+            )
+
+    def _task_constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task type codes (0 single-label, 1 multi-label, 2 regression) and label counts, as tensors."""
+        codes = [PROBLEM_TYPES.index(k) for k in self.config.task_problem_types.values()]
+        return torch.tensor(codes, device=device), torch.tensor(
+            list(self.config.tasks.values()), device=device
+        )
+
+    def loss_per_row(
+        self, logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """fp32 loss of each row under its task's type (labels in any format `forward` takes, checked)."""
+        return self._rows_loss(logits, self._label_matrix(torch.as_tensor(labels), task_ids), task_ids)
+
+    def _rows_loss(self, logits: torch.Tensor, matrix: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (single-label), BCE with logits averaged over the task's labels (multi-label), squared
+        error on output 0 (regression), in fp32. No branch on the data: the three losses are computed for every row
+        and selected with `torch.where` (the inputs of the unselected ones made safe, so no NaN/inf gradients)."""
+        codes, counts = self._task_constants(logits.device)
+        kind, count = codes[task_ids], counts[task_ids]
+        x = logits.float()
+        matrix = matrix.to(x.device)
+        single, multi = kind == 0, kind == 1
+        target = torch.where(single, matrix[:, 0], torch.zeros_like(matrix[:, 0])).long()
+        ce = nn.functional.cross_entropy(x, target, reduction="none")
+        columns = torch.arange(x.shape[1], device=x.device).view(1, -1) < count.view(-1, 1)
+        multi_hot = torch.where(columns & multi.view(-1, 1), matrix, torch.zeros_like(matrix))
+        bce = nn.functional.binary_cross_entropy_with_logits(
+            torch.where(columns, x, torch.zeros_like(x)), multi_hot, reduction="none"
+        )
+        bce = torch.where(columns, bce, torch.zeros_like(bce)).sum(dim=1) / count.float()
+        mse = (x[:, 0] - torch.where(kind == 2, matrix[:, 0], x[:, 0].detach())) ** 2
+        return torch.where(single, ce, torch.where(multi, bce, mse))
 
     @can_return_tuple
     def forward(
@@ -450,18 +530,26 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SurgeSequenceClassifierOutput | tuple:
-        """Route each example to its own task's head; the loss is the mean cross-entropy under each example's task.
+        """Route each example to its own task's head; the loss is the mean over rows of each row's loss under its
+        task's problem type (`loss_per_row`, computed in fp32).
 
         Every head runs on the whole batch and each row keeps its own task's logits (a gather, no Python loop over
         the tasks present), so the graph is the same for every batch: torch.compile and torch.export see no
-        data-dependent control flow, and a batch may mix tasks.
+        data-dependent control flow, and a batch may mix tasks and problem types.
+
+        ``labels`` follow transformers' conventions for a batch of one type: long ``[batch]`` class ids
+        (single-label), float ``[batch]`` or ``[batch, 1]`` targets (regression), float ``[batch, L]`` multi-hot
+        rows (multi-label). A batch mixing types passes the padded float ``[batch, k]`` matrix
+        (`SurgeDataCollator`'s layout): column 0 holds a single-label row's class id or a regression row's target,
+        the first L columns a multi-label row's multi-hot vector, the other columns are ignored (the collator pads
+        with 0). A 1-D ``labels`` is column 0 of that matrix for every row.
         """
         ref = next((x for x in (input_ids, inputs_embeds, first_token_state) if x is not None), None)
         if ref is None:
             raise ValueError("Pass exactly one of `input_ids`, `inputs_embeds` or `first_token_state`.")
         task_ids = self.surge._resolve_task_ids(task_ids, ref.shape[0], ref.device)
-        if labels is not None:
-            labels = self._check_labels(torch.as_tensor(labels, device=ref.device), task_ids)
+        if labels is not None:  # checked (and refused) before the encoder runs
+            labels = self._label_matrix(torch.as_tensor(labels, device=ref.device), task_ids)
         out = self.surge(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -478,7 +566,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         logits = self._route_heads(out.pooled_output, task_ids)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels)
+            loss = self._rows_loss(logits, labels, task_ids).mean()
         return SurgeSequenceClassifierOutput(
             loss=loss,
             logits=logits,

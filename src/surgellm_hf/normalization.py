@@ -20,6 +20,90 @@ def _as_numpy(x, name: str, dtype) -> np.ndarray:
         raise TypeError(f"`{name}` must be numeric array-like: {err}") from None
 
 
+def label_matrix(labels) -> np.ndarray:
+    """Labels as the padded float ``[n_rows, k]`` matrix: numbers become column 0, (ragged) rows are padded with 0.
+
+    The layout of mixed-type batches (`SurgeForSequenceClassification.forward`): column 0 holds a single-label
+    class id or a regression target, the first L columns a multi-label row's multi-hot vector.
+    """
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    if isinstance(labels, np.ndarray) and labels.dtype != object:
+        arr = labels.astype(np.float64)
+        if arr.ndim == 1:
+            return arr.reshape(-1, 1)
+        if arr.ndim != 2:
+            raise ValueError(f"`labels` must be 1-D or 2-D, got shape {arr.shape}.")
+        return arr
+    rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in labels]
+    if any(r.ndim != 1 or r.size == 0 for r in rows):
+        raise ValueError("`labels` rows must be numbers or non-empty 1-D multi-hot vectors.")
+    width = max((r.size for r in rows), default=1)
+    out = np.zeros((len(rows), width), dtype=np.float64)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
+def regression_bins(y: np.ndarray, num_bins: int, task: str = "") -> np.ndarray:
+    """Quantile-bin ids of regression targets (IWN's classes for a regression task).
+
+    Edges are the ``k / num_bins`` quantiles (k = 1..num_bins-1); a row goes to the bin of the edges it reaches
+    (``np.searchsorted(edges, y, side="right")``). Tied edges (many equal targets) merge their bins, so a task may get
+    fewer bins than asked; fewer than two distinct bins is an error.
+    """
+    edges = np.unique(np.quantile(y, np.arange(1, num_bins) / num_bins))
+    bins = np.searchsorted(edges, y, side="right")
+    if len(np.unique(bins)) < 2:
+        raise ValueError(
+            f"IWN on regression task {task!r}: its training targets fall into one quantile bin (values "
+            f"{np.unique(y)[:5].tolist()}); IWN needs at least two bins. Use norm='standard'."
+        )
+    return bins
+
+
+def _class_stats(rows: np.ndarray, classes: np.ndarray, ddof: int) -> tuple[np.ndarray, np.ndarray]:
+    """IWN statistics: unweighted averages over classes of the per-class means and per-class stds."""
+    kinds = np.unique(classes)
+    mean = np.mean([rows[classes == k].mean(axis=0) for k in kinds], axis=0)
+    std = np.mean([rows[classes == k].std(axis=0, ddof=ddof) for k in kinds], axis=0)
+    return mean, std
+
+
+def _iwn_task(
+    rows: np.ndarray, y: np.ndarray, kind: str, width: int, bins: int, task: str, ddof: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IWN statistics of one task from its rows and its label matrix rows, by problem type."""
+    if kind == "regression":
+        target = y[:, 0]
+        if not np.isfinite(target).all():
+            raise ValueError(f"Regression task {task!r} has non-finite training targets.")
+        return _class_stats(rows, regression_bins(target, bins, task), ddof)
+    if kind == "multi_label":
+        if y.shape[1] < width or not np.isin(y[:, :width], (0.0, 1.0)).all():
+            raise ValueError(f"Multi-label task {task!r}: labels must be multi-hot rows of length {width}.")
+        per_label = []
+        for j in range(width):
+            positive = y[:, j] == 1
+            if positive.all() or not positive.any():
+                raise ValueError(
+                    f"IWN on multi-label task {task!r}: label {j} has no "
+                    f"{'negative' if positive.all() else 'positive'} training row; each label needs both."
+                )
+            per_label.append(_class_stats(rows, positive.astype(np.int64), ddof))
+        return np.mean([m for m, _ in per_label], axis=0), np.mean([s for _, s in per_label], axis=0)
+    labels = y[:, 0]
+    if np.any(labels != np.round(labels)):
+        raise ValueError("`labels` must be integers.")
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(
+            f"IWN needs at least two classes per task; task {task!r} has only label(s) "
+            f"{classes.astype(np.int64).tolist()}."
+        )
+    return _class_stats(rows, labels.astype(np.int64), ddof)
+
+
 def fit_normalizer(
     features,
     labels,
@@ -28,19 +112,26 @@ def fit_normalizer(
     method: str = "iwn",
     ddof: int = 0,
     task_names: list[str] | None = None,
+    problem_types: list[str] | None = None,
+    num_labels: list[int] | None = None,
+    num_bins: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return per-task mean and std arrays of shape ``[num_tasks, n_features]``.
 
-    ``method="standard"``: mean and std over all rows of the task. ``method="iwn"``: the unweighted average over
-    classes of the per-class means and of the per-class standard deviations (not a pooled std), which removes the
-    class prior. Population std (``ddof=0``) by default, as METHOD.md fixes. A dimension whose std is 0 gets
-    std 1 (centred only, scikit-learn's convention), since (s - mean) / eps would explode on unseen values.
+    ``method="standard"``: mean and std over all rows of the task (every problem type). ``method="iwn"``: the
+    unweighted average over classes of the per-class means and of the per-class standard deviations (not a pooled
+    std), which removes the class prior. Classes by problem type (``problem_types``, default all single-label):
+    single-label, the labels; multi-label, each label j's positive and negative rows (the two-class statistics of
+    each label, then averaged over labels; a label without a positive or a negative row is an error); regression,
+    ``num_bins`` quantile bins of the target (see `regression_bins`). ``labels`` are class ids or the padded
+    label matrix (`label_matrix`; ``num_labels`` gives each multi-label task's width). Population std (``ddof=0``)
+    by default, as METHOD.md fixes. A dimension whose std is 0 gets std 1 (centred only, scikit-learn's
+    convention), since (s - mean) / eps would explode on unseen values.
     """
     if method not in ("standard", "iwn"):
         raise ValueError(f"`method` must be 'standard' or 'iwn', got {method!r}.")
     feats = _as_numpy(features, "features", np.float64)
     tids = _as_numpy(task_ids, "task_ids", np.float64)
-    labs = _as_numpy(labels, "labels", np.float64) if labels is not None else None
     if feats.ndim != 2:
         raise ValueError(f"`features` must be 2-D [n_rows, n_features], got shape {feats.shape}.")
     n = feats.shape[0]
@@ -51,40 +142,32 @@ def fit_normalizer(
     if np.any(tids != np.round(tids)) or np.any((tids < 0) | (tids >= num_tasks)):
         raise ValueError(f"`task_ids` must be integers in 0..{num_tasks - 1}.")
     tids = tids.astype(np.int64)
+    kinds = list(problem_types or ["single_label"] * num_tasks)
+    widths = list(num_labels or [1] * num_tasks)
+    y = None
     if method == "iwn":
-        if labs is None:
+        if labels is None:
             raise ValueError("IWN needs `labels` to fit the per-class statistics.")
-        if labs.shape != (n,):
-            raise ValueError(f"`labels` must have shape ({n},) to match features, got {labs.shape}.")
-        if np.any(labs != np.round(labs)):
-            raise ValueError("`labels` must be integers.")
-        labs = labs.astype(np.int64)
+        try:
+            y = label_matrix(labels)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"`labels` must be numeric array-like: {err}") from None
+        if y.shape[0] != n:
+            raise ValueError(f"`labels` must have shape ({n},) to match features, got {y.shape}.")
     names = task_names or [str(t) for t in range(num_tasks)]
     missing = [names[t] for t in range(num_tasks) if not np.any(tids == t)]
     if missing:
         raise ValueError(
             f"No rows for task(s) {missing}: every task needs training features to fit statistics."
         )
-    if method == "iwn":
-        for t in range(num_tasks):
-            classes = np.unique(labs[tids == t])
-            if len(classes) < 2:
-                raise ValueError(
-                    f"IWN needs at least two classes per task; task {names[t]!r} has only label(s) {classes.tolist()}."
-                )
-
     mean = np.zeros((num_tasks, feats.shape[1]), dtype=np.float64)
     std = np.zeros_like(mean)
     for t in range(num_tasks):
         rows = feats[tids == t]
         if method == "standard":
-            mean[t] = rows.mean(axis=0)
-            std[t] = rows.std(axis=0, ddof=ddof)
+            mean[t], std[t] = rows.mean(axis=0), rows.std(axis=0, ddof=ddof)
         else:
-            row_labels = labs[tids == t]
-            classes = np.unique(row_labels)
-            mean[t] = np.mean([rows[row_labels == k].mean(axis=0) for k in classes], axis=0)
-            std[t] = np.mean([rows[row_labels == k].std(axis=0, ddof=ddof) for k in classes], axis=0)
+            mean[t], std[t] = _iwn_task(rows, y[tids == t], kinds[t], widths[t], num_bins, names[t], ddof)
     if not np.isfinite(std).all():
         raise ValueError(f"Standard deviation undefined (a class with <= ddof={ddof} rows).")
     zero = [(names[t], int(j)) for t, j in zip(*np.nonzero(std == 0))]
@@ -107,4 +190,4 @@ def apply_normalizer(
     return (features - mean[task_ids]) / (std[task_ids] + eps)
 
 
-__all__ = ["fit_normalizer", "apply_normalizer"]
+__all__ = ["fit_normalizer", "apply_normalizer", "label_matrix", "regression_bins"]

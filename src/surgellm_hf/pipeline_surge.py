@@ -4,6 +4,8 @@ A saved SURGELLM model lists this class in its config's ``custom_pipelines``, so
 ``pipeline("text-classification", model=repo, trust_remote_code=True)`` builds it, with the repo's
 `SurgeProcessor` (loaded through ``AutoProcessor``) computing the raw features s(x), the prefix and the tokens.
 Each call may name its task (``clf(texts, task="sst2")``); without one the config's ``default_task`` is used.
+Sentence-pair tasks take ``{"text": ..., "text_pair": ...}`` dicts (one, or a list), as the stock
+text-classification pipeline does: ``clf({"text": premise, "text_pair": hypothesis}, task="nli")``.
 
 Copied to the Hub for ``trust_remote_code`` loading: imports only numpy, torch and transformers.
 """
@@ -35,13 +37,27 @@ def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
-def task_probabilities(logits: np.ndarray, num_labels: int) -> np.ndarray:
-    """Softmax over one task's own labels: the first `num_labels` columns (last axis) of padded SURGELLM logits.
+def task_probabilities(logits: np.ndarray, num_labels: int, problem_type: str = "single_label") -> np.ndarray:
+    """One task's scores from the first `num_labels` columns (last axis) of padded SURGELLM logits: softmax
+    (single-label), sigmoid per label (multi-label), the raw value (regression, `num_labels` 1), as transformers'
+    text-classification pipeline scores each problem type.
 
-    The one per-task softmax of the package (the pipeline, `surgellm predict` and evaluation use it); it computes
+    The one per-task scoring of the package (the pipeline, `surgellm predict` and evaluation use it); it computes
     in the dtype it is given.
     """
-    return softmax(np.asarray(logits)[..., :num_labels])
+    own = np.asarray(logits)[..., :num_labels]
+    if problem_type == "multi_label":
+        return sigmoid(own)
+    if problem_type == "regression":
+        return own
+    return softmax(own)
+
+
+_DEFAULT_FUNCTION = {
+    "single_label": ClassificationFunction.SOFTMAX,
+    "multi_label": ClassificationFunction.SIGMOID,
+    "regression": ClassificationFunction.NONE,
+}
 
 
 class SurgeTextClassificationPipeline(Pipeline):
@@ -49,7 +65,9 @@ class SurgeTextClassificationPipeline(Pipeline):
 
     Call arguments: ``task`` (a task name of the model; default ``config.default_task``), ``top_k`` (labels per
     text, ``None`` for all; as in the stock pipeline) and ``function_to_apply`` (``"softmax"``, ``"sigmoid"``,
-    ``"none"``). Scores cover only the chosen task's own labels, named from ``config.task_label_names``.
+    ``"none"``; by default softmax for a single-label task, sigmoid for a multi-label task and the raw value for a
+    regression task, as in transformers). Scores cover only the chosen task's own labels, named from
+    ``config.task_label_names``.
     """
 
     _load_processor = True
@@ -104,21 +122,37 @@ class SurgeTextClassificationPipeline(Pipeline):
         return preprocess, {}, postprocess
 
     def __call__(
-        self, inputs: str | list[str], **kwargs: Any
+        self, inputs: str | dict[str, str] | list[str] | list[dict[str, str]], **kwargs: Any
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Classify one text or a list of texts under one task (``task=``, else the model's default task)."""
-        if not isinstance(inputs, (str, list, tuple)) or (
-            not isinstance(inputs, str) and not all(isinstance(t, str) for t in inputs)
-        ):
-            raise TypeError("The SURGELLM pipeline takes a string or a list of strings.")
-        result = super().__call__(inputs if isinstance(inputs, str) else list(inputs), **kwargs)
+        """Classify one text or a list of texts under one task (``task=``, else the model's default task); a
+        sentence-pair task takes ``{"text": ..., "text_pair": ...}`` dicts instead of strings."""
+
+        def valid(item: Any) -> bool:
+            return isinstance(item, str) or (
+                isinstance(item, dict)
+                and isinstance(item.get("text"), str)
+                and isinstance(item.get("text_pair"), str)
+                and set(item) == {"text", "text_pair"}
+            )
+
+        if not (valid(inputs) or (isinstance(inputs, (list, tuple)) and all(valid(t) for t in inputs))):
+            raise TypeError(
+                "The SURGELLM pipeline takes a string or a list of strings; sentence-pair tasks take a "
+                "{'text': ..., 'text_pair': ...} dict or a list of them."
+            )
+        result = super().__call__(inputs if valid(inputs) else list(inputs), **kwargs)
         if isinstance(inputs, str) and "top_k" not in kwargs:
             return [result]  # the stock text-classification pipeline wraps a single text's answer in a list
         return result
 
-    def preprocess(self, inputs: str, task: str | None = None) -> dict[str, torch.Tensor]:
+    def preprocess(self, inputs: str | dict[str, str], task: str | None = None) -> dict[str, torch.Tensor]:
         task = self._resolve_task(task)
-        encoded = self.processor([inputs], task=task, return_tensors="pt")
+        if isinstance(inputs, dict):
+            encoded = self.processor(
+                [inputs["text"]], text_pair=[inputs["text_pair"]], task=task, return_tensors="pt"
+            )
+        else:
+            encoded = self.processor([inputs], task=task, return_tensors="pt")
         return dict(encoded)
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,7 +168,8 @@ class SurgeTextClassificationPipeline(Pipeline):
             raise RuntimeError("The processor encoded a different task than the pipeline asked for.")
         num_labels = config.tasks[task]
         logits = model_outputs["logits"][0].float().numpy()
-        function_to_apply = function_to_apply or ClassificationFunction.SOFTMAX
+        kind = config.task_problem_types[task]  # defaults as transformers': per problem type
+        function_to_apply = function_to_apply or _DEFAULT_FUNCTION[kind]
         if function_to_apply == ClassificationFunction.SOFTMAX:
             scores = task_probabilities(logits, num_labels)
         elif function_to_apply == ClassificationFunction.SIGMOID:

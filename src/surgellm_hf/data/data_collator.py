@@ -7,9 +7,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..normalization import label_matrix
+
 
 class SurgeDataCollator:
-    """Pad token columns with the tokenizer; stack features, task ids, labels and cached first-token states."""
+    """Pad token columns with the tokenizer; stack features, task ids, labels and cached first-token states.
+
+    Labels: class ids (every task single-label) become a long ``[batch]`` tensor; label lists (a run with
+    multi-label or regression tasks, see `data.targets`) become the padded float ``[batch, k]`` matrix the model
+    takes for a batch that mixes problem types: k is the batch's widest row, column 0 holds a single-label class id
+    or a regression target, the first L columns a multi-label row's multi-hot vector, the rest is 0.
+    """
 
     _STACK = ("lexical_features", "task_ids", "labels", "first_token_state")
 
@@ -31,7 +39,12 @@ class SurgeDataCollator:
             batch["lexical_features"] = torch.tensor(
                 [r["lexical_features"] for r in rows], dtype=torch.float32
             )
-        for key in ("task_ids", "labels"):
-            if key in rows[0]:
-                batch[key] = torch.tensor([int(r[key]) for r in rows], dtype=torch.long)
+        if "task_ids" in rows[0]:
+            batch["task_ids"] = torch.tensor([int(r["task_ids"]) for r in rows], dtype=torch.long)
+        if "labels" in rows[0]:
+            labels = [r["labels"] for r in rows]
+            if any(isinstance(v, list | tuple | np.ndarray) for v in labels):
+                batch["labels"] = torch.from_numpy(label_matrix(labels)).float()
+            else:
+                batch["labels"] = torch.tensor([int(v) for v in labels], dtype=torch.long)
         return batch

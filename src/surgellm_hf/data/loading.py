@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .multitask import MultiTaskData, _stratified_indices
+from .multitask import MultiTaskData, _stratified_indices, strata
 from .preprocessing import PREPROCESSORS
 from .presets import DATA_PRESETS
+from .targets import as_label_vectors, convert_targets, label_feature, multi_label_width
 from .task_spec import FILE_FORMATS, REQUIRED_SPLITS, SPLITS, TaskSpec, _check_split_names
 
 _MAX_ROWS_SHOWN = 5
@@ -39,7 +40,19 @@ def load_tasks(specs: Sequence[TaskSpec] | Mapping[str, TaskSpec | Mapping[str, 
             names,
             where,
         )
-    return MultiTaskData(datasets_, num_labels, label_names, sources)
+    types = {s.name: s.problem_type for s in spec_list}
+    if set(types.values()) != {"single_label"}:  # one label column type for every task (data/targets.py)
+        for name, kind in types.items():
+            if kind == "single_label":
+                dd = datasets_[name]
+                features = next(iter(dd.values())).features
+                datasets_[name] = dd.map(
+                    lambda b: {"label": as_label_vectors(b["label"])},
+                    batched=True,
+                    features=type(features)({**features, "label": label_feature("multi_label")}),
+                )
+    thresholds = {s.name: float(s.threshold or 0.5) for s in spec_list if s.problem_type == "multi_label"}
+    return MultiTaskData(datasets_, num_labels, label_names, sources, types, thresholds)
 
 
 def load_folder(
@@ -50,6 +63,7 @@ def load_folder(
     *,
     text_column: str = "text",
     label_column: str = "label",
+    text_pair_column: str | Mapping[str, str] | None = None,
     label_names: Mapping[str, Sequence[str]] | None = None,
     max_rows: int | Mapping[str, int] | None = None,
     seed: int = 0,
@@ -58,7 +72,8 @@ def load_folder(
 
     `tasks` picks and orders task folders (default: every sub-folder holding a train file, sorted by name).
     Splits in `required` must exist (a missing one raises an error naming the expected file); others such as
-    test are loaded when present.
+    test are loaded when present. `text_pair_column`: the second-text column of sentence-pair tasks, one name
+    for every task or a mapping {task: column} for the pair tasks only.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -81,6 +96,16 @@ def load_folder(
     unknown = set(label_names) - set(tasks)
     if unknown:
         raise ValueError(f"label_names given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
+    pair_columns = (
+        dict(text_pair_column)
+        if isinstance(text_pair_column, Mapping)
+        else dict.fromkeys(tasks, text_pair_column)
+    )
+    unknown = set(pair_columns) - set(tasks)
+    if unknown:
+        raise ValueError(
+            f"text_pair_column given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}"
+        )
     specs = []
     for task in tasks:
         folder = root / task
@@ -99,6 +124,7 @@ def load_folder(
                 splits={s: f.name for s, f in found.items()},  # relative to `source`, as TaskSpec reads them
                 text_column=text_column,
                 label_column=label_column,
+                text_pair_column=pair_columns.get(task),
                 label_names=list(label_names[task]) if task in label_names else None,
                 max_rows=max_rows,
                 required_splits=tuple(required),
@@ -266,6 +292,19 @@ def _rows_text(indices: Sequence[int]) -> str:
     return f"rows {shown}" + (", ..." if len(indices) > _MAX_ROWS_SHOWN else "")
 
 
+def _text_pair_problems(pairs: list[Any], ids: list[str], column: str, loc: str) -> list[str]:
+    """Rows whose second text (a pair task's `text_pair_column`) is missing, empty or not a string, with their ids."""
+    bad = [i for i, t in enumerate(pairs) if not isinstance(t, str) or not t.strip()]
+    if not bad:
+        return []
+    shown = ", ".join(repr(ids[i]) for i in bad[:_MAX_ROWS_SHOWN])
+    return [
+        f"{loc}: {len(bad)} missing, empty or non-string second text(s) of the pair in column {column!r} "
+        f"({_rows_text(bad)}; ids {shown}{', ...' if len(bad) > _MAX_ROWS_SHOWN else ''}; "
+        f"e.g. {pairs[bad[0]]!r:.60})"
+    ]
+
+
 def _label_names_from_features(ds: Any, column: str) -> list[str] | None:
     feature = ds.features.get(column)
     return list(feature.names) if hasattr(feature, "names") and hasattr(feature, "str2int") else None
@@ -330,19 +369,32 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
     names = spec.label_names
     problems: list[str] = []
     columns: dict[str, dict[str, list[Any]]] = {}
+    width = (
+        None
+        if spec.problem_type == "single_label"
+        else 1
+        if spec.problem_type == "regression"
+        else multi_label_width(spec, names, raw)
+    )
     for split, ds in raw.items():
         loc = f"task {spec.name!r}, split {split!r} ({where[split]})"
-        missing = [c for c in (spec.text_column, spec.label_column) if c not in ds.column_names]
+        wanted = (
+            spec.text_column,
+            spec.label_column,
+            *([spec.text_pair_column] if spec.text_pair_column else []),
+        )
+        missing = [c for c in wanted if c not in ds.column_names]
         if missing:
             problems.append(
                 f"{loc}: missing column(s) {missing}; available columns: {ds.column_names}. "
                 "Map yours with text_column= / label_column="
+                + (" / text_pair_column=" if spec.text_pair_column else "")
             )
             continue
         if len(ds) == 0:
             problems.append(f"{loc}: no rows")
             continue
-        if names is None:
+        if names is None and spec.problem_type == "single_label":
             names = _label_names_from_features(ds, spec.label_column)
         texts = ds[spec.text_column]
         not_str = [i for i, t in enumerate(texts) if t is not None and not isinstance(t, str)]
@@ -357,8 +409,9 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
                 f"{loc}: {len(empty)} empty, whitespace-only or missing text(s) in column {spec.text_column!r} "
                 f"({_rows_text(empty)})"
             )
-        labels, label_problems = _convert_labels(ds[spec.label_column], names, loc)
-        problems.extend(label_problems)
+        if spec.problem_type == "single_label":
+            labels, label_problems = _convert_labels(ds[spec.label_column], names, loc)
+            problems.extend(label_problems)
         ids = ds[spec.id_column] if spec.id_column and spec.id_column in ds.column_names else None
         if ids is not None:
             no_id = [i for i, v in enumerate(ids) if v is None or str(v) == ""]
@@ -369,11 +422,20 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
             ids = [str(v) for v in ids]
         else:
             ids = [f"{spec.name}-{split}-{i}" for i in range(len(ds))]
+        if spec.problem_type != "single_label":
+            labels, label_problems = convert_targets(
+                spec.problem_type, ds[spec.label_column], names, width, ids, loc
+            )
+            problems.extend(label_problems)
         columns[split] = {"id": ids, "text": texts, "label": labels}
+        if spec.text_pair_column:
+            pairs = ds[spec.text_pair_column]
+            problems.extend(_text_pair_problems(pairs, ids, spec.text_pair_column, loc))
+            columns[split]["text_pair"] = pairs
     if problems:
         raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
 
-    num_labels = spec.num_labels or (len(names) if names else None)
+    num_labels = width or spec.num_labels or (len(names) if names else None)
     if num_labels is None:
         if "train" not in columns:
             raise ValueError(
@@ -392,7 +454,7 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
             )
     if names is not None and len(names) != num_labels:
         raise ValueError(f"task {spec.name!r}: num_labels={num_labels} but the label names are {names}")
-    for split, cols in columns.items():
+    for split, cols in columns.items() if spec.problem_type == "single_label" else ():
         labels = np.asarray(cols["label"])
         out_of_range = np.flatnonzero((labels < 0) | (labels >= num_labels)).tolist()
         if out_of_range:
@@ -405,7 +467,12 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
         raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
 
     features = datasets.Features(
-        {"id": datasets.Value("string"), "text": datasets.Value("string"), "label": datasets.Value("int64")}
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            **({"text_pair": datasets.Value("string")} if spec.text_pair_column else {}),
+            "label": label_feature(spec.problem_type),
+        }
     )
     splits = {s: datasets.Dataset.from_dict(c, features=features) for s, c in columns.items()}
     if spec.holdout:
@@ -419,7 +486,9 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
     if spec.max_rows is not None:
         limits = spec.max_rows if isinstance(spec.max_rows, Mapping) else dict.fromkeys(SPLITS, spec.max_rows)
         splits = {
-            s: ds.select(_stratified_indices(ds["label"], limits[s], spec.seed)) if s in limits else ds
+            s: ds.select(_stratified_indices(strata(ds["label"], spec.problem_type), limits[s], spec.seed))
+            if s in limits
+            else ds
             for s, ds in splits.items()
         }
     ordered = datasets.DatasetDict({s: splits[s] for s in SPLITS if s in splits})
@@ -429,7 +498,7 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
 def _carve_holdout(spec: TaskSpec, splits: dict[str, Any], where: dict[str, str]) -> tuple[dict, dict]:
     """Split stratified, seeded fractions of train into the holdout splits; train keeps the rest."""
     train = splits["train"]
-    labels = np.asarray(train["label"])
+    labels = strata(train["label"], spec.problem_type)
     remaining = np.arange(len(train))
     out, out_where = dict(splits), dict(where)
     for split, frac in spec.holdout.items():

@@ -21,6 +21,22 @@ class MultiTaskData:
     sources: dict[str, dict[str, str]] = field(
         default_factory=dict, metadata={"help": "Task name -> split -> where it was read from (for reports)."}
     )
+    problem_types: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Task name -> 'single_label' (the default for a task not named), 'multi_label' or "
+            "'regression'. When any task is not single-label, every task's label column is a list of floats: "
+            "[class id], the multi-hot vector or [target] (one column type, so the tasks' splits concatenate)."
+        },
+    )
+    thresholds: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "Multi-label task name -> decision threshold (0.5 if absent)."},
+    )
+
+    def problem_type(self, task: str) -> str:
+        """The problem type of a task ('single_label' unless declared)."""
+        return self.problem_types.get(task, "single_label")
 
     @property
     def task_names(self) -> list[str]:
@@ -50,11 +66,21 @@ class MultiTaskData:
         return {t: {s: len(ds) for s, ds in dd.items()} for t, dd in self.datasets.items()}
 
     def label_counts(self) -> dict[str, dict[str, list[int]]]:
-        """{task: {split: rows per class, in label order}}."""
-        return {
-            t: {s: np.bincount(ds["label"], minlength=self.num_labels[t]).tolist() for s, ds in dd.items()}
-            for t, dd in self.datasets.items()
-        }
+        """{task: {split: rows per class (multi-label: rows per label), in label order}}; regression tasks:
+        {split: [rows]}."""
+        out = {}
+        for t, dd in self.datasets.items():
+            kind = self.problem_type(t)
+            out[t] = {}
+            for s, ds in dd.items():
+                labels = ds["label"]
+                if kind == "multi_label":
+                    out[t][s] = np.asarray(labels, dtype=np.int64).sum(axis=0).tolist()
+                elif kind == "regression":
+                    out[t][s] = [len(labels)]
+                else:
+                    out[t][s] = np.bincount(strata(labels, kind), minlength=self.num_labels[t]).tolist()
+        return out
 
     def subsample(self, max_rows_per_split: int | Mapping[str, int], seed: int = 0) -> MultiTaskData:
         """A new MultiTaskData with at most this many rows per split (stratified by label, seeded, order kept)."""
@@ -72,19 +98,36 @@ class MultiTaskData:
         for task, dd in self.datasets.items():
             out[task] = datasets.DatasetDict(
                 {
-                    split: ds.select(_stratified_indices(ds["label"], limits[split], seed))
+                    split: ds.select(
+                        _stratified_indices(strata(ds["label"], self.problem_type(task)), limits[split], seed)
+                    )
                     if split in limits
                     else ds
                     for split, ds in dd.items()
                 }
             )
         return MultiTaskData(
-            out, dict(self.num_labels), {k: list(v) for k, v in self.label_names.items()}, dict(self.sources)
+            out,
+            dict(self.num_labels),
+            {k: list(v) for k, v in self.label_names.items()},
+            dict(self.sources),
+            dict(self.problem_types),
+            dict(self.thresholds),
         )
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{t}({self.num_labels[t]}): {sz}" for t, sz in self.split_sizes().items())
         return f"MultiTaskData({sizes})"
+
+
+def strata(labels: Sequence[Any], problem_type: str = "single_label") -> np.ndarray:
+    """The groups a row is sampled within (holdouts, `max_rows`): single-label rows by class id (an int or a
+    one-element list), multi-label and regression rows in one group (a seeded uniform sample)."""
+    if problem_type != "single_label":
+        return np.zeros(len(labels), dtype=np.int64)
+    return np.asarray(
+        [v[0] if isinstance(v, list | tuple | np.ndarray) else v for v in labels], dtype=np.int64
+    )
 
 
 def _stratified_indices(labels: Sequence[int], n: int, seed: int) -> list[int]:

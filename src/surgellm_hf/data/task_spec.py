@@ -1,4 +1,5 @@
-"""`TaskSpec`: where one task's data lives and how its columns map onto ``text`` / ``label``; the split names."""
+"""`TaskSpec`: where one task's data lives and how its columns map onto ``text`` (/ ``text_pair``) / ``label``;
+the split names."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ class TaskSpec:
         },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    text_pair_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column holding the second text of a sentence pair (NLI, paraphrase, QA relevance); it is "
+            "kept as `text_pair` and makes this a pair task. None: a single-text task."
+        },
+    )
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     id_column: str | None = field(
         default="id",
@@ -74,6 +82,17 @@ class TaskSpec:
     num_labels: int | None = field(
         default=None,
         metadata={"help": "Number of classes; inferred from label_names or the training labels."},
+    )
+    problem_type: str = field(
+        default="single_label",
+        metadata={
+            "help": "'single_label' (one class per row, cross-entropy), 'multi_label' (a list of label names or a "
+            "multi-hot vector per row, BCE with logits) or 'regression' (one float per row, MSE)."
+        },
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "Multi-label only: decision threshold on each label's sigmoid probability (0.5)."},
     )
     preprocess: str | Callable[[dict[str, list[Any]]], dict[str, list[Any]]] | None = field(
         default=None,
@@ -121,25 +140,44 @@ class TaskSpec:
                 raise TypeError(
                     f"task {self.name!r}: {attr} must be a non-empty string, got {getattr(self, attr)!r}"
                 )
+        if self.text_pair_column is not None:
+            if not isinstance(self.text_pair_column, str) or not self.text_pair_column:
+                raise TypeError(
+                    f"task {self.name!r}: text_pair_column must be a non-empty string or None, "
+                    f"got {self.text_pair_column!r}"
+                )
+            if self.text_pair_column in (self.text_column, self.label_column):
+                raise ValueError(
+                    f"task {self.name!r}: text_pair_column {self.text_pair_column!r} is also the text or label column"
+                )
+        _check_problem_type(self)
         if self.label_names is not None:
             names = list(self.label_names)
             if (
-                len(names) < 2
+                len(names) < _MIN_LABELS[self.problem_type]
                 or not all(isinstance(n, str) and n for n in names)
                 or len(set(names)) != len(names)
             ):
                 raise ValueError(
-                    f"task {self.name!r}: label_names must be at least two distinct non-empty strings, got {names!r}"
+                    f"task {self.name!r}: label_names of a {self.problem_type} task must be at least "
+                    f"{'two' if _MIN_LABELS[self.problem_type] == 2 else 'one'} distinct non-empty strings, got {names!r}"
                 )
             object.__setattr__(self, "label_names", names)
         if self.num_labels is not None:
             if (
                 isinstance(self.num_labels, bool)
                 or not isinstance(self.num_labels, int)
-                or self.num_labels < 2
+                or self.num_labels < _MIN_LABELS[self.problem_type]
+                or (self.problem_type == "regression" and self.num_labels != 1)
             ):
                 raise ValueError(
-                    f"task {self.name!r}: num_labels must be an integer >= 2, got {self.num_labels!r}"
+                    f"task {self.name!r}: num_labels of a {self.problem_type} task must be "
+                    + (
+                        "1"
+                        if self.problem_type == "regression"
+                        else f"an integer >= {_MIN_LABELS[self.problem_type]}"
+                    )
+                    + f", got {self.num_labels!r}"
                 )
             if self.label_names is not None and len(self.label_names) != self.num_labels:
                 raise ValueError(
@@ -223,6 +261,37 @@ class TaskSpec:
             or Path(src).suffix.lower() in FILE_FORMATS
             or src.count("/") > 1
             or "\\" in src
+        )
+
+
+_MIN_LABELS = {"single_label": 2, "multi_label": 1, "regression": 1}
+
+
+def _check_problem_type(spec: TaskSpec) -> None:
+    """Refuse an unknown problem type, a threshold outside (0, 1) or one given to a task that is not multi-label."""
+    from ..configuration_surge import PROBLEM_TYPES
+
+    if spec.problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"task {spec.name!r}: problem_type must be one of {list(PROBLEM_TYPES)}, got {spec.problem_type!r}"
+        )
+    if spec.threshold is not None:
+        if spec.problem_type != "multi_label":
+            raise ValueError(
+                f"task {spec.name!r}: threshold is for multi_label tasks, not {spec.problem_type}"
+            )
+        if (
+            isinstance(spec.threshold, bool)
+            or not isinstance(spec.threshold, float | int)
+            or not 0 < spec.threshold < 1
+        ):
+            raise ValueError(
+                f"task {spec.name!r}: threshold must be a number in (0, 1), got {spec.threshold!r}"
+            )
+    if spec.problem_type == "regression" and spec.label_names is not None and len(spec.label_names) != 1:
+        raise ValueError(
+            f"task {spec.name!r}: a regression task has one output; label_names may name it (one name), got "
+            f"{spec.label_names!r}"
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import AVERAGE, METRICS
+from .metrics import AVERAGE, METRICS, primary_score
 from .run_io import RunRecord, load_run
 from .statistics import _bootstrap_values, _percentiles, _prepare_bootstrap, aggregate_runs, welch_bh
 
@@ -90,10 +90,11 @@ def compare_runs(
                 raise ValueError(
                     f"run {rec.path or rec.variant} has tasks {sorted(rec.tasks)}, expected {sorted(tasks)}"
                 )
-            missing = [t for t in tasks if split not in rec.tasks[t] or metric not in rec.tasks[t][split]]
+            scored = {t: _with_primary(rec.tasks[t][split], metric) for t in tasks if split in rec.tasks[t]}
+            missing = [t for t in tasks if t not in scored or metric not in scored[t]]
             if missing:
                 raise ValueError(f"run {rec.path or rec.variant}: no {split} {metric} for task(s) {missing}")
-            per_run.append({t: rec.tasks[t][split] for t in tasks})
+            per_run.append(scored)
         agg = aggregate_runs(per_run)
         cells[variant] = {}
         for col in [*tasks, AVERAGE]:
@@ -130,6 +131,24 @@ def compare_runs(
     )
 
 
+def _with_primary(metrics: Mapping[str, float], metric: str) -> dict[str, float]:
+    """A task's metrics; a regression task (no macro-F1) gets its primary score in the macro-F1 column, so the
+    average compared is the mean of the tasks' primary scores (`metrics.primary_score`)."""
+    out = dict(metrics)
+    if metric == "macro_f1" and "macro_f1" not in out and "pearson" in out:
+        out["macro_f1"] = primary_score(out)
+    return out
+
+
+def _class_id_predictions(pred: Mapping[str, Any] | None) -> bool:
+    """Whether a task/split's saved predictions are single-label class ids (what the bootstrap resamples)."""
+    return (
+        pred is not None
+        and not isinstance(pred["y_true"], list)
+        and np.asarray(pred["y_true"]).dtype.kind in "iu"
+    )
+
+
 def _add_bootstrap(
     cells: dict[str, dict[str, Any]],
     records: Sequence[RunRecord],
@@ -145,8 +164,8 @@ def _add_bootstrap(
     per_task_values = []
     for i, task in enumerate(tasks):
         preds = [r.predictions.get(task, {}).get(split) for r in records]
-        if any(p is None for p in preds):
-            continue
+        if not all(_class_id_predictions(p) for p in preds):
+            continue  # no predictions, or a multi-label / regression task: no bootstrap CI
         if metric == "roc_auc" and any(
             p["score"] is None or (p["score"].ndim == 2 and p["score"].shape[1] != 2) for p in preds
         ):

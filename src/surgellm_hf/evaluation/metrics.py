@@ -1,4 +1,10 @@
-"""Per-task metrics (METHOD §6) with scikit-learn: macro-F1 (primary), accuracy, macro precision and recall, ROC-AUC."""
+"""Per-task metrics (METHOD §6) with scikit-learn/scipy, by problem type.
+
+Single-label: macro-F1 (primary), accuracy, macro precision and recall, ROC-AUC. Multi-label (at the task's threshold):
+micro-F1, macro-F1 (primary), subset accuracy. Regression: Pearson, Spearman, RMSE; primary = (Pearson + Spearman) / 2
+(GLUE's convention). The run's average (early stopping, reports, key ``avg_macro_f1``) is the unweighted mean of
+the tasks' primary scores: the mean macro-F1 when every task is a classification task.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ import numpy as np
 
 METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "precision", "recall", "roc_auc")
 """Per-task metrics reported (METHOD §6); macro-F1 is primary."""
+
+TYPE_METRICS: tuple[str, ...] = ("micro_f1", "subset_accuracy", "pearson", "spearman", "rmse")
+"""Further per-task metrics of multi-label (micro_f1, subset_accuracy; macro_f1 is shared) and regression tasks."""
 
 AVERAGE = "average"
 """Key of the unweighted mean over tasks in aggregated results (a task may not use this name)."""
@@ -99,15 +108,71 @@ def task_metrics(
     }
 
 
+def multi_label_metrics(y_true: Any, y_prob: Any, threshold: float = 0.5) -> dict[str, float]:
+    """micro_f1, macro_f1 (over labels), subset_accuracy and n of one multi-label task, with scikit-learn; a label
+    is predicted when its sigmoid probability is >= `threshold`."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y = np.asarray(y_true, dtype=np.float64)
+    prob = np.asarray(y_prob, dtype=np.float64)
+    if y.ndim != 2 or y.shape != prob.shape or y.size == 0:
+        raise ValueError(
+            f"y_true and y_prob must be [n, num_labels] of one shape, got {y.shape} and {prob.shape}"
+        )
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("multi-label y_true must be multi-hot (0/1)")
+    y, pred = y.astype(np.int64), (prob >= threshold).astype(np.int64)
+    return {
+        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(y, pred)),
+        "n": int(len(y)),
+    }
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """pearson, spearman (scipy; NaN when either side is constant), rmse and n of one regression task."""
+    from scipy.stats import pearsonr, spearmanr
+
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y.shape != p.shape or y.size == 0:
+        raise ValueError(
+            f"y_true and y_pred must be non-empty and of one length, got {y.shape} and {p.shape}"
+        )
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ValueError("regression targets and predictions must be finite")
+    constant = np.ptp(y) == 0 or np.ptp(p) == 0 or y.size < 2
+    return {
+        "pearson": float("nan") if constant else float(pearsonr(y, p)[0]),
+        "spearman": float("nan") if constant else float(spearmanr(y, p)[0]),
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+        "n": int(y.size),
+    }
+
+
+def primary_score(metrics: Mapping[str, float]) -> float:
+    """A task's primary score: macro_f1 (single- and multi-label), else the mean of pearson and spearman."""
+    if "macro_f1" in metrics:
+        return float(metrics["macro_f1"])
+    if "pearson" in metrics and "spearman" in metrics:
+        return float((metrics["pearson"] + metrics["spearman"]) / 2)
+    raise ValueError(f"metrics {sorted(metrics)} have neither 'macro_f1' nor 'pearson'/'spearman'")
+
+
 def summarize_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Unweighted means over tasks: {"avg_macro_f1": .., "avg_accuracy": .., ...} (NaN propagates)."""
+    """Unweighted means over tasks: {"avg_macro_f1": .., "avg_accuracy": .., ...} (NaN propagates).
+
+    ``avg_macro_f1`` is the mean of the tasks' primary scores (`primary_score`: a regression task contributes the
+    mean of its Pearson and Spearman correlations); the other averages cover metrics every task has.
+    """
     if not per_task:
         raise ValueError("no tasks to summarize")
-    missing = [t for t, m in per_task.items() if "macro_f1" not in m]
+    missing = [t for t, m in per_task.items() if "macro_f1" not in m and "pearson" not in m]
     if missing:
-        raise ValueError(f"task(s) {missing} have no 'macro_f1'")
-    out = {}
-    for metric in METRICS:
+        raise ValueError(f"task(s) {missing} have no 'macro_f1' (nor 'pearson'/'spearman')")
+    out = {"avg_macro_f1": float(np.mean([primary_score(m) for m in per_task.values()]))}
+    for metric in METRICS[1:]:
         if all(metric in m for m in per_task.values()):
             out[f"avg_{metric}"] = float(np.mean([float(m[metric]) for m in per_task.values()]))
     return out

@@ -1,4 +1,5 @@
-"""Scoring a model on processed splits: logits split by task (per-task softmax), per-task metrics and records."""
+"""Scoring a model on processed splits: logits split by task (per-task scores by problem type), per-task metrics and
+records."""
 
 from __future__ import annotations
 
@@ -8,22 +9,54 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..normalization import label_matrix
 from ..pipeline_surge import task_probabilities
-from .metrics import task_metrics
+from .metrics import multi_label_metrics, regression_metrics, task_metrics
 
 
 def per_task_predictions(
-    logits: np.ndarray, task_ids: np.ndarray, tasks: Mapping[str, int]
+    logits: np.ndarray,
+    task_ids: np.ndarray,
+    tasks: Mapping[str, int],
+    problem_types: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Split padded logits by task: {task: {'index', 'y_pred', 'score' (softmax over the task's own labels)}}."""
+    """Split padded logits by task: {task: {'index', 'y_pred', 'score'}}. Single-label: score = softmax over the
+    task's own labels, y_pred its argmax; multi-label: score = per-label sigmoid [n, L], y_pred the multi-hot
+    ``score >= threshold`` (default 0.5); regression: score = y_pred = the output value [n]."""
     out = {}
     for t, (name, n_labels) in enumerate(tasks.items()):
         idx = np.flatnonzero(task_ids == t)
         if not len(idx):
             continue
-        prob = task_probabilities(logits[idx].astype(np.float64), n_labels)
-        out[name] = {"index": idx, "y_pred": prob.argmax(axis=1), "score": prob}
+        kind = (problem_types or {}).get(name, "single_label")
+        prob = task_probabilities(logits[idx].astype(np.float64), n_labels, kind)
+        if kind == "multi_label":
+            y_pred = (prob >= (thresholds or {}).get(name, 0.5)).astype(np.int64)
+        elif kind == "regression":
+            prob = prob[:, 0]
+            y_pred = prob
+        else:
+            y_pred = prob.argmax(axis=1)
+        out[name] = {"index": idx, "y_pred": y_pred, "score": prob}
     return out
+
+
+def task_scores(
+    labels: np.ndarray,
+    pred: Mapping[str, np.ndarray],
+    num_labels: int,
+    problem_type: str = "single_label",
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """One task's metrics by problem type from `per_task_predictions` output and the rows' labels (class ids, or
+    the padded label matrix: column 0 / the first L columns, see `normalization.label_matrix`)."""
+    matrix = label_matrix(np.asarray(labels)[pred["index"]])
+    if problem_type == "multi_label":
+        return multi_label_metrics(matrix[:, :num_labels], pred["score"], threshold)
+    if problem_type == "regression":
+        return regression_metrics(matrix[:, 0], pred["y_pred"])
+    return task_metrics(matrix[:, 0], pred["y_pred"], pred["score"], num_labels=num_labels)
 
 
 @torch.no_grad()
@@ -52,7 +85,7 @@ def predict_split(
             gates.append(out.gate.float().mean(dim=-1).cpu().numpy())
     result = {
         "logits": np.concatenate(logits),
-        "labels": np.concatenate(labels),
+        "labels": _stack_labels(labels),
         "task_ids": np.concatenate(task_ids),
     }
     if gates:
@@ -60,17 +93,46 @@ def predict_split(
     return result
 
 
+def _stack_labels(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate per-batch labels: 1-D class ids as they are; padded label matrices of differing widths padded
+    with 0 to the widest (the collator pads each batch to its own widest row)."""
+    if all(p.ndim == 1 for p in parts):
+        return np.concatenate(parts)
+    width = max(label_matrix(p).shape[1] for p in parts)
+    return np.concatenate([np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in map(label_matrix, parts)])
+
+
 def evaluate_predictions(
-    pred: Mapping[str, np.ndarray], tasks: Mapping[str, int], ids: Sequence[str] | None = None
+    pred: Mapping[str, np.ndarray],
+    tasks: Mapping[str, int],
+    ids: Sequence[str] | None = None,
+    problem_types: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    label_names: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
-    """Per-task metrics and prediction records ({y_true, y_pred, score, gate, id}) from `predict_split` output."""
+    """Per-task metrics and prediction records ({y_true, y_pred, score, gate, id}) from `predict_split` output.
+
+    Records by problem type: single-label class ids; multi-label lists of label names (``label_names``, default
+    ``LABEL_<i>``) with the per-label probabilities as score; regression the target and the predicted value.
+    """
     metrics, records = {}, {}
-    for name, p in per_task_predictions(pred["logits"], pred["task_ids"], tasks).items():
-        y_true = pred["labels"][p["index"]]
-        metrics[name] = task_metrics(y_true, p["y_pred"], p["score"], num_labels=tasks[name])
+    types, limits = problem_types or {}, thresholds or {}
+    per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits)
+    for name, p in per_task.items():
+        kind = types.get(name, "single_label")
+        metrics[name] = task_scores(pred["labels"], p, tasks[name], kind, limits.get(name, 0.5))
+        matrix = label_matrix(np.asarray(pred["labels"])[p["index"]])
+        if kind == "multi_label":
+            names = list((label_names or {}).get(name) or [f"LABEL_{i}" for i in range(tasks[name])])
+            y_true = [[names[j] for j in np.flatnonzero(row[: tasks[name]])] for row in matrix]
+            y_pred = [[names[j] for j in np.flatnonzero(row)] for row in p["y_pred"]]
+        elif kind == "regression":
+            y_true, y_pred = matrix[:, 0], p["y_pred"]
+        else:
+            y_true, y_pred = matrix[:, 0].astype(np.int64), p["y_pred"]
         records[name] = {
             "y_true": y_true,
-            "y_pred": p["y_pred"],
+            "y_pred": y_pred,
             "score": p["score"],
             "gate": pred["gate"][p["index"]] if "gate" in pred else None,
             "id": [ids[i] for i in p["index"]] if ids is not None else None,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.task_spec import EVALUATION_SPLITS
 from .comparison import Comparison, compare_runs
-from .metrics import AVERAGE, METRICS
+from .metrics import AVERAGE, METRICS, TYPE_METRICS
 from .run_io import RunRecord, load_run
 
 
@@ -195,23 +195,29 @@ def write_run_report(run_dir: str | os.PathLike) -> Path:
         comparison, run_dir, gates or None, title=f"SURGELLM run: {record.variant}, seed {record.seed}"
     )
     lines = ["", "## Per-task metrics", ""]
+    present = {k for by_split in record.tasks.values() for m in by_split.values() for k in m}
+    columns = [*METRICS, *(k for k in TYPE_METRICS if k in present)]
+    average = (
+        "**average macro-F1**"
+        if "pearson" not in present
+        else "**average primary score** (macro-F1; regression: (Pearson + Spearman) / 2)"
+    )
     for s in splits:
         lines += [
             f"### {s}",
             "",
-            "| task | " + " | ".join(METRICS) + " | n |",
-            "|---" * (len(METRICS) + 2) + "|",
+            "| task | " + " | ".join(columns) + " | n |",
+            "|---" * (len(columns) + 2) + "|",
         ]
         for task, by_split in record.tasks.items():
             m = by_split[s]
             lines.append(
                 f"| {task} | "
-                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS)
+                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in columns)
                 + f" | {m.get('n', '')} |"
             )
         lines.append(
-            f"| **average macro-F1** | {record.avg_macro_f1.get(s, float('nan')):.4f} |"
-            + " |" * (len(METRICS))
+            f"| {average} | {record.avg_macro_f1.get(s, float('nan')):.4f} |" + " |" * (len(columns))
         )
         lines.append("")
     training = record.extra.get("training", {})

@@ -16,7 +16,10 @@ NaN (e.g. ROC-AUC with one class) is written as JSON null and read back as NaN. 
 ``<run_dir>/predictions/<task>_<split>.jsonl`` (optional; enables bootstrap CIs and gate plots), one row
 per example, in the split's order: ``{"id": str?, "y_true": int, "y_pred": int, "score": float | [float, ...]?,
 "gate": float?}``; score is P(class 1) for binary tasks or the class probabilities, gate the example's mean
-gate value.
+gate value. A multi-label task's rows hold lists of label names as y_true / y_pred and the per-label probabilities
+as score; a regression task's rows the target and the predicted value (floats). Tasks' metrics hold macro_f1, or
+(regression) pearson and spearman; ``avg_macro_f1`` is the mean of the tasks' primary scores
+(`metrics.primary_score`).
 """
 
 from __future__ import annotations
@@ -89,8 +92,8 @@ def save_run(
         if bad or not by_split:
             raise ValueError(f"task {task!r}: metrics need splits among {list(SPLITS)}, got {list(by_split)}")
         for split, m in by_split.items():
-            if "macro_f1" not in m:
-                raise ValueError(f"task {task!r}, split {split!r}: metrics lack 'macro_f1'")
+            if "macro_f1" not in m and "pearson" not in m:
+                raise ValueError(f"task {task!r}, split {split!r}: metrics lack 'macro_f1' (or 'pearson')")
     reserved = set(_RECORD_KEYS) & set(extra or {})
     if reserved:
         raise ValueError(f"extra may not use reserved key(s) {sorted(reserved)}")
@@ -139,7 +142,10 @@ def _prediction_rows(pred: Mapping[str, Any], where: str) -> list[dict[str, Any]
     missing = [k for k in ("y_true", "y_pred") if k not in pred]
     if missing:
         raise ValueError(f"predictions {where}: missing {missing}")
-    y_true, y_pred = np.asarray(pred["y_true"]).tolist(), np.asarray(pred["y_pred"]).tolist()
+    y_true, y_pred = (
+        list(pred[k]) if isinstance(pred[k], list) else np.asarray(pred[k]).tolist()
+        for k in ("y_true", "y_pred")
+    )
     n = len(y_true)
     optional = {k: pred.get(k) for k in ("id", "score", "gate") if pred.get(k) is not None}
     for k, v in {"y_pred": y_pred, **optional}.items():
@@ -147,7 +153,7 @@ def _prediction_rows(pred: Mapping[str, Any], where: str) -> list[dict[str, Any]
             raise ValueError(f"predictions {where}: {k} has {len(v)} entries but y_true has {n}")
     rows = []
     for i in range(n):
-        row: dict[str, Any] = {"y_true": int(y_true[i]), "y_pred": int(y_pred[i])}
+        row: dict[str, Any] = {"y_true": _label_value(y_true[i]), "y_pred": _label_value(y_pred[i])}
         if "id" in optional:
             row["id"] = str(optional["id"][i])
         if "score" in optional:
@@ -156,6 +162,13 @@ def _prediction_rows(pred: Mapping[str, Any], where: str) -> list[dict[str, Any]
             row["gate"] = float(optional["gate"][i])
         rows.append(row)
     return rows
+
+
+def _label_value(v: Any) -> Any:
+    """A prediction row's label: a class id (int), a list of label names (multi-label) or a float (regression)."""
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return float(v) if isinstance(v, float | np.floating) else int(v)
 
 
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
@@ -220,9 +233,18 @@ def _read_predictions(path: Path) -> dict[str, Any]:
         return [r[key] for r in rows]
 
     score, gate, ids = column("score"), column("gate"), column("id")
+    y_true, y_pred = column("y_true"), column("y_pred")
+    if any(isinstance(v, list) for v in y_true):  # multi-label: lists of label names
+        labels = {"y_true": y_true, "y_pred": y_pred}
+    elif any(isinstance(v, float) for v in y_true + y_pred):  # regression
+        labels = {
+            "y_true": np.asarray(y_true, dtype=np.float64),
+            "y_pred": np.asarray(y_pred, dtype=np.float64),
+        }
+    else:
+        labels = {"y_true": np.asarray(y_true, dtype=np.int64), "y_pred": np.asarray(y_pred, dtype=np.int64)}
     return {
-        "y_true": np.asarray(column("y_true"), dtype=np.int64),
-        "y_pred": np.asarray(column("y_pred"), dtype=np.int64),
+        **labels,
         "score": None if score is None else np.asarray(score, dtype=np.float64),
         "gate": None if gate is None else np.asarray(gate, dtype=np.float64),
         "id": ids,

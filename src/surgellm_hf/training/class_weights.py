@@ -22,14 +22,23 @@ def resolve_class_weights(
     tasks: Mapping[str, int],
     train_labels: Mapping[str, Sequence[int]],
     label_names: Mapping[str, Sequence[str]] | None = None,
+    problem_types: Mapping[str, str] | None = None,
 ) -> dict[str, list[float]] | None:
     """{task: one weight per label} for the tasks `spec` weights (None: no weighted loss).
 
     'balanced' weights every task from its training labels; a mapping weights only the tasks it names, each with
     'balanced' or explicit values. An unknown task or a list of the wrong length is an error naming the task.
+    Class weights are defined for single-label tasks only: a run with a multi-label or regression task is refused
+    (the weighted loss is a class-weighted cross-entropy).
     """
     if spec is None:
         return None
+    other = {t: k for t, k in (problem_types or {}).items() if k != "single_label"}
+    if other:
+        raise ValueError(
+            f"class_weights is defined for single-label tasks only (a class-weighted cross-entropy); this run has "
+            f"{other}. Remove class_weights, or train those tasks without it."
+        )
     wanted: Mapping[str, Any] = {t: "balanced" for t in tasks} if spec == "balanced" else spec
     unknown = [t for t in wanted if t not in tasks]
     if unknown:

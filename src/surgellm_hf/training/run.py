@@ -23,7 +23,7 @@ from transformers import AutoConfig, TrainingArguments
 from transformers.trainer_utils import TrainOutput, set_seed
 
 from ..data.data_collator import SurgeDataCollator
-from ..data.encoding import encode_split, split_ids
+from ..data.encoding import encode_split, pair_task_names, split_ids
 from ..data.loading import load_run_data
 from ..data.multitask import MultiTaskData
 from ..data.task_spec import EVALUATION_SPLITS
@@ -110,7 +110,9 @@ def train_run(cfg: RunConfig) -> Path:
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         data_collator=SurgeDataCollator(processor.tokenizer),
-        compute_metrics=build_compute_metrics(model.config.tasks),
+        compute_metrics=build_compute_metrics(
+            model.config.tasks, model.config.task_problem_types, model.config.task_thresholds
+        ),
         callbacks=[
             SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
         ],
@@ -155,7 +157,11 @@ def _class_weights(cfg: RunConfig, task_data: MultiTaskData) -> dict[str, list[f
         return None
     train_labels = {t: task_data[t]["train"]["label"] for t in task_data.task_names}
     return resolve_class_weights(
-        cfg.class_weights, task_data.tasks_config(), train_labels, task_data.label_names
+        cfg.class_weights,
+        task_data.tasks_config(),
+        train_labels,
+        task_data.label_names,
+        task_data.problem_types,
     )
 
 
@@ -189,11 +195,14 @@ def _build_processor_and_model(
         tasks=task_data.task_names,
         prefix=cfg.prefix_style if variant.use_prefix else None,
         max_length=cfg.max_length,
+        pair_tasks=pair_task_names(task_data),
     )
     model = SurgeForSequenceClassification.from_encoder_pretrained(
         encoder,
         tasks=task_data.tasks_config(),
         task_label_names=task_data.label_names,
+        task_problem_types=task_data.problem_types or None,
+        task_thresholds=task_data.thresholds or None,
         use_gate=variant.use_gate,
         use_task_embedding=variant.use_gate,
         norm=variant.norm,
@@ -275,8 +284,14 @@ def _evaluate(
         if ds is None:
             continue
         pred = predict_split(model, ds, collator, batch_size, with_gate=True)
+        config = model.config
         split_metrics, split_records = evaluate_predictions(
-            pred, model.config.tasks, split_ids(task_data, split)
+            pred,
+            config.tasks,
+            split_ids(task_data, split),
+            config.task_problem_types,
+            config.task_thresholds,
+            task_data.label_names,
         )
         for name in split_metrics:
             metrics.setdefault(name, {})[split] = split_metrics[name]

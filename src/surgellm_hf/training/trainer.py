@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
-from ..evaluation.metrics import task_metrics
-from ..evaluation.predictions import per_task_predictions
+from ..evaluation.metrics import primary_score
+from ..evaluation.predictions import per_task_predictions, task_scores
 from .sampler import TaskBalancedBatchSampler, check_task_sampling
 
 
@@ -121,8 +121,21 @@ def weighted_task_cross_entropy(
     return (weights * nll).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def build_compute_metrics(tasks: Mapping[str, int]) -> Callable[..., dict[str, float]]:
-    """compute_metrics for the Trainer: per-task metrics (scikit-learn) and the unweighted mean macro-F1."""
+_LOGGED = {
+    "single_label": ("macro_f1", "accuracy", "roc_auc"),
+    "multi_label": ("micro_f1", "macro_f1", "subset_accuracy"),
+    "regression": ("pearson", "spearman", "rmse"),
+}
+
+
+def build_compute_metrics(
+    tasks: Mapping[str, int],
+    problem_types: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> Callable[..., dict[str, float]]:
+    """compute_metrics for the Trainer: per-task metrics by problem type (scikit-learn/scipy) and `avg_macro_f1`,
+    the unweighted mean of the tasks' primary scores (macro-F1; a regression task's (Pearson + Spearman) / 2)."""
+    types, limits = dict(problem_types or {}), dict(thresholds or {})
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits = (
@@ -130,15 +143,15 @@ def build_compute_metrics(tasks: Mapping[str, int]) -> Callable[..., dict[str, f
         )
         labels, task_ids = eval_pred.label_ids
         result: dict[str, float] = {}
-        f1s = []
-        for name, pred in per_task_predictions(np.asarray(logits), np.asarray(task_ids), tasks).items():
-            m = task_metrics(
-                np.asarray(labels)[pred["index"]], pred["y_pred"], pred["score"], num_labels=tasks[name]
-            )
-            for key in ("macro_f1", "accuracy", "roc_auc"):
+        primaries = []
+        per_task = per_task_predictions(np.asarray(logits), np.asarray(task_ids), tasks, types, limits)
+        for name, pred in per_task.items():
+            kind = types.get(name, "single_label")
+            m = task_scores(np.asarray(labels), pred, tasks[name], kind, limits.get(name, 0.5))
+            for key in _LOGGED[kind]:
                 result[f"{name}_{key}"] = m[key]
-            f1s.append(m["macro_f1"])
-        result["avg_macro_f1"] = float(np.mean(f1s))
+            primaries.append(primary_score(m))
+        result["avg_macro_f1"] = float(np.mean(primaries))
         return result
 
     return compute_metrics
