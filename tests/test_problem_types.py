@@ -548,3 +548,60 @@ def test_pipeline_scores_each_type_as_transformers_does(mixed_run):
 def test_label_matrix_layout():
     np.testing.assert_array_equal(label_matrix([[1, 0, 1], [2.5], [1]]), [[1, 0, 1], [2.5, 0, 0], [1, 0, 0]])
     np.testing.assert_array_equal(label_matrix(np.array([0, 2])), [[0], [2]])
+
+
+def test_remote_code_keeps_the_types(mixed_run, tmp_path):
+    """A process without surgellm_hf loads the run as remote code: config types, the pipeline's scores and the
+    per-type loss of a mixed batch are those of the package."""
+    from conftest import run_isolated
+    from surgellm_hf.inference import load_run_model
+
+    model, processor = load_run_model(mixed_run)
+    texts = ["goal vote", "great great plain", "good happy"]
+    inputs = processor(texts, task=list(TASKS), return_tensors="pt", padding=True)
+    labels = MIXED_LABELS[:3]
+    with torch.no_grad():
+        expected = model(**dict(inputs), labels=labels)
+    result = run_isolated(
+        f"""
+        import json, torch
+        from transformers import AutoModelForSequenceClassification, AutoProcessor, pipeline
+        path = {str(mixed_run)!r}
+        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        inputs = processor({texts!r}, task={list(TASKS)!r}, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model(**dict(inputs), labels=torch.tensor({labels.tolist()!r}))
+        clf = pipeline("text-classification", model=path, trust_remote_code=True)
+        print(json.dumps({{"loss": float(out.loss), "types": model.config.task_problem_types,
+                           "module": type(model).__module__,
+                           "score": clf("great great plain", task="score")[0]["score"]}}))
+        """,
+        tmp_path,
+    )
+    assert result["module"].startswith("transformers_modules")
+    assert result["types"] == TYPES
+    assert result["loss"] == pytest.approx(float(expected.loss), rel=1e-5)
+    assert result["score"] == pytest.approx(float(expected.logits[1, 0]), rel=1e-4)
+
+
+def test_predict_texts_and_evaluate_command_per_type(mixed_run, capsys):
+    from surgellm_hf.inference import load_run_model, predict_texts
+
+    model, processor = load_run_model(mixed_run)
+    texts = ["goal vote", "great great plain", "good happy"]
+    records = predict_texts(model, processor, texts, tasks=list(TASKS))
+    with torch.no_grad():
+        logits = model(**dict(processor(texts, task=list(TASKS), return_tensors="pt", padding=True))).logits
+    sig = torch.sigmoid(logits[0, :3]).tolist()
+    assert records[0]["scores"] == pytest.approx(dict(zip(TOPICS, sig)), rel=1e-5)
+    assert records[0]["label_name"] == [t for t, p in zip(TOPICS, sig) if p >= 0.4]
+    assert records[1]["value"] == pytest.approx(float(logits[1, 0]), rel=1e-5) and records[1]["label"] is None
+    assert records[2]["label_name"] in ("negative", "positive")
+    data = mixed_run.parents[1] / "data"
+    assert main(["evaluate", str(mixed_run), "--data", str(data), "--split", "test"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    saved = json.loads((mixed_run / "metrics.json").read_text())["tasks"]
+    for task in TASKS:
+        for key, value in result["tasks"][task].items():
+            assert value == pytest.approx(saved[task]["test"][key], rel=1e-5, nan_ok=True), (task, key)

@@ -82,6 +82,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "splits": [args.split],
             "required": [args.split],
             "label_names": {t: model.config.label_names(t) for t in tasks},  # the model knows its classes
+            "problem_types": {t: model.config.task_problem_types[t] for t in tasks},
+            # sentence-pair tasks read their second text from a `text_pair` column
+            "text_pair_column": {t: "text_pair" for t in processor.pair_tasks if t in tasks},
         }
     else:
         data = _run_data_section(run_dir)
@@ -96,7 +99,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"no task of the data has a {args.split!r} split")
     ds = encode_split(task_data, processor, args.split)
     pred = predict_split(model, ds, SurgeDataCollator(processor.tokenizer), args.batch_size)
-    metrics, _ = evaluate_predictions(pred, model.config.tasks)
+    config = model.config
+    metrics, _ = evaluate_predictions(
+        pred, config.tasks, None, config.task_problem_types, config.task_thresholds
+    )
     result = {"split": args.split, "tasks": metrics, **summarize_tasks(metrics)}
     text = json.dumps(result, indent=2)
     if args.output:

@@ -39,33 +39,55 @@ def predict_texts(
     texts: Sequence[str],
     tasks: str | Sequence[str] | None = None,
     batch_size: int = 32,
+    text_pairs: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Classify texts, each under its task (a name per text, one name for all, or the model's default task).
 
+    `text_pairs`: the second texts of sentence pairs, one entry per text (None for rows of single-text tasks).
+
     Returns one record per text: task, label id, label name and the probability of every label of that task.
+    A multi-label task's record holds the lists of predicted label ids and names (sigmoid probability >= the
+    task's threshold) and every label's sigmoid probability; a regression task's record its value under
+    ``value`` (label and label_name None, scores ``{name: value}``).
     """
     if isinstance(tasks, str) or tasks is None:
         tasks = [tasks or model.config.default_task] * len(texts)
     if len(tasks) != len(texts):
         raise ValueError(f"got {len(texts)} texts but {len(tasks)} task names")
+    if text_pairs is not None and len(text_pairs) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
     for t in set(tasks):
         model.config.task_id(t)
     records: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch_size):
         chunk, chunk_tasks = list(texts[start : start + batch_size]), list(tasks[start : start + batch_size])
-        inputs = processor(chunk, task=chunk_tasks, return_tensors="pt", padding=True)
+        pairs = None if text_pairs is None else list(text_pairs[start : start + batch_size])
+        inputs = processor(chunk, text_pair=pairs, task=chunk_tasks, return_tensors="pt", padding=True)
         logits = model(**dict(inputs)).logits.float().numpy()
         task_ids = np.asarray([model.config.task_id(t) for t in chunk_tasks])
-        by_task = per_task_predictions(logits, task_ids, model.config.tasks)
+        config = model.config
+        by_task = per_task_predictions(
+            logits, task_ids, config.tasks, config.task_problem_types, config.task_thresholds
+        )
         rows: dict[int, dict[str, Any]] = {}
         for name, pred in by_task.items():
-            names = model.config.label_names(name)
+            names, kind = config.label_names(name), config.task_problem_types[name]
             for j, i in enumerate(pred["index"]):
-                label = int(pred["y_pred"][j])
+                if kind == "regression":
+                    value = float(pred["y_pred"][j])
+                    rows[int(i)] = {"task": name, "label": None, "label_name": None, "value": value,
+                                    "scores": {names[0]: value}}  # fmt: skip
+                    continue
+                if kind == "multi_label":
+                    label: Any = [int(k) for k in np.flatnonzero(pred["y_pred"][j])]
+                    label_name: Any = [names[k] for k in label]
+                else:
+                    label = int(pred["y_pred"][j])
+                    label_name = names[label]
                 rows[int(i)] = {
                     "task": name,
                     "label": label,
-                    "label_name": names[label],
+                    "label_name": label_name,
                     "scores": {n: float(p) for n, p in zip(names, pred["score"][j])},
                 }
         records += [rows[i] for i in range(len(chunk))]

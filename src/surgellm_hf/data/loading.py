@@ -67,12 +67,14 @@ def load_folder(
     label_names: Mapping[str, Sequence[str]] | None = None,
     max_rows: int | Mapping[str, int] | None = None,
     seed: int = 0,
+    problem_types: Mapping[str, str] | None = None,
 ) -> MultiTaskData:
     """Load the layout ``<path>/<task>/<split>.{jsonl,json,csv,tsv,parquet}`` (e.g. ../shared/data).
 
     `tasks` picks and orders task folders (default: every sub-folder holding a train file, sorted by name).
     Splits in `required` must exist (a missing one raises an error naming the expected file); others such as
-    test are loaded when present. `text_pair_column`: the second-text column of sentence-pair tasks, one name
+    test are loaded when present. `problem_types`: {task: 'multi_label' | 'regression'} for the tasks that are not
+    single-label (see `TaskSpec.problem_type`). `text_pair_column`: the second-text column of sentence-pair tasks, one name
     for every task or a mapping {task: column} for the pair tasks only.
     """
     root = Path(path).expanduser()
@@ -96,6 +98,10 @@ def load_folder(
     unknown = set(label_names) - set(tasks)
     if unknown:
         raise ValueError(f"label_names given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
+    problem_types = dict(problem_types or {})
+    unknown = set(problem_types) - set(tasks)
+    if unknown:
+        raise ValueError(f"problem_types given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
     pair_columns = (
         dict(text_pair_column)
         if isinstance(text_pair_column, Mapping)
@@ -126,6 +132,7 @@ def load_folder(
                 label_column=label_column,
                 text_pair_column=pair_columns.get(task),
                 label_names=list(label_names[task]) if task in label_names else None,
+                problem_type=problem_types.get(task, "single_label"),
                 max_rows=max_rows,
                 required_splits=tuple(required),
                 seed=seed,
