@@ -605,3 +605,45 @@ def test_predict_texts_and_evaluate_command_per_type(mixed_run, capsys):
     for task in TASKS:
         for key, value in result["tasks"][task].items():
             assert value == pytest.approx(saved[task]["test"][key], rel=1e-5, nan_ok=True), (task, key)
+
+
+def test_model_card_shows_types_and_the_primary_average(mixed_run):
+    from surgellm_hf.hub import SurgeModelCardData
+    from surgellm_hf.inference import load_run_model
+
+    model, processor = load_run_model(mixed_run)
+    card = SurgeModelCardData.from_run(mixed_run, model=model, processor=processor, model_name="me/mixed")
+    text = str(card.to_model_card())
+    assert "| `topics` | multi-label (threshold 0.4) | 3 | sports, politics, tech |" in text
+    assert "| `score` | regression | 1 |" in text
+    assert "Pearson r" in text and "micro-F1" in text
+    record = json.loads((mixed_run / "metrics.json").read_text())
+    primaries = [primary_score(record["tasks"][t]["test"]) for t in TASKS]
+    assert f"Average test primary score over tasks: **{np.mean(primaries):.3f}**" in text
+
+
+def test_evaluate_module_scores_each_type():
+    pytest.importorskip("evaluate")
+    from surgellm_hf.evaluation.evaluate_metric import load_metric
+
+    multi_true, multi_prob = (
+        [[1, 0, 1], [0, 1, 0], [1, 1, 0]],
+        [[0.9, 0.2, 0.4], [0.1, 0.7, 0.1], [0.6, 0.3, 0.2]],
+    )
+    reg_true, reg_pred = [1.0, 2.0, 3.0, 4.5], [1.2, 1.9, 3.5, 4.0]
+    single_true, single_pred = [0, 1, 1], [0, 1, 0]
+    result = load_metric().compute(
+        predictions=multi_prob + [[v] for v in reg_pred] + [[v] for v in single_pred],
+        references=multi_true + [[v] for v in reg_true] + [[v] for v in single_true],
+        tasks=["topics"] * 3 + ["score"] * 4 + ["sentiment"] * 3,
+        problem_types={"topics": "multi_label", "score": "regression"},
+        thresholds={"topics": 0.35},
+    )
+    pred = (np.asarray(multi_prob) >= 0.35).astype(int)
+    assert result["topics/micro_f1"] == pytest.approx(f1_score(multi_true, pred, average="micro"))
+    assert result["topics/subset_accuracy"] == pytest.approx(accuracy_score(multi_true, pred))
+    assert result["score/spearman"] == pytest.approx(spearmanr(reg_true, reg_pred)[0])
+    reg_primary = (pearsonr(reg_true, reg_pred)[0] + spearmanr(reg_true, reg_pred)[0]) / 2
+    single_f1 = f1_score(single_true, single_pred, average="macro")
+    multi_f1 = f1_score(multi_true, pred, average="macro", zero_division=0)
+    assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, single_f1]))

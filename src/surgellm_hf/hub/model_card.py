@@ -36,6 +36,11 @@ _METRIC_TITLES = {
     "precision": "precision (macro)",
     "recall": "recall (macro)",
     "roc_auc": "ROC-AUC",
+    "micro_f1": "micro-F1",
+    "subset_accuracy": "subset accuracy",
+    "pearson": "Pearson r",
+    "spearman": "Spearman rho",
+    "rmse": "RMSE",
 }
 _SPLIT_TITLES = {"validation": "Validation", "test": "Test", "train": "Train"}
 _DEFAULT_INTENDED_USE = (
@@ -69,6 +74,12 @@ class TaskCardInfo:
     num_labels: int = field(metadata={"help": "Number of labels of the task."})
     label_names: list[str] = field(metadata={"help": "Label names in id order."})
     dataset: str | None = field(default=None, metadata={"help": "Hub dataset id or description of the data."})
+    problem_type: str = field(
+        default="single_label", metadata={"help": "single_label, multi_label or regression."}
+    )
+    threshold: float | None = field(
+        default=None, metadata={"help": "Decision threshold of a multi-label task."}
+    )
 
 
 @dataclass
@@ -161,7 +172,14 @@ class SurgeModelCardData:
         config = model.config
         datasets = dict(datasets or {})
         tasks = [
-            TaskCardInfo(name, int(n), list(config.label_names(name)), datasets.get(name))
+            TaskCardInfo(
+                name,
+                int(n),
+                list(config.label_names(name)),
+                datasets.get(name),
+                config.task_problem_types[name],
+                config.task_thresholds.get(name),
+            )
             for name, n in config.tasks.items()
         ]
         variant = variant or getattr(config, "variant", None)
@@ -423,11 +441,16 @@ def _split_table(split: str, by_task: Mapping[str, Mapping[str, Any]], task_orde
     if missing_tasks:
         note = f"No {split} metrics for: {', '.join(missing_tasks)}."
     elif "macro_f1" in present:
-        values = [_point(by_task[t].get("macro_f1")) for t in task_order]
+        values = [_primary(by_task[t]) for t in task_order]
         if all(v is not None for v in values):
+            label = (
+                "**average**"
+                if "pearson" not in present
+                else "**average** (regression: (Pearson + Spearman) / 2)"
+            )
             rows.append(
                 {
-                    "task": "**average**",
+                    "task": label,
                     "cells": [
                         f"**{sum(values) / len(values):.3f}**" if m == "macro_f1" else "" for m in present
                     ],
@@ -441,6 +464,14 @@ def _split_table(split: str, by_task: Mapping[str, Mapping[str, Any]], task_orde
     }
 
 
+def _primary(metrics: Mapping[str, Any]) -> float | None:
+    """A task's primary score (macro-F1; a regression task's mean of Pearson and Spearman), None when missing."""
+    if "macro_f1" in metrics:
+        return _point(metrics["macro_f1"])
+    pearson, spearman = _point(metrics.get("pearson")), _point(metrics.get("spearman"))
+    return None if pearson is None or spearman is None else (pearson + spearman) / 2
+
+
 def _summary(card: SurgeModelCardData) -> str:
     parts = [f"Multi-task text classifier for {', '.join(f'`{t.name}`' for t in card.tasks)}"]
     if card.variant:
@@ -449,9 +480,10 @@ def _summary(card: SurgeModelCardData) -> str:
     split = "test" if card.metrics.get("test") else "validation"
     text = " ".join(parts) + "."
     if test:
-        values = [_point(test.get(t.name, {}).get("macro_f1")) for t in card.tasks]
+        values = [_primary(test.get(t.name, {})) for t in card.tasks]
         if all(v is not None for v in values):
-            text += f" Average {split} macro-F1 over tasks: **{sum(values) / len(values):.3f}**."
+            what = "macro-F1" if all(t.problem_type != "regression" for t in card.tasks) else "primary score"
+            text += f" Average {split} {what} over tasks: **{sum(values) / len(values):.3f}**."
     return text
 
 

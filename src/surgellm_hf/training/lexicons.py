@@ -27,6 +27,13 @@ def extract_lexicon_from_data(
     task_data: MultiTaskData, encoder: str, seed: int = 0, **extract_kwargs: Any
 ) -> Lexicon:
     """`Lexicon.extract` on the training split of every task, each text ranked within its own task."""
+    other = {t: k for t, k in task_data.problem_types.items() if k != "single_label"}
+    if other:
+        raise ValueError(
+            f"lexicon: extracted ranks words by class and needs single-label tasks; this run has {other}. Use the "
+            "curated lexicon, a lexicon file, or extract one from the single-label tasks' data (`surgellm "
+            "extract-lexicon`)."
+        )
     texts, labels, tasks = [], [], []
     for name in task_data.task_names:
         train = task_data[name]["train"]
