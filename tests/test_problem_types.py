@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification
 from surgellm_hf.cli import main
 from surgellm_hf.data.data_collator import SurgeDataCollator
-from surgellm_hf.data.loading import load_tasks
+from surgellm_hf.data.loading import load_run_data, load_tasks
 from surgellm_hf.data.task_spec import TaskSpec
 from surgellm_hf.evaluation.metrics import (
     multi_label_metrics,
@@ -427,6 +427,15 @@ def test_loading_parses_names_and_multi_hot_vectors_into_one_column_type(tmp_pat
     assert data.label_counts()["topics"]["train"] == np.asarray(expected).sum(axis=0).astype(int).tolist()
     small = data.subsample({"train": 10})
     assert len(small["topics"]["train"]) == 10 and small.problem_types == TYPES
+    folder = load_run_data(
+        {
+            "folder": str(tmp_path / "data"),
+            "tasks": list(TASKS),
+            "problem_types": {"topics": "multi_label", "score": "regression"},
+            "label_names": {"topics": TOPICS},
+        }
+    )
+    assert folder.problem_types == TYPES and folder["topics"]["train"]["label"] == expected
 
 
 @pytest.mark.parametrize(
@@ -647,3 +656,25 @@ def test_evaluate_module_scores_each_type():
     single_f1 = f1_score(single_true, single_pred, average="macro")
     multi_f1 = f1_score(multi_true, pred, average="macro", zero_division=0)
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, single_f1]))
+
+
+def test_frozen_encoder_cached_states_train_a_mixed_run(tmp_path, tiny_bert_with_tokenizer):
+    """The frozen-encoder fast path (cached first-token states) carries the padded label rows through."""
+    cfg = {
+        "encoder": str(tiny_bert_with_tokenizer),
+        "data": {"tasks": _mixed_data(tmp_path / "data")},
+        "variant": "baseline",
+        "epochs": 1,
+        "batch_size": 8,
+        "max_length": 32,
+        "freeze_encoder": True,
+        "cache_encoder_outputs": True,
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}"),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["train", "--config", str(path)]) == 0
+    record = json.loads((tmp_path / "runs" / "baseline" / "metrics.json").read_text())
+    assert record["training"]["cached_encoder_outputs"] is True
+    assert set(record["tasks"]["score"]["test"]) >= {"pearson", "spearman", "rmse"}

@@ -179,8 +179,8 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
 
     # -- common tests that do not apply, each with its reason ---------------------------------------------------
     @unittest.skip(
-        "SURGELLM heads are per-task single-label classifiers: problem_type regression/multi_label and a num_labels "
-        "other than the default task's are refused by design (test_modeling_surge_contract.py checks the refusal)."
+        "SURGELLM problem types are per task (task_problem_types) and a num_labels other than the default task's is "
+        "refused by design; test_problem_types.py checks each type's loss, labels and the problem_type rules."
     )
     def test_problem_types(self) -> None:
         pass
