@@ -318,7 +318,8 @@ def test_bad_call_input_raises_clear_errors(tokenizer_dirs):
         proc(["a"], task=[1.5])
     with pytest.raises(ValueError, match="return_tensors"):
         proc(["a"], return_tensors="tf")
-    with pytest.raises(TypeError, match="does not take 'text_pair'"):
+    # sentence pairs only for the processor's pair_tasks (tests/test_sentence_pairs.py)
+    with pytest.raises(ValueError, match=r"\['sst2'\] take a single text but text_pair is given in rows 0"):
         proc(["a"], text_pair=["b"])
 
 
@@ -455,6 +456,8 @@ def test_saved_files_are_processor_mixins_plus_lexicon(tokenizer_dirs, tmp_path)
         proc
     )  # __init__ settings + auto_map + processor_class; lexicon is an object
     assert isinstance(stock.pop("lexicon"), Lexicon)
+    # pair_tasks is written only when there are some (tests/test_sentence_pairs.py)
+    assert stock.pop("pair_tasks") == []
     assert set(config) == set(stock) | SURGE_CONFIG_KEYS
     assert {k: config[k] for k in stock} == stock
     assert config["tasks"] == ["sst2", "hotpot"]  # an ordered list, not alphabetical

@@ -16,6 +16,8 @@ Surface rules (on the NFC-normalised original text, not case-folded):
   0 for an empty or whitespace-only text;
 - `?` and `!` are the ASCII characters; "any digit" is any Unicode decimal digit (`\\d`).
 
+A sentence pair is featurized as its two texts joined by one space (`pair_feature_text`).
+
 This module is copied to the Hub with the model (trust_remote_code): it imports only stdlib and numpy.
 """
 
@@ -74,6 +76,21 @@ def as_text_list(texts: Any, what: str = "texts") -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"{what}[{i}] must be a string, got {type(text).__name__} ({text!r:.60})")
     return out
+
+
+PAIR_SEPARATOR = " "
+"""What joins the two texts of a sentence pair into the one text whose features s(x) the pair gets."""
+
+
+def pair_feature_text(text: str, text_pair: str) -> str:
+    """The text whose features a sentence pair gets: both texts joined by one space (`PAIR_SEPARATOR`).
+
+    Counts then cover both texts (a lexicon entry present in both counts once, as groups count distinct entries;
+    words, `?`, `!` add up) and the feature vector keeps one dimension per lexicon group, so the gate and IWN work
+    unchanged. Sentences are the pieces between `.`, `!` and `?` of the joined text: a first text without final
+    punctuation runs into the second one's first sentence.
+    """
+    return text + PAIR_SEPARATOR + text_pair
 
 
 class _ComplexEntry:

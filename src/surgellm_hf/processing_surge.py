@@ -14,6 +14,23 @@ Prefix styles (METHOD.md §4):
 The prefix is never truncated: the tokenizer cuts from the right (the text) and the processor raises an error when
 the prefix and the special tokens alone do not fit `max_length`.
 
+Sentence pairs (`processor(texts, text_pair=others, task="nli")`, for the tasks listed in `pair_tasks`):
+- layout: the tokenizer's own pair encoding of (prefix + " " + text, text_pair), i.e. `tokenizer(first, second)`:
+  `[CLS] prefix text [SEP] text_pair [SEP]` for BERT, `<s> prefix text</s></s>text_pair</s>` for RoBERTa, with
+  the token_type_ids the tokenizer makes (the prefix belongs to the first segment);
+- truncation: the prefix and the pair's special tokens are reserved first; the remaining budget
+  T = max_length - prefix tokens - special tokens is shared by the two texts by the tokenizer's `longest_first`
+  rule, each text cut at its end: when both fit, nothing is cut; when the shorter one fits in half the budget
+  (T // 2), it is kept and the longer one gets the rest; otherwise the longer one keeps ceil(T / 2) tokens and the
+  shorter floor(T / 2) (equal lengths: `text` keeps floor(T / 2), `text_pair` ceil(T / 2)). Without a prefix this is
+  exactly `tokenizer(text, text_pair, truncation="longest_first", max_length=...)`. Pairs need a fast
+  (tokenizers-backed) tokenizer, whose `sequence_ids` say which tokens belong to which text;
+- lexical features: those of the two texts joined by one space (`pair_feature_text`), so every count covers both
+  texts (a lexicon entry present in both counts once: groups count distinct entries) and the feature vector keeps
+  its size; the gate, the statistics and IWN work unchanged;
+- a pair task called without `text_pair`, or a single-text task called with one, is an error. In a batch,
+  `text_pair` holds one entry per text: a string for rows of pair tasks, None for rows of single-text tasks.
+
 Saving, loading and pushing are ProcessorMixin's (`save_pretrained`, `from_pretrained`, `push_to_hub`): the
 tokenizer files, `processor_config.json` (the settings of `__init__`, `processor_class` and the `auto_map` for
 AutoProcessor) and this module with its siblings, so `AutoProcessor.from_pretrained(repo, trust_remote_code=True)`
@@ -37,7 +54,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
 
 from .configuration_surge import resolve_task_id
-from .features import as_text_list
+from .features import as_text_list, pair_feature_text
 from .lexicon import LEXICON_FILE_NAME, Lexicon
 
 PROCESSOR_CONFIG_VERSION = 1
@@ -100,6 +117,41 @@ def _check_tasks(tasks: Any) -> list[str]:
     return tasks
 
 
+def _check_pair_tasks(pair_tasks: Any, tasks: list[str]) -> list[str]:
+    """The pair tasks as a list in the order of `tasks` (JSON-safe); unknown or repeated names raise."""
+    if pair_tasks is None:
+        return []
+    if isinstance(pair_tasks, str) or not isinstance(pair_tasks, Sequence | set | frozenset):
+        raise TypeError(f"pair_tasks must be a list of task names, got {pair_tasks!r:.80}")
+    names = list(pair_tasks)
+    unknown = [t for t in names if t not in tasks]
+    if unknown:
+        raise ValueError(f"pair_tasks names unknown task(s) {unknown}; tasks: {tasks}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"pair_tasks repeats a task: {names}")
+    return [t for t in tasks if t in names]
+
+
+def pair_lengths(len_text: int, len_pair: int, budget: int) -> tuple[int, int]:
+    """Tokens kept of each text of a pair under `budget` (the tokenizer's `longest_first` rule, see the module
+    docstring): nothing cut when both fit; else the shorter text is kept when it fits in budget // 2 and the longer
+    gets the rest; else the longer keeps ceil(budget / 2), the shorter floor(budget / 2) (a tie: text_pair ceil)."""
+    budget = max(budget, 0)
+    if len_text + len_pair <= budget:
+        return len_text, len_pair
+    swap = len_text > len_pair
+    short, long_ = (len_pair, len_text) if swap else (len_text, len_pair)
+    if short > budget // 2:
+        short, long_ = budget // 2, budget - budget // 2
+    else:
+        long_ = budget - short
+    return (long_, short) if swap else (short, long_)
+
+
+def _rows_shown(rows: list[int], limit: int = 5) -> str:
+    return "rows " + ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+
+
 def _to_tensor(values: Any, return_tensors: Any, dtype: str) -> Any:
     if return_tensors is None:
         return values
@@ -145,6 +197,8 @@ class SurgeProcessor(ProcessorMixin):
         prefix: "text" (the paper's prefix string), "tokens" (compact added tokens) or None (no prefix).
         max_length: maximum sequence length in tokens; the text is truncated, never the prefix.
         default_task: task used when a call names none (default: the first task).
+        pair_tasks: the tasks whose examples are sentence pairs (`text` + `text_pair`), e.g. NLI or paraphrase;
+            saved in processor_config.json in the order of `tasks`. Default: none.
     """
 
     def __init__(
@@ -155,6 +209,7 @@ class SurgeProcessor(ProcessorMixin):
         prefix: str | None = "text",
         max_length: int = 128,
         default_task: str | None = None,
+        pair_tasks: Sequence[str] | None = None,
     ):
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
             raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}")
@@ -173,6 +228,7 @@ class SurgeProcessor(ProcessorMixin):
             default_task = tasks[0]
         elif default_task not in tasks:
             raise ValueError(f"default_task {default_task!r} is not one of the tasks {tasks}")
+        pair_tasks = _check_pair_tasks(pair_tasks, tasks)
         # all checks passed: only now touch the tokenizer
         super().__init__(tokenizer)
         self.lexicon = lexicon
@@ -180,6 +236,7 @@ class SurgeProcessor(ProcessorMixin):
         self.prefix = prefix
         self.max_length = max_length
         self.default_task = default_task
+        self.pair_tasks = pair_tasks
         self._linear = [name in LINEAR_FEATURES for name in lexicon.feature_names]
         self._prefix_len_cache: dict[str, int] = {}
         if prefix == "tokens":
@@ -253,6 +310,7 @@ class SurgeProcessor(ProcessorMixin):
     def __call__(
         self,
         text: str | Sequence[str] | None = None,
+        text_pair: str | Sequence[str | None] | None = None,
         task: str | int | Sequence[str | int] | None = None,
         *,
         return_tensors: str | None = None,
@@ -263,12 +321,17 @@ class SurgeProcessor(ProcessorMixin):
     ) -> BatchEncoding:
         """Model inputs for one text or a batch: input_ids, attention_mask, token_type_ids (if the tokenizer makes
         them), lexical_features (raw, float32) and task_ids. Lists when return_tensors is None (datasets.map),
-        tensors with return_tensors="pt" (or "np")."""
+        tensors with return_tensors="pt" (or "np").
+
+        `text_pair` (tasks in `pair_tasks` only): the second text of each pair, a string for one text or a list
+        with one entry per text (None for rows of single-text tasks); see the module docstring for the layout,
+        the truncation rule and the features of a pair."""
         if text is None:
             raise TypeError("SurgeProcessor needs `text`: a string or a list of strings, got None")
         single = isinstance(text, str)
         texts = as_text_list(text, "text")
         task_ids = self._task_ids(task, len(texts))
+        pairs = self._pair_list(text_pair, texts, task_ids, single)
         if max_length is None:
             max_length = self.max_length
         elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
@@ -278,28 +341,47 @@ class SurgeProcessor(ProcessorMixin):
             "np",
         ):
             raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
-        for key in ("add_special_tokens", "text_pair", "is_split_into_words"):
+        for key in ("add_special_tokens", "is_split_into_words"):
             if key in tokenizer_kwargs:
                 raise TypeError(
                     f"SurgeProcessor does not take {key!r}: the prefix layout depends on the defaults"
                 )
 
-        features = self.lexicon.featurize(texts)
+        feature_texts = (
+            texts
+            if pairs is None
+            else [t if p is None else pair_feature_text(t, p) for t, p in zip(texts, pairs)]
+        )
+        features = self.lexicon.featurize(feature_texts)
         if self.prefix is None:
+            prefixes = [""] * len(texts)
             inputs = texts
         else:
             prefixes = [self.make_prefix(f, t) for f, t in zip(features, task_ids)]
-            if truncation:
-                self._check_prefix_fits(prefixes, max_length)
             inputs = [p + " " + t for p, t in zip(prefixes, texts)]
-        encoded = self.tokenizer(
-            inputs[0] if single else inputs,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length if truncation or padding == "max_length" else None,
-            return_tensors=return_tensors,
-            **tokenizer_kwargs,
-        )
+        if pairs is None:
+            if truncation and self.prefix is not None:
+                self._check_prefix_fits(prefixes, max_length)
+            encoded = self.tokenizer(
+                inputs[0] if single else inputs,
+                padding=padding,
+                truncation=truncation,
+                max_length=max_length if truncation or padding == "max_length" else None,
+                return_tensors=return_tensors,
+                **tokenizer_kwargs,
+            )
+        else:
+            encoded = self._encode_with_pairs(
+                inputs,
+                pairs,
+                prefixes,
+                single,
+                return_tensors,
+                padding,
+                truncation,
+                max_length,
+                tokenizer_kwargs,
+            )
         if single:
             feats: Any = features[:1].tolist() if return_tensors is not None else features[0].tolist()
             tids: Any = task_ids[:1] if return_tensors is not None else task_ids[0]
@@ -309,18 +391,136 @@ class SurgeProcessor(ProcessorMixin):
         encoded["task_ids"] = _to_tensor(tids, return_tensors, "int64")
         return encoded
 
-    def _check_prefix_fits(self, prefixes: list[str], max_length: int) -> None:
+    def _pair_list(
+        self, text_pair: Any, texts: list[str], task_ids: list[int], single: bool
+    ) -> list[str | None] | None:
+        """`text_pair` as one entry per text (None: no pairs in the call), checked against the pair tasks."""
+        pair_ids = {self.tasks.index(t) for t in self.pair_tasks}
+        if text_pair is None:
+            rows = [i for i, t in enumerate(task_ids) if t in pair_ids]
+            if rows:
+                names = sorted({self.tasks[task_ids[i]] for i in rows}, key=self.tasks.index)
+                raise ValueError(
+                    f"task(s) {names} take sentence pairs: pass text_pair= (the second text of each pair); "
+                    f"rows without one: {_rows_shown(rows)}"
+                )
+            return None
+        if single:
+            if not isinstance(text_pair, str):
+                raise TypeError(
+                    f"text is one string, so text_pair must be one string, got {type(text_pair).__name__}"
+                )
+            pairs: list[str | None] = [text_pair]
+        else:
+            if isinstance(text_pair, (str, bytes)) or not isinstance(text_pair, Sequence):
+                raise TypeError(
+                    "text is a list, so text_pair must be a list with one entry per text (a string for rows of "
+                    f"pair tasks, None for the others), got {type(text_pair).__name__}"
+                )
+            pairs = list(text_pair)
+            if len(pairs) != len(texts):
+                raise ValueError(f"text_pair has {len(pairs)} entries for {len(texts)} texts")
+            bad = [i for i, p in enumerate(pairs) if p is not None and not isinstance(p, str)]
+            if bad:
+                raise TypeError(
+                    f"text_pair[{bad[0]}] must be a string or None, got {type(pairs[bad[0]]).__name__}"
+                )
+        missing = [i for i, (p, t) in enumerate(zip(pairs, task_ids)) if p is None and t in pair_ids]
+        extra = [i for i, (p, t) in enumerate(zip(pairs, task_ids)) if p is not None and t not in pair_ids]
+        problems = []
+        if missing:
+            names = sorted({self.tasks[task_ids[i]] for i in missing}, key=self.tasks.index)
+            problems.append(
+                f"task(s) {names} take sentence pairs but text_pair is None in {_rows_shown(missing)}"
+            )
+        if extra:
+            names = sorted({self.tasks[task_ids[i]] for i in extra}, key=self.tasks.index)
+            problems.append(
+                f"task(s) {names} take a single text but text_pair is given in {_rows_shown(extra)} "
+                f"(pair tasks of this processor: {self.pair_tasks})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return pairs if any(p is not None for p in pairs) else None
+
+    def _encode_with_pairs(
+        self,
+        inputs: list[str],
+        pairs: list[str | None],
+        prefixes: list[str],
+        single: bool,
+        return_tensors: Any,
+        padding: bool | str,
+        truncation: bool,
+        max_length: int,
+        tokenizer_kwargs: dict[str, Any],
+    ) -> BatchEncoding:
+        """Encode a batch holding pairs: pair rows in the tokenizer's pair format, cut by `pair_lengths`; single
+        rows as without pairs; then padded together by the tokenizer."""
+        unsupported = sorted(set(tokenizer_kwargs) - {"return_attention_mask", "return_token_type_ids"})
+        if unsupported:
+            raise TypeError(f"SurgeProcessor does not take {unsupported} together with text_pair")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError(
+                f"sentence pairs need a fast (tokenizers-backed) tokenizer, got {type(self.tokenizer).__name__}"
+            )
+        pair_rows = [i for i, p in enumerate(pairs) if p is not None]
+        single_rows = [i for i, p in enumerate(pairs) if p is None]
+        if truncation:
+            if single_rows and self.prefix is not None:
+                self._check_prefix_fits([prefixes[i] for i in single_rows], max_length)
+            self._check_prefix_fits([prefixes[i] for i in pair_rows], max_length, pair=True)
+        rows: list[dict[str, Any] | None] = [None] * len(inputs)
+        if single_rows:
+            enc = self.tokenizer(
+                [inputs[i] for i in single_rows],
+                truncation=truncation,
+                max_length=max_length if truncation else None,
+                **tokenizer_kwargs,
+            )
+            for j, i in enumerate(single_rows):
+                rows[i] = {k: v[j] for k, v in enc.items()}
+        enc = self.tokenizer(
+            [inputs[i] for i in pair_rows],
+            [pairs[i] for i in pair_rows],
+            truncation=False,
+            **tokenizer_kwargs,
+        )
+        n_special = self.tokenizer.num_special_tokens_to_add(pair=True)
+        for j, i in enumerate(pair_rows):
+            seq = enc.sequence_ids(j)
+            n_prefix = self._prefix_token_count(prefixes[i])
+            first = [k for k, s in enumerate(seq) if s == 0]
+            second = [k for k, s in enumerate(seq) if s == 1]
+            keep = set(range(len(seq)))
+            if truncation:
+                n_a, n_b = pair_lengths(len(first) - n_prefix, len(second), max_length - n_special - n_prefix)
+                keep -= set(first[n_prefix + n_a :]) | set(second[n_b:])
+            rows[i] = {k: [x for n, x in enumerate(v[j]) if n in keep] for k, v in enc.items()}
+        batch = self.tokenizer.pad(
+            rows,
+            padding=padding,
+            max_length=max_length if padding == "max_length" else None,
+            return_tensors=return_tensors,
+            return_attention_mask=tokenizer_kwargs.get("return_attention_mask"),
+        )
+        if single and return_tensors is None:
+            return BatchEncoding({k: v[0] for k, v in batch.items()})
+        return batch
+
+    def _check_prefix_fits(self, prefixes: list[str], max_length: int, pair: bool = False) -> None:
         if self.tokenizer.truncation_side != "right":
             raise ValueError(
                 f"the tokenizer truncates on the {self.tokenizer.truncation_side!r}, which would cut the "
                 "prefix; set tokenizer.truncation_side = 'right' (the text is cut, never the prefix)"
             )
-        n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
+        n_special = self.tokenizer.num_special_tokens_to_add(pair=pair)
         longest = max((self._prefix_token_count(p) for p in prefixes), default=0)
         if longest + n_special > max_length:
             raise ValueError(
-                f"the {self.prefix!r} prefix takes {longest} tokens plus {n_special} special tokens, more "
-                f"than max_length={max_length}; raise max_length or use prefix='tokens' "
+                f"the {self.prefix!r} prefix takes {longest} tokens plus {n_special} special tokens"
+                + (" of a sentence pair" if pair else "")
+                + f", more than max_length={max_length}; raise max_length or use prefix='tokens' "
                 f"({self.lexicon.num_features + 1} tokens)"
             )
 
@@ -376,10 +576,13 @@ class SurgeProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------ save / load (ProcessorMixin + lexicon.json)
     def to_dict(self) -> dict[str, Any]:
-        """ProcessorMixin's settings (tasks, default_task, prefix, max_length, auto_map, processor_class) plus the
-        lexicon's identity and the prefix scheme; the lexicon itself is saved to lexicon.json."""
+        """ProcessorMixin's settings (tasks, default_task, prefix, max_length, pair_tasks when there are any,
+        auto_map, processor_class) plus the lexicon's identity and the prefix scheme; the lexicon itself is saved
+        to lexicon.json."""
         out = super().to_dict()
         out.pop("lexicon", None)
+        if not out.get("pair_tasks"):  # no pair tasks: the file stays as before sentence pairs existed
+            out.pop("pair_tasks", None)
         out.update(
             surge_processor_version=PROCESSOR_CONFIG_VERSION,
             prefix_buckets=BUCKET_SCHEME,
@@ -497,6 +700,7 @@ class SurgeProcessor(ProcessorMixin):
         prefix: str | None = "text",
         max_length: int = 128,
         default_task: str | None = None,
+        pair_tasks: Sequence[str] | None = None,
         **tokenizer_kwargs: Any,
     ) -> SurgeProcessor:
         """A new processor around the tokenizer of an encoder checkpoint (path or Hub id)."""
@@ -508,9 +712,10 @@ class SurgeProcessor(ProcessorMixin):
             prefix=prefix,
             max_length=max_length,
             default_task=default_task,
+            pair_tasks=pair_tasks,
         )
 
 
 SurgeProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["SurgeProcessor", "feature_bucket", "PREFIX_STYLES"]
+__all__ = ["SurgeProcessor", "feature_bucket", "pair_lengths", "PREFIX_STYLES"]

@@ -73,7 +73,8 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument(
         "--input",
         default="-",
-        help="JSONL with 'text' (and optional 'task'), CSV/TSV with a text column, plain text lines, or - (stdin)",
+        help="JSONL with 'text' (optional 'task'; 'text_pair' for sentence-pair tasks), CSV/TSV with a text "
+        "column, plain text lines, or - (stdin)",
     )
     p.add_argument(
         "--task",
@@ -93,6 +94,11 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--text-column", default="text", help="field or column holding the text (default: text)")
     p.add_argument(
         "--task-column", default="task", help="field or column naming a row's task (default: task)"
+    )
+    p.add_argument(
+        "--text-pair-column",
+        default="text_pair",
+        help="field or column holding the second text of a sentence pair (default: text_pair)",
     )
     p.add_argument(
         "--int8", action="store_true", help="exported folder: use the int8 graph (model_quantized.onnx)"
@@ -126,6 +132,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             text_field=args.text_column,
             task_field=args.task_column,
             progress=not args.no_progress,
+            pair_field=args.text_pair_column,
         )
     return 0
 

@@ -127,6 +127,12 @@ def _check_exportable(model: nn.Module, processor: Any) -> None:
             "graph would bake in meaningless ones; fit them (model.fit_feature_normalizer) or export a trained run"
         )
     processor.check_model(model)
+    pair_tasks = list(getattr(processor, "pair_tasks", None) or [])
+    if pair_tasks:
+        raise ValueError(
+            f"ONNX export does not support sentence-pair tasks yet (this model's pair tasks: {pair_tasks}); serve "
+            "the run folder with PyTorch instead (`surgellm predict RUN_DIR`, the pipeline)"
+        )
 
 
 def _prepare_output_dir(output_dir: Path, overwrite: bool) -> Path:

@@ -96,7 +96,11 @@ def input_depends_on_task(processor: Any) -> bool:
     tasks = list(processor.tasks)
     if processor.prefix is None or len(tasks) < 2:
         return False
-    ids = [processor(list(PROBE_TEXTS), task=t)["input_ids"] for t in tasks]
+    pair_tasks = set(getattr(processor, "pair_tasks", None) or [])
+    if pair_tasks and len(pair_tasks) < len(tasks):
+        return True  # pair and single-text tasks: the encoder input (one text or two) depends on the task
+    pairs = list(reversed(PROBE_TEXTS)) if pair_tasks else None
+    ids = [processor(list(PROBE_TEXTS), text_pair=pairs, task=t)["input_ids"] for t in tasks]
     return any(other != ids[0] for other in ids[1:])
 
 
@@ -142,14 +146,29 @@ def length_order(texts: Sequence[str]) -> list[int]:
 
 
 def predict_batched(
-    predictor: Any, texts: list[str], tasks: list[str] | None, batch_size: int
+    predictor: Any,
+    texts: list[str],
+    tasks: list[str] | None,
+    batch_size: int,
+    text_pairs: Sequence[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Records in input order, batched longest first; ``tasks=None``: every task for every text.
 
     Shared by the ONNX runner and the torch predictor: both give ``logits(texts, tasks)``, ``all_logits(texts)``,
-    ``task_names`` and ``_label_names``.
+    ``task_names`` and ``_label_names``. `text_pairs` (one entry per text, None for single-text rows) goes to
+    ``logits(texts, tasks, text_pairs=...)``; it cannot be combined with every task (``tasks=None``).
     """
-    order = length_order(texts)
+    if text_pairs is not None:
+        if tasks is None:
+            raise ValueError(
+                "task 'all' is not supported for sentence pairs: a pair fits only the pair tasks; name the task"
+            )
+        if len(text_pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs")
+        lengths = [len(t) + len(p or "") for t, p in zip(texts, text_pairs)]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    else:
+        order = length_order(texts)
     out: list[dict[str, Any] | None] = [None] * len(texts)
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
@@ -158,9 +177,11 @@ def predict_batched(
             recs = all_task_records(predictor.all_logits(chunk), predictor.task_names, predictor._label_names)
         else:
             chunk_tasks = [tasks[i] for i in idx]
-            recs = records_from_logits(
-                predictor.logits(chunk, chunk_tasks), chunk_tasks, predictor._label_names
-            )
+            if text_pairs is None:
+                logits = predictor.logits(chunk, chunk_tasks)
+            else:
+                logits = predictor.logits(chunk, chunk_tasks, text_pairs=[text_pairs[i] for i in idx])
+            recs = records_from_logits(logits, chunk_tasks, predictor._label_names)
         for i, rec in zip(idx, recs):
             out[i] = rec
     return out  # type: ignore[return-value]
@@ -366,15 +387,27 @@ class OnnxSurgeClassifier:
         return np.stack([self.logits(texts, t) for t in self.task_names], axis=1)
 
     def predict(
-        self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32
+        self,
+        texts: str | Sequence[str],
+        task: Any = None,
+        batch_size: int = 32,
+        text_pairs: Sequence[str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Classify texts: `predict_texts` records ({task, label, label_name, scores}) in input order.
+
+        Sentence pairs (`text_pairs`) are not supported by ONNX serving (`surgellm export` refuses models with
+        pair tasks); serve such a model from its run folder with PyTorch.
 
         ``task`` is a task name, one name per text, None (the default task) or ``"all"``: then each record is
         ``{"tasks": {task: {label, label_name, scores}}}`` for every task, from one encoder pass per batch when the
         input does not depend on the task (else one pass per task, with a warning saying so). Texts are batched by
         length (longest first) for throughput; the records come back in input order.
         """
+        if text_pairs is not None and any(p is not None for p in text_pairs):
+            raise ValueError(
+                "ONNX serving does not support sentence pairs (text_pair); serve the run folder with PyTorch "
+                "(`surgellm predict RUN_DIR`)"
+            )
         texts = _text_list(texts)
         batch_size = _check_batch_size(batch_size)
         every = isinstance(task, str) and task == "all" and "all" not in self.task_names

@@ -5,7 +5,7 @@
 input row in input order, and shows a tqdm progress bar on stderr. Memory is bounded by the window, not the input.
 
 A predictor is anything with ``task_names``, ``default_task`` and ``predict(texts, task, batch_size)`` returning
-`predict_texts`-style records: `TorchPredictor` (a model + processor, e.g. a run folder) and
+`predict_texts`-style records (and, for sentence pairs, ``predict(..., text_pairs=[...])``): `TorchPredictor` (a model + processor, e.g. a run folder) and
 `surgellm_hf.serving.runtime.OnnxSurgeClassifier` (an exported folder). `load_predictor(path)` picks by folder.
 """
 
@@ -64,17 +64,22 @@ class TorchPredictor:
 
         return cls(*load_model_and_processor(model_dir))
 
-    def _inputs(self, texts: Sequence[str], task: Any) -> dict[str, Any]:
-        enc = self.processor(list(texts), task=task, return_tensors="pt", padding=True)
+    def _inputs(
+        self, texts: Sequence[str], task: Any, text_pairs: Sequence[str | None] | None = None
+    ) -> dict:
+        pairs = None if text_pairs is None else list(text_pairs)
+        enc = self.processor(list(texts), text_pair=pairs, task=task, return_tensors="pt", padding=True)
         device = self.model.device
         return {k: v.to(device) for k, v in enc.items()}
 
-    def logits(self, texts: Sequence[str], task: Any = None) -> Any:
-        """Padded ``[N, max_num_labels]`` float32 numpy logits of one batch."""
+    def logits(
+        self, texts: Sequence[str], task: Any = None, text_pairs: Sequence[str | None] | None = None
+    ) -> Any:
+        """Padded ``[N, max_num_labels]`` float32 numpy logits of one batch (`text_pairs`: None per single text)."""
         import torch
 
         with torch.inference_mode():
-            return self.model(**self._inputs(texts, task)).logits.float().cpu().numpy()
+            return self.model(**self._inputs(texts, task, text_pairs)).logits.float().cpu().numpy()
 
     def all_logits(self, texts: Sequence[str]) -> Any:
         """``[N, num_tasks, max_num_labels]`` logits of one batch: `forward_all_tasks` (one encoder pass) where
@@ -89,8 +94,15 @@ class TorchPredictor:
         with torch.inference_mode():
             return self.model.forward_all_tasks(**inputs).float().cpu().numpy()
 
-    def predict(self, texts: Sequence[str], task: Any = None, batch_size: int = 32) -> list[dict[str, Any]]:
-        """`predict_texts` records in input order (batched longest first); ``task="all"``: every task per text."""
+    def predict(
+        self,
+        texts: Sequence[str],
+        task: Any = None,
+        batch_size: int = 32,
+        text_pairs: Sequence[str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """`predict_texts` records in input order (batched longest first); ``task="all"``: every task per text.
+        `text_pairs`: the second text of each sentence pair, None for rows of single-text tasks."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -104,7 +116,7 @@ class TorchPredictor:
                 stacklevel=2,
             )
         tasks = None if every else _task_list(task, len(texts), self.task_names, self.default_task)
-        return predict_batched(self, texts, tasks, batch_size)
+        return predict_batched(self, texts, tasks, batch_size, text_pairs)
 
 
 def _task_list(task: Any, n: int, task_names: list[str], default: str) -> list[str]:
@@ -273,12 +285,14 @@ def stream_predict(
     text_field: str = "text",
     task_field: str = "task",
     progress: Any = None,
+    pair_field: str = "text_pair",
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Yield ``(row, record)`` for every row, in input order, holding at most `window` rows at a time.
 
     Each row is classified under its own `task_field`, else `task`, else the default task; ``task="all"`` gives
     every task for every row. Within a window the rows are sorted by text length into batches of `batch_size`.
-    `progress` is a tqdm-like object whose ``update(n)`` is called per batch (or None).
+    `progress` is a tqdm-like object whose ``update(n)`` is called per batch (or None). A row with a string
+    `pair_field` is a sentence pair (for the model's pair tasks); a missing, null or empty field: a single text.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -295,14 +309,20 @@ def stream_predict(
         if not block:
             return
         texts = [r[text_field] for r in block]
+        pairs = [r.get(pair_field) or None for r in block]  # "" (an empty CSV cell): no pair
+        bad = [i for i, p in enumerate(pairs) if p is not None and not isinstance(p, str)]
+        if bad:
+            raise ValueError(f"field {pair_field!r} must be a string or null, got {pairs[bad[0]]!r:.60}")
+        has_pairs = any(p is not None for p in pairs)
         tasks = None if every else [r.get(task_field) or task or predictor.default_task for r in block]
         records: list[dict[str, Any] | None] = [None] * len(block)
-        order = length_order(texts)
+        order = length_order([t + (p or "") for t, p in zip(texts, pairs)])
         for start in range(0, len(block), batch_size):
             idx = order[start : start + batch_size]
             chunk = [texts[i] for i in idx]
             chunk_task: Any = ALL_TASKS if every else [tasks[i] for i in idx]
-            for i, rec in zip(idx, predictor.predict(chunk, task=chunk_task, batch_size=len(chunk))):
+            extra = {"text_pairs": [pairs[i] for i in idx]} if has_pairs else {}
+            for i, rec in zip(idx, predictor.predict(chunk, task=chunk_task, batch_size=len(chunk), **extra)):
                 records[i] = rec
             if progress is not None:
                 progress.update(len(chunk))
@@ -326,6 +346,7 @@ def predict_file(
     text_field: str = "text",
     task_field: str = "task",
     progress: bool = True,
+    pair_field: str = "text_pair",
 ) -> int:
     """Classify every row of `input_path` (``-``: stdin) into JSON lines at `output_path` (``-``: stdout), in
     input order, with a progress bar on stderr; returns the number of rows. Raises ValueError on empty input
@@ -354,6 +375,7 @@ def predict_file(
             text_field=text_field,
             task_field=task_field,
             progress=bar,
+            pair_field=pair_field,
         ):
             out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
             n += 1
