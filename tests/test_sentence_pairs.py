@@ -38,7 +38,7 @@ def make(dirs, family: str = "bert", **kwargs) -> SurgeProcessor:
 
 
 # ----------------------------------------------------------------------------- encoding
-@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "deberta-v2"])
 @pytest.mark.parametrize("prefix", ["text", "tokens", None])
 def test_pair_encoding_is_the_tokenizers_own_after_the_prefix(tokenizer_dirs, family, prefix):  # noqa: F811
     proc = make(tokenizer_dirs, family, prefix=prefix, max_length=512)
@@ -50,15 +50,15 @@ def test_pair_encoding_is_the_tokenizers_own_after_the_prefix(tokenizer_dirs, fa
         first = a if prefix is None else proc.make_prefix(features, "nli") + " " + a
         ref = tok(first, b)
         assert out["input_ids"][i] == ref["input_ids"]
-        assert ("token_type_ids" in out) == (family == "bert")
-        if family == "bert":
+        assert ("token_type_ids" in out) == (family in ("bert", "deberta-v2"))
+        if "token_type_ids" in out:
             assert out["token_type_ids"][i] == ref["token_type_ids"]
         tokens = tok.convert_ids_to_tokens(out["input_ids"][i])
         n_b = len(tok(b, add_special_tokens=False)["input_ids"])
         if family == "bert":  # [CLS] prefix a [SEP] b [SEP]; segment 1 is b and its [SEP]
             assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens[-2 - n_b] == "[SEP]"
             assert out["token_type_ids"][i] == [0] * (len(tokens) - n_b - 1) + [1] * (n_b + 1)
-        else:  # <s> prefix a </s></s> b </s>
+        elif family == "roberta":  # <s> prefix a </s></s> b </s>
             assert tokens[0] == "<s>" and tokens[-1] == "</s>"
             assert tokens[-3 - n_b : -1 - n_b] == ["</s>", "</s>"]
         if prefix is not None:  # the whole prefix sits right after the first special token
@@ -135,6 +135,7 @@ def test_truncation_keeps_the_prefix_and_cuts_the_texts_by_hand(tokenizer_dirs, 
     out = proc(a, text_pair=b, task="nli", max_length=n_prefix + 3)
     cls, sep = tok.cls_token_id, tok.sep_token_id
     assert out["input_ids"] == [cls, *tok(pre, add_special_tokens=False)["input_ids"], sep, sep]
+    assert proc.prefix_length(a, task="nli", text_pair=b) == n_prefix
     assert out["token_type_ids"] == [0] * (n_prefix + 2) + [1]
     with pytest.raises(ValueError, match="special tokens of a sentence pair"):
         proc(a, text_pair=b, task="nli", max_length=n_prefix + 2)

@@ -280,11 +280,18 @@ class SurgeProcessor(ProcessorMixin):
         return n
 
     def prefix_length(
-        self, text: str | Sequence[str], task: str | int | Sequence[str | int] | None = None
+        self,
+        text: str | Sequence[str],
+        task: str | int | Sequence[str | int] | None = None,
+        text_pair: str | Sequence[str | None] | None = None,
     ) -> Any:
-        """Tokens the prefix costs for `text` (an int for one string, a list for a batch; 0 without a prefix)."""
+        """Tokens the prefix costs for `text` (an int for one string, a list for a batch; 0 without a prefix);
+        `text_pair` as in `__call__` (a pair's prefix carries the features of both texts)."""
         texts = as_text_list(text, "text")
         task_ids = self._task_ids(task, len(texts))
+        pairs = self._pair_list(text_pair, texts, task_ids, isinstance(text, str))
+        if pairs is not None:
+            texts = [t if p is None else pair_feature_text(t, p) for t, p in zip(texts, pairs)]
         features = self.lexicon.featurize(texts)
         lengths = [self._prefix_token_count(self.make_prefix(f, t)) for f, t in zip(features, task_ids)]
         return lengths[0] if isinstance(text, str) else lengths
