@@ -50,7 +50,8 @@ class SurgeSequenceClassifierOutput(SequenceClassifierOutput):
     """A `SequenceClassifierOutput` plus the gate values.
 
     ``logits`` is ``[batch, max_num_labels]``; columns past an example's own task's label count hold the dtype's
-    minimum, so ``argmax`` and ``softmax`` stay valid for every task.
+    minimum, so ``argmax`` and ``softmax`` stay valid for every single-label task. A multi-label task's row holds
+    one logit per label in its first columns (sigmoid each), a regression task's row its value in column 0.
     """
 
     gate: torch.FloatTensor | None = None

@@ -1,4 +1,8 @@
-"""Early stopping of METHOD §6 for the Trainer: mean per-task validation macro-F1, strictly higher counts, patience 2."""
+"""Early stopping of METHOD §6 for the Trainer: mean per-task validation macro-F1, strictly higher counts, patience 2.
+
+With multi-label or regression tasks the selected `avg_macro_f1` is the mean of the tasks' primary scores (macro-F1;
+a regression task's (Pearson + Spearman) / 2), see `evaluation.metrics.primary_score`.
+"""
 
 from __future__ import annotations
 
