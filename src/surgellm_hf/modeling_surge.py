@@ -489,15 +489,28 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         )
 
     def loss_per_row(
-        self, logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        task_ids: torch.Tensor,
+        pos_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """fp32 loss of each row under its task's type (labels in any format `forward` takes, checked)."""
-        return self._rows_loss(logits, self._label_matrix(torch.as_tensor(labels), task_ids), task_ids)
+        """fp32 loss of each row under its task's type (labels in any format `forward` takes, checked);
+        `pos_weight` ([batch, max_num_labels], 1 = none) weights a multi-label row's positive terms."""
+        matrix = self._label_matrix(torch.as_tensor(labels), task_ids)
+        return self._rows_loss(logits, matrix, task_ids, pos_weight)
 
-    def _rows_loss(self, logits: torch.Tensor, matrix: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy (single-label), BCE with logits averaged over the task's labels (multi-label), squared
-        error on output 0 (regression), in fp32. No branch on the data: the three losses are computed for every row
-        and selected with `torch.where` (the inputs of the unselected ones made safe, so no NaN/inf gradients)."""
+    def _rows_loss(
+        self,
+        logits: torch.Tensor,
+        matrix: torch.Tensor,
+        task_ids: torch.Tensor,
+        pos_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Cross-entropy (single-label), BCE with logits averaged over the task's labels (multi-label; with
+        `pos_weight` p: -(p_j y_j log s(x_j) + (1 - y_j) log(1 - s(x_j))), torch's meaning), squared error on output 0
+        (regression), in fp32. No branch on the data: the three losses are computed for every row and selected with
+        `torch.where` (the inputs of the unselected ones made safe, so no NaN/inf gradients)."""
         codes, counts = self._task_constants(logits.device)
         kind, count = codes[task_ids], counts[task_ids]
         x = logits.float()
@@ -508,7 +521,10 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         columns = torch.arange(x.shape[1], device=x.device).view(1, -1) < count.view(-1, 1)
         multi_hot = torch.where(columns & multi.view(-1, 1), matrix, torch.zeros_like(matrix))
         bce = nn.functional.binary_cross_entropy_with_logits(
-            torch.where(columns, x, torch.zeros_like(x)), multi_hot, reduction="none"
+            torch.where(columns, x, torch.zeros_like(x)),
+            multi_hot,
+            reduction="none",
+            pos_weight=None if pos_weight is None else pos_weight.to(x.device, torch.float32),
         )
         bce = torch.where(columns, bce, torch.zeros_like(bce)).sum(dim=1) / count.float()
         mse = (x[:, 0] - torch.where(kind == 2, matrix[:, 0], x[:, 0].detach())) ** 2

@@ -36,7 +36,7 @@ from ..lora import apply_lora, lora_artifact_bytes, lora_summary, save_lora
 from ..modeling_surge import SurgeForSequenceClassification
 from ..processing_surge import SurgeProcessor
 from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
-from .class_weights import class_weight_table, resolve_class_weights
+from .class_weights import class_weight_table, class_weights_applied, resolve_class_weights
 from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
 from .lexicons import build_lexicon
 from .run_config import RunConfig
@@ -101,7 +101,7 @@ def train_run(cfg: RunConfig) -> Path:
                 "precision": precision,
                 "task_order": task_data.task_names,
                 "lexicon_sha256": lexicon_hash,
-                **_sampling_record(cfg, class_weights),
+                **_sampling_record(cfg, class_weights, task_data),
             }
             write_run_config(cfg, record)
     trainer = SurgeTrainer(
@@ -133,7 +133,7 @@ def train_run(cfg: RunConfig) -> Path:
     )
     _save_model_and_processor(cfg, model, processor)
     extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
-    extra["training"].update(_sampling_record(cfg, class_weights))
+    extra["training"].update(_sampling_record(cfg, class_weights, task_data))
     if cfg.lora:
         extra["training"]["lora"] = {
             **lora_summary(model),
@@ -156,23 +156,34 @@ def _class_weights(cfg: RunConfig, task_data: MultiTaskData) -> dict[str, list[f
     if cfg.class_weights is None:
         return None
     train_labels = {t: task_data[t]["train"]["label"] for t in task_data.task_names}
-    return resolve_class_weights(
+    weights = resolve_class_weights(
         cfg.class_weights,
         task_data.tasks_config(),
         train_labels,
         task_data.label_names,
         task_data.problem_types,
     )
+    skipped = [t for t in task_data.task_names if t not in weights]
+    if skipped:
+        logger.warning("class_weights: task(s) %s train unweighted (see class_weights_applied).", skipped)
+    return weights
 
 
-def _sampling_record(cfg: RunConfig, class_weights: dict[str, list[float]] | None) -> dict[str, Any]:
-    """Task sampling rule, its temperature and the resolved class weights, as run_config.json and metrics.json
-    (hence the model card) record them."""
-    return {
+def _sampling_record(
+    cfg: RunConfig, class_weights: dict[str, list[float]] | None, task_data: MultiTaskData
+) -> dict[str, Any]:
+    """Task sampling rule, its temperature and the resolved class weights (with what they mean for each task, or
+    why a task has none), as run_config.json and metrics.json (hence the model card) record them."""
+    record = {
         "task_sampling": cfg.task_sampling,
         "temperature": cfg.temperature if cfg.task_sampling == "temperature" else None,
         "class_weights": class_weights,
     }
+    if class_weights is not None:
+        record["class_weights_applied"] = class_weights_applied(
+            class_weights, task_data.problem_types, task_data.task_names
+        )
+    return record
 
 
 def _load_task_data(cfg: RunConfig) -> MultiTaskData:

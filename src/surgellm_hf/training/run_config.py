@@ -90,8 +90,9 @@ class RunConfig:
     class_weights: str | dict[str, Any] | None = field(
         default=None,
         metadata={
-            "help": "Class-weighted loss: null (none), 'balanced' (every task: n / (K * n_c) from its training "
-            "labels), or {task: 'balanced' | [one weight per label]} for some tasks."
+            "help": "Weighted loss: null (none), 'balanced' (every classification task from its training labels: "
+            "single-label n / (K * n_c), multi-label pos_weight n_neg / n_pos per label; regression tasks get none), "
+            "or {task: 'balanced' | [one weight per label]} for some classification tasks."
         },
     )
     lora: dict[str, Any] | None = field(
@@ -297,27 +298,18 @@ LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_mo
 
 
 def _check_class_weights_shape(value: Any) -> None:
-    """`class_weights` is null, 'balanced', or {task: 'balanced' | list of non-negative numbers}."""
+    """`class_weights` is null, 'balanced', or {task: 'balanced' | list of finite numbers > 0}."""
     if value is None or value == "balanced":
         return
     if not isinstance(value, Mapping):
         raise ValueError(
             f"`class_weights` must be null, 'balanced' or {{task: 'balanced' | [weights]}}, got {value!r}."
         )
+    from .class_weights import check_weight_values
+
     for task, weights in value.items():
-        if weights == "balanced":
-            continue
-        if not isinstance(weights, Sequence) or isinstance(weights, str) or not weights:
-            raise ValueError(
-                f"`class_weights` of task {task!r} must be 'balanced' or a list of weights, got {weights!r}."
-            )
-        for w in weights:
-            if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
-                raise ValueError(
-                    f"`class_weights` of task {task!r} must be non-negative numbers, got {list(weights)!r}."
-                )
-        if not any(w > 0 for w in weights):
-            raise ValueError(f"`class_weights` of task {task!r} are all zero.")
+        if weights != "balanced":
+            check_weight_values(task, weights)
 
 
 def _normalize_lora(value: Any) -> dict[str, Any] | None:

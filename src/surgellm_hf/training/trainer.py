@@ -38,7 +38,7 @@ class SurgeTrainer(Trainer):
         check_task_sampling(task_sampling, temperature)
         self.task_sampling = task_sampling
         self.temperature = float(temperature)
-        # [num_tasks, max_num_labels] weights (class_weight_table), or None for the model's own mean cross-entropy
+        # [num_tasks, max_num_labels] class weights / pos_weights (class_weight_table), or None: the model's own loss
         self.class_weights = (
             None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         )
@@ -99,26 +99,41 @@ class SurgeTrainer(Trainer):
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
-        """The model's loss, or with `class_weights` the class-weighted cross-entropy under each row's task
-        (sum of w_y * nll / sum of w_y over the batch, i.e. `cross_entropy(weight=...)` on a task-homogeneous batch)."""
+        """The model's loss, or with `class_weights` the weighted loss of `weighted_task_loss` (each row under its
+        task's problem type, normalised by the batch's summed row weights)."""
         if self.class_weights is None or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
-        loss = weighted_task_cross_entropy(logits, labels, inputs["task_ids"], self.class_weights)
+        core = self.accelerator.unwrap_model(model)  # a PEFT wrapper forwards loss_per_row and config
+        loss = weighted_task_loss(core, logits, labels, inputs["task_ids"], self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
 
-def weighted_task_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor, table: torch.Tensor
+def weighted_task_loss(
+    model: Any, logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor, table: torch.Tensor
 ) -> torch.Tensor:
-    """Class-weighted cross-entropy over rows of mixed tasks: weight of row i = table[task_i, label_i]."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    nll = -log_probs.gather(1, labels.view(-1, 1)).squeeze(1)
-    weights = table.to(logits.device)[task_ids, labels]
-    return (weights * nll).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
+    """Weighted loss over rows of mixed tasks and problem types, in fp32, loop-free.
+
+    `table` is `class_weight_table` ([num_tasks, max_num_labels], 1 where a task has no weights). Row i's loss
+    l_i is `model.loss_per_row` with `pos_weight = table[task_i]` (only multi-label rows use it) and its row weight
+    w_i is table[task_i, y_i] for a single-label row, 1 for a multi-label or regression row; the batch loss is
+    sum(w_i * l_i) / sum(w_i). On a task-homogeneous batch this is `cross_entropy(weight=...)` (single-label),
+    `binary_cross_entropy_with_logits(pos_weight=...)` averaged over rows and the task's labels (multi-label), the
+    mean squared error (regression); with no weights, the model's own mean loss.
+    """
+    labels = torch.as_tensor(labels, device=logits.device)
+    task_ids = torch.as_tensor(task_ids, device=logits.device).long()
+    rows = table.to(logits.device, torch.float32)[task_ids]
+    per_row = model.loss_per_row(logits, labels, task_ids, pos_weight=rows)
+    single_task = [kind == "single_label" for kind in model.config.task_problem_types.values()]
+    single = torch.tensor(single_task, device=logits.device)[task_ids]
+    first = labels if labels.dim() == 1 else labels[:, 0]
+    cls = torch.where(single, first, torch.zeros_like(first)).long().view(-1, 1)  # checked by loss_per_row
+    weight = torch.where(single, rows.gather(1, cls).squeeze(1), torch.ones_like(per_row))
+    return (weight * per_row).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 _LOGGED = {
