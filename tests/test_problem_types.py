@@ -353,9 +353,9 @@ def test_compute_metrics_on_a_mixed_evaluation_set():
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, f1_single]))
 
 
-def test_class_weights_are_refused_for_other_types():
-    with pytest.raises(ValueError, match="single-label tasks only.*'score': 'regression'"):
-        resolve_class_weights("balanced", TASKS, {}, problem_types=TYPES)
+def test_class_weights_naming_a_regression_task_are_refused():
+    with pytest.raises(ValueError, match=r"names regression task"):
+        resolve_class_weights({"score": "balanced"}, TASKS, {}, problem_types=TYPES)
 
 
 # ---------------------------------------------------------------------------------------------------- data
