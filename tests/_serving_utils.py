@@ -96,3 +96,35 @@ def eager_logits(model, processor, texts, task) -> torch.Tensor:
     """Eager PyTorch logits of `texts` under `task` (a name or one per text)."""
     with torch.no_grad():
         return model(**processor(list(texts), task=task, return_tensors="pt", padding=True)).logits
+
+
+RUNTIME_FILE = Path(__file__).resolve().parents[1] / "src" / "surgellm_hf" / "serving" / "runtime.py"
+
+
+def predict_without_torch(folder: Path, texts: list[str], tasks: list[str], tmp_path: Path) -> dict:
+    """``{"records", "all", "torch"}``: the ONNX runner (runtime.py loaded by path) in a fresh process where torch
+    and surgellm_hf cannot be imported; ``torch`` lists any torch module that got loaded anyway."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import importlib.util, json, sys
+sys.modules["torch"] = None  # import torch now fails, as on a machine without it
+sys.modules["surgellm_hf"] = None
+spec = importlib.util.spec_from_file_location("surge_onnx_runtime", {str(RUNTIME_FILE)!r})
+runtime = importlib.util.module_from_spec(spec)
+sys.modules["surge_onnx_runtime"] = runtime
+spec.loader.exec_module(runtime)
+runner = runtime.OnnxSurgeClassifier.from_pretrained({str(folder)!r})
+out = {{"records": runner.predict({texts!r}, task={tasks!r}), "all": runner.predict({texts!r}, task="all"),
+       "torch": sorted(m for m, v in sys.modules.items() if m.split(".")[0] == "torch" and v is not None)}}
+print(json.dumps(out))
+"""
+    script = tmp_path / "no_torch.py"
+    script.write_text(code)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

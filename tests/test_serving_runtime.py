@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _serving_utils import TASKS, TEXTS, fitted_model
+from _serving_utils import TASKS, TEXTS, fitted_model, predict_without_torch
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.export import export_onnx
 from surgellm_hf.serving.runtime import OnnxSurgeClassifier
 from surgellm_hf.serving.streaming import TorchPredictor
 
-RUNTIME_FILE = Path(__file__).resolve().parents[1] / "src" / "surgellm_hf" / "serving" / "runtime.py"
 MIXED = [list(TASKS)[i % 2] for i in range(len(TEXTS))]
 
 
@@ -151,26 +146,7 @@ def test_a_task_prefix_runs_one_pass_per_task_and_says_so(exported_prefix):
 def test_the_runner_needs_no_torch(exported, tmp_path):
     """runtime.py loaded by path in a process where torch and surgellm_hf cannot be imported."""
     model, processor, folder = exported
-    code = f"""
-import importlib.util, json, sys
-sys.modules["torch"] = None  # import torch now fails, as on a machine without it
-sys.modules["surgellm_hf"] = None
-spec = importlib.util.spec_from_file_location("surge_onnx_runtime", {str(RUNTIME_FILE)!r})
-runtime = importlib.util.module_from_spec(spec)
-sys.modules["surge_onnx_runtime"] = runtime
-spec.loader.exec_module(runtime)
-runner = runtime.OnnxSurgeClassifier.from_pretrained({str(folder)!r})
-out = {{"records": runner.predict({TEXTS!r}, task={MIXED!r}), "all": runner.predict({TEXTS!r}, task="all"),
-       "torch": sorted(m for m, v in sys.modules.items() if m.split(".")[0] == "torch" and v is not None)}}
-print(json.dumps(out))
-"""
-    script = tmp_path / "no_torch.py"
-    script.write_text(code)
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = predict_without_torch(folder, TEXTS, MIXED, tmp_path)
     assert out["torch"] == []
     _assert_same_records(out["records"], predict_texts(model, processor, TEXTS, MIXED))
     ref = {t: predict_texts(model, processor, TEXTS, t) for t in TASKS}

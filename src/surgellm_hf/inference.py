@@ -14,6 +14,7 @@ from .evaluation.predictions import per_task_predictions
 from .lora import is_lora_folder, load_lora_model
 from .modeling_surge import SurgeForSequenceClassification
 from .processing_surge import SurgeProcessor
+from .serving.runtime import prediction_records
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[SurgeForSequenceClassification, SurgeProcessor]:
@@ -69,26 +70,6 @@ def predict_texts(
         by_task = per_task_predictions(
             logits, task_ids, config.tasks, config.task_problem_types, config.task_thresholds
         )
-        rows: dict[int, dict[str, Any]] = {}
-        for name, pred in by_task.items():
-            names, kind = config.label_names(name), config.task_problem_types[name]
-            for j, i in enumerate(pred["index"]):
-                if kind == "regression":
-                    value = float(pred["y_pred"][j])
-                    rows[int(i)] = {"task": name, "label": None, "label_name": None, "value": value,
-                                    "scores": {names[0]: value}}  # fmt: skip
-                    continue
-                if kind == "multi_label":
-                    label: Any = [int(k) for k in np.flatnonzero(pred["y_pred"][j])]
-                    label_name: Any = [names[k] for k in label]
-                else:
-                    label = int(pred["y_pred"][j])
-                    label_name = names[label]
-                rows[int(i)] = {
-                    "task": name,
-                    "label": label,
-                    "label_name": label_name,
-                    "scores": {n: float(p) for n, p in zip(names, pred["score"][j])},
-                }
-        records += [rows[i] for i in range(len(chunk))]
+        names = {t: config.label_names(t) for t in by_task}
+        records += prediction_records(by_task, len(chunk), names, config.task_problem_types)
     return records

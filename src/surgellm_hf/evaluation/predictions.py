@@ -11,6 +11,7 @@ import torch
 
 from ..normalization import label_matrix
 from ..pipeline_surge import task_probabilities
+from ..serving.runtime import split_by_task
 from .metrics import multi_label_metrics, regression_metrics, task_metrics
 
 
@@ -24,22 +25,7 @@ def per_task_predictions(
     """Split padded logits by task: {task: {'index', 'y_pred', 'score'}}. Single-label: score = softmax over the
     task's own labels, y_pred its argmax; multi-label: score = per-label sigmoid [n, L], y_pred the multi-hot
     ``score >= threshold`` (default 0.5); regression: score = y_pred = the output value [n]."""
-    out = {}
-    for t, (name, n_labels) in enumerate(tasks.items()):
-        idx = np.flatnonzero(task_ids == t)
-        if not len(idx):
-            continue
-        kind = (problem_types or {}).get(name, "single_label")
-        prob = task_probabilities(logits[idx].astype(np.float64), n_labels, kind)
-        if kind == "multi_label":
-            y_pred = (prob >= (thresholds or {}).get(name, 0.5)).astype(np.int64)
-        elif kind == "regression":
-            prob = prob[:, 0]
-            y_pred = prob
-        else:
-            y_pred = prob.argmax(axis=1)
-        out[name] = {"index": idx, "y_pred": y_pred, "score": prob}
-    return out
+    return split_by_task(logits, task_ids, tasks, problem_types, thresholds, task_probabilities)
 
 
 def task_scores(

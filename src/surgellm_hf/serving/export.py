@@ -310,7 +310,13 @@ def _serving_config(
         "quantized": False,
         "opset": opset,
         "tasks": [
-            {"name": name, "num_labels": config.tasks[name], "label_names": config.label_names(name)}
+            {
+                "name": name,
+                "num_labels": config.tasks[name],
+                "label_names": config.label_names(name),
+                "problem_type": config.task_problem_types[name],
+                "threshold": config.task_thresholds.get(name),  # multi-label tasks only
+            }
             for name in config.task_names
         ],
         "default_task": config.default_task,
@@ -343,7 +349,7 @@ def check_parity(
     quantized: bool = False,
 ) -> dict[str, Any]:
     """Eager PyTorch vs ONNX Runtime on `texts` under every task: max |difference| of the real logits (and of
-    ``all_logits`` / ``gate`` where the graph has them) and whether every argmax agrees."""
+    ``all_logits`` / ``gate`` where the graph has them) and whether every predicted label agrees (by task type)."""
     from .runtime import OnnxSurgeClassifier
 
     runner = OnnxSurgeClassifier.from_pretrained(folder, quantized=quantized)
@@ -361,7 +367,7 @@ def check_parity(
             got = runner.run(dict(enc), ["logits", *(["gate"] if output_gate else [])])
             ref = eager.logits.float().numpy()
             logit_diff = max(logit_diff, float(np.abs(got[0][:, :n] - ref[:, :n]).max()))
-            same = same and bool((got[0][:, :n].argmax(1) == ref[:, :n].argmax(1)).all())
+            same = same and _same_labels(runner.scoring, got[0], ref, name)
             if output_gate:
                 d = float(np.abs(got[1] - eager.gate.float().numpy()).max())
                 gate_diff = d if gate_diff is None else max(gate_diff, d)
@@ -374,7 +380,7 @@ def check_parity(
             for t, name in enumerate(config.task_names):
                 n = config.tasks[name]
                 all_diff = max(all_diff, float(np.abs(got[:, t, :n] - ref[:, t, :n]).max()))
-                same = same and bool((got[:, t, :n].argmax(1) == ref[:, t, :n].argmax(1)).all())
+                same = same and _same_labels(runner.scoring, got[:, t], ref[:, t], name)
     result: dict[str, Any] = {
         "texts": len(texts),
         "max_abs_logit_diff": logit_diff,
@@ -386,6 +392,14 @@ def check_parity(
     if gate_diff is not None:
         result["max_abs_gate_diff"] = gate_diff
     return result
+
+
+def _same_labels(scoring: Any, got: np.ndarray, ref: np.ndarray, task: str) -> bool:
+    """Whether two logit arrays give the same predicted labels under `task` (a regression task has none)."""
+    tasks = [task] * len(got)
+    return [r["label"] for r in scoring.records(got, tasks)] == [
+        r["label"] for r in scoring.records(ref, tasks)
+    ]
 
 
 def load_model_and_processor(model_dir: str | os.PathLike) -> tuple[nn.Module, Any]:

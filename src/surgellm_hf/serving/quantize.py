@@ -93,6 +93,13 @@ def quantization_report(
     and how many predictions differ."""
     fp32 = OnnxSurgeClassifier.from_pretrained(folder, num_threads=num_threads)
     int8 = OnnxSurgeClassifier.from_pretrained(folder, quantized=True, num_threads=num_threads)
+    other = {
+        t: fp32.problem_types[t] for t in data if fp32.problem_types.get(t, "single_label") != "single_label"
+    }
+    if other:
+        raise ValueError(
+            f"quantization_report scores single-label tasks by macro-F1; these tasks are not: {other}"
+        )
     report: dict[str, Any] = {"tasks": {}}
     for task, (texts, labels) in data.items():
         n = fp32.num_labels[task]

@@ -1,8 +1,14 @@
 """Run an exported SURGELLM folder with ONNX Runtime: texts + task in, label names and scores out, without torch.
 
 ``OnnxSurgeClassifier.from_pretrained(folder).predict(texts, task="sst2")`` returns the records of
-`surgellm_hf.inference.predict_texts` (task, label, label_name, scores); ``task="all"`` returns every task's
-prediction for every text, from one encoder pass per batch when the encoder input does not depend on the task.
+`surgellm_hf.inference.predict_texts` (task, label, label_name, scores; each task scored by its problem type from
+``serving_config.json``, see `prediction_records`); ``task="all"`` returns every task's prediction for every text,
+from one encoder pass per batch when the encoder input does not depend on the task.
+
+The per-type scoring lives here, torch-free, and is the package's one implementation: `split_by_task` (what
+`evaluation.predictions.per_task_predictions` calls, with `pipeline_surge.task_probabilities`) and
+`prediction_records` (the record layout of `predict_texts`). Run without the package (no torch), the runner scores
+with `task_probabilities` here, the numpy twin of the pipeline's.
 
 This module imports no torch and nothing of surgellm_hf at import time: it needs numpy, onnxruntime and, for the
 processor, transformers' tokenizers. The processor code (``processing_surge``, ``lexicon``, ``features``: stdlib,
@@ -20,7 +26,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,6 +79,47 @@ def read_serving_config(folder: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+
+
+def task_types(config: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, float]]:
+    """(problem type per task, threshold per multi-label task) from a serving config's ``tasks`` list.
+
+    An export written before per-task types (no ``problem_type`` in its task entries) is all single-label. A
+    multi-label task without a threshold, an unknown type or a regression task with more than one output is a
+    one-line ValueError naming the task.
+    """
+    types: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
+    for entry in config["tasks"]:
+        name, kind = entry["name"], entry.get("problem_type") or "single_label"
+        if kind not in PROBLEM_TYPES:
+            raise ValueError(
+                f"{SERVING_CONFIG_NAME}: task {name!r} has problem_type {kind!r}; one of {PROBLEM_TYPES}"
+            )
+        if kind == "regression" and int(entry["num_labels"]) != 1:
+            raise ValueError(
+                f"{SERVING_CONFIG_NAME}: regression task {name!r} has {entry['num_labels']} outputs; it needs one"
+            )
+        threshold = entry.get("threshold")
+        if kind == "multi_label":
+            if (
+                not isinstance(threshold, (int, float))
+                or isinstance(threshold, bool)
+                or not 0 < threshold < 1
+            ):
+                raise ValueError(
+                    f"{SERVING_CONFIG_NAME}: multi-label task {name!r} needs a threshold in (0, 1), got {threshold!r}"
+                )
+            thresholds[name] = float(threshold)
+        elif threshold is not None:
+            raise ValueError(
+                f"{SERVING_CONFIG_NAME}: task {name!r} is {kind} but has a threshold ({threshold!r})"
+            )
+        types[name] = kind
+    return types, thresholds
+
+
 def is_exported_folder(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder written by `surgellm export` (it holds ``serving_config.json``)."""
     return (Path(path) / SERVING_CONFIG_NAME).is_file()
@@ -112,32 +159,133 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def task_record(logits_row: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
-    """``{"label", "label_name", "scores"}`` of one row of a task's own logits (its first len(label_names))."""
-    prob = softmax(np.asarray(logits_row)[: len(label_names)])
-    label = int(prob.argmax())
-    return {
-        "label": label,
-        "label_name": label_names[label],
-        "scores": {n: float(p) for n, p in zip(label_names, prob)},
-    }
+def task_probabilities(logits: np.ndarray, num_labels: int, problem_type: str = "single_label") -> np.ndarray:
+    """Torch-free twin of `pipeline_surge.task_probabilities` for the standalone runner: softmax (single-label),
+    per-label sigmoid (multi-label) or the raw value (regression) of the first `num_labels` columns."""
+    own = np.asarray(logits)[..., :num_labels]
+    if problem_type == "multi_label":
+        return 1.0 / (1.0 + np.exp(-own))
+    if problem_type == "regression":
+        return own
+    return softmax(own)
 
 
-def records_from_logits(
-    logits: np.ndarray, tasks: Sequence[str], label_names: Mapping[str, Sequence[str]]
+ProbabilityFn = Callable[[np.ndarray, int, str], np.ndarray]
+
+
+def split_by_task(
+    logits: np.ndarray,
+    task_ids: np.ndarray,
+    tasks: Mapping[str, int],
+    problem_types: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    probabilities: ProbabilityFn = task_probabilities,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Padded logits split by task: {task: {'index', 'y_pred', 'score'}} (see
+    `surgellm_hf.evaluation.predictions.per_task_predictions`, which calls this with the pipeline's scoring).
+
+    Single-label: score = softmax over the task's own labels, y_pred its argmax; multi-label: score = per-label
+    sigmoid [n, L], y_pred the multi-hot ``score >= threshold`` (default 0.5); regression: score = y_pred = the
+    output value [n]. Scores are computed in float64.
+    """
+    out = {}
+    for t, (name, n_labels) in enumerate(tasks.items()):
+        idx = np.flatnonzero(np.asarray(task_ids) == t)
+        if not len(idx):
+            continue
+        kind = (problem_types or {}).get(name, "single_label")
+        prob = probabilities(np.asarray(logits)[idx].astype(np.float64), n_labels, kind)
+        if kind == "multi_label":
+            y_pred = (prob >= (thresholds or {}).get(name, 0.5)).astype(np.int64)
+        elif kind == "regression":
+            prob = prob[:, 0]
+            y_pred = prob
+        else:
+            y_pred = prob.argmax(axis=1)
+        out[name] = {"index": idx, "y_pred": y_pred, "score": prob}
+    return out
+
+
+def prediction_records(
+    by_task: Mapping[str, Mapping[str, np.ndarray]],
+    num_rows: int,
+    label_names: Mapping[str, Sequence[str]],
+    problem_types: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One `predict_texts` record per row of padded ``[N, max_num_labels]`` logits, row i under task ``tasks[i]``."""
-    return [{"task": t, **task_record(row, label_names[t])} for row, t in zip(logits, tasks)]
+    """One `predict_texts` record per row from `split_by_task` / `per_task_predictions` output, in row order.
+
+    Single-label: ``{task, label, label_name, scores}`` (label id, its name, every label's softmax probability);
+    multi-label: label and label_name are the lists of ids and names at/above the threshold, scores every label's
+    sigmoid probability; regression: ``{task, label: None, label_name: None, value, scores: {name: value}}``.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    for name, pred in by_task.items():
+        names, kind = list(label_names[name]), (problem_types or {}).get(name, "single_label")
+        for j, i in enumerate(pred["index"]):
+            if kind == "regression":
+                value = float(pred["y_pred"][j])
+                rows[int(i)] = {"task": name, "label": None, "label_name": None, "value": value,
+                                "scores": {names[0]: value}}  # fmt: skip
+                continue
+            if kind == "multi_label":
+                label: Any = [int(k) for k in np.flatnonzero(pred["y_pred"][j])]
+                label_name: Any = [names[k] for k in label]
+            else:
+                label = int(pred["y_pred"][j])
+                label_name = names[label]
+            rows[int(i)] = {
+                "task": name,
+                "label": label,
+                "label_name": label_name,
+                "scores": {n: float(p) for n, p in zip(names, pred["score"][j])},
+            }
+    missing = [i for i in range(num_rows) if i not in rows]
+    if missing:
+        raise ValueError(f"rows {missing[:5]} have no task among {list(by_task)} (task ids out of range?)")
+    return [rows[i] for i in range(num_rows)]
 
 
-def all_task_records(
-    all_logits: np.ndarray, task_names: Sequence[str], label_names: Mapping[str, Sequence[str]]
-) -> list[dict[str, Any]]:
-    """One ``{"tasks": {task: {label, label_name, scores}}}`` record per row of ``[N, num_tasks, C]`` logits."""
-    return [
-        {"tasks": {t: task_record(row[i], label_names[t]) for i, t in enumerate(task_names)}}
-        for row in all_logits
-    ]
+def _probabilities() -> ProbabilityFn:
+    """`pipeline_surge.task_probabilities` (the package's one scoring) when surgellm_hf is imported; the torch-free
+    twin above when this file runs without the package (no torch)."""
+    if sys.modules.get("surgellm_hf") is not None:
+        return importlib.import_module("surgellm_hf.pipeline_surge").task_probabilities
+    return task_probabilities
+
+
+class TaskScoring:
+    """How a predictor scores its tasks: tasks in id order with label counts, label names, types, thresholds."""
+
+    def __init__(
+        self,
+        tasks: Mapping[str, int],
+        label_names: Mapping[str, Sequence[str]],
+        problem_types: Mapping[str, str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+    ):
+        self.tasks = dict(tasks)
+        self.label_names = {t: list(label_names[t]) for t in self.tasks}
+        self.problem_types = {t: (problem_types or {}).get(t, "single_label") for t in self.tasks}
+        self.thresholds = {t: float(v) for t, v in (thresholds or {}).items()}
+
+    def records(self, logits: np.ndarray, tasks: Sequence[str]) -> list[dict[str, Any]]:
+        """One `predict_texts` record per row of padded ``[N, max_num_labels]`` logits, row i under ``tasks[i]``."""
+        ids = {t: i for i, t in enumerate(self.tasks)}
+        task_ids = np.asarray([ids[t] for t in tasks], dtype=np.int64)
+        by_task = split_by_task(
+            logits, task_ids, self.tasks, self.problem_types, self.thresholds, _probabilities()
+        )
+        return prediction_records(by_task, len(tasks), self.label_names, self.problem_types)
+
+    def all_task_records(self, all_logits: np.ndarray) -> list[dict[str, Any]]:
+        """One ``{"tasks": {task: record less its task}}`` per row of ``[N, num_tasks, C]`` logits."""
+        per_task = [
+            self.records(all_logits[:, t], [name] * len(all_logits)) for t, name in enumerate(self.tasks)
+        ]
+        return [
+            {"tasks": {rec["task"]: {k: v for k, v in rec.items() if k != "task"} for rec in row}}
+            for row in zip(*per_task)
+        ]
 
 
 def length_order(texts: Sequence[str]) -> list[int]:
@@ -155,7 +303,7 @@ def predict_batched(
     """Records in input order, batched longest first; ``tasks=None``: every task for every text.
 
     Shared by the ONNX runner and the torch predictor: both give ``logits(texts, tasks)``, ``all_logits(texts)``,
-    ``task_names`` and ``_label_names``. `text_pairs` (one entry per text, None for single-text rows) goes to
+    ``task_names`` and ``scoring`` (a `TaskScoring`: each task scored by its problem type). `text_pairs` (one entry per text, None for single-text rows) goes to
     ``logits(texts, tasks, text_pairs=...)``; it cannot be combined with every task (``tasks=None``).
     """
     if text_pairs is not None:
@@ -174,14 +322,14 @@ def predict_batched(
         idx = order[start : start + batch_size]
         chunk = [texts[i] for i in idx]
         if tasks is None:
-            recs = all_task_records(predictor.all_logits(chunk), predictor.task_names, predictor._label_names)
+            recs = predictor.scoring.all_task_records(predictor.all_logits(chunk))
         else:
             chunk_tasks = [tasks[i] for i in idx]
             if text_pairs is None:
                 logits = predictor.logits(chunk, chunk_tasks)
             else:
                 logits = predictor.logits(chunk, chunk_tasks, text_pairs=[text_pairs[i] for i in idx])
-            recs = records_from_logits(logits, chunk_tasks, predictor._label_names)
+            recs = predictor.scoring.records(logits, chunk_tasks)
         for i, rec in zip(idx, recs):
             out[i] = rec
     return out  # type: ignore[return-value]
@@ -217,6 +365,8 @@ class OnnxSurgeClassifier:
         self.task_names: list[str] = [t["name"] for t in config["tasks"]]
         self.num_labels: dict[str, int] = {t["name"]: int(t["num_labels"]) for t in config["tasks"]}
         self._label_names: dict[str, list[str]] = {t["name"]: list(t["label_names"]) for t in config["tasks"]}
+        self.problem_types, self.thresholds = task_types(config)
+        self.scoring = TaskScoring(self.num_labels, self._label_names, self.problem_types, self.thresholds)
         self.default_task: str = config["default_task"]
         self._inputs = {i.name: i for i in session.get_inputs()}
         self.input_names: list[str] = list(self._inputs)
@@ -393,7 +543,8 @@ class OnnxSurgeClassifier:
         batch_size: int = 32,
         text_pairs: Sequence[str | None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Classify texts: `predict_texts` records ({task, label, label_name, scores}) in input order.
+        """Classify texts: `predict_texts` records ({task, label, label_name, scores}, regression tasks also
+        ``value``) in input order, each task scored by its problem type.
 
         Sentence pairs (`text_pairs`) are not supported by ONNX serving (`surgellm export` refuses models with
         pair tasks); serve such a model from its run folder with PyTorch.
@@ -434,9 +585,11 @@ __all__ = [
     "OnnxSurgeClassifier",
     "read_serving_config",
     "is_exported_folder",
-    "records_from_logits",
-    "all_task_records",
-    "task_record",
+    "TaskScoring",
+    "split_by_task",
+    "prediction_records",
+    "task_probabilities",
+    "task_types",
     "softmax",
     "length_order",
     "input_depends_on_task",

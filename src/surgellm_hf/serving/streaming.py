@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from .runtime import (
     OnnxSurgeClassifier,
+    TaskScoring,
     input_depends_on_task,
     is_exported_folder,
     length_order,
@@ -54,7 +55,13 @@ class TorchPredictor:
         self.processor = processor
         self.task_names: list[str] = list(model.config.task_names)
         self.default_task: str = model.config.default_task
-        self._label_names = {t: model.config.label_names(t) for t in self.task_names}
+        config = model.config
+        self.scoring = TaskScoring(
+            config.tasks,
+            {t: config.label_names(t) for t in self.task_names},
+            config.task_problem_types,
+            config.task_thresholds,
+        )
         self.all_tasks_in_one_pass = not input_depends_on_task(processor)
 
     @classmethod
