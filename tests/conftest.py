@@ -148,3 +148,16 @@ def tiny_bert_with_tokenizer(tmp_path_factory, minilm_path) -> Path:
 
 
 QUICKSTART_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "quickstart"
+
+
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make the next `train_run` raise KeyboardInterrupt (as Ctrl-C would) when about to train step `step + 1`."""
+    import surgellm_hf.training.run as training_run
+
+    class Interrupted(training_run.SurgeTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.state.global_step >= step:
+                raise KeyboardInterrupt
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    monkeypatch.setattr(training_run, "SurgeTrainer", Interrupted)
