@@ -95,6 +95,9 @@ def run_config(label: str, seed: int, args: argparse.Namespace):
         }
     if args.module_lr_scale is not None:
         extra["module_lr_scale"] = args.module_lr_scale
+    if args.task_sampling != "proportional":
+        extra["task_sampling"] = args.task_sampling
+        extra["temperature"] = args.temperature
     return RunConfig(
         data=data,
         **extra,
@@ -183,6 +186,7 @@ def _upgrade_budget(old: dict[str, Any]) -> dict[str, Any]:
             n = int(str(old["epochs"]).split()[0])
             old["epochs"] = dict.fromkeys(old.get("learning_rate", {}), n)
     old.setdefault("labels", list(old.get("learning_rate", {})))
+    old.setdefault("task_sampling", "proportional")
     return old
 
 
@@ -195,6 +199,7 @@ FOLDER_SETTINGS = (
     "batch_size",
     "prefix_style",
     "equal_budget",
+    "task_sampling",
 )
 """budget.json keys that hold for every run under one --out: a different value needs another --out."""
 
@@ -717,6 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--module-lr-scale", type=float, default=None, help="RunConfig.module_lr_scale (default: its default)"
     )
+    p.add_argument(
+        "--task-sampling",
+        choices=("proportional", "equal", "temperature"),
+        default="proportional",
+        help="RunConfig.task_sampling: each task's share of an epoch's batches",
+    )
+    p.add_argument("--temperature", type=float, default=2.0, help="T of --task-sampling temperature")
     p.add_argument("--patience", type=int, default=2, help="early-stopping patience (frozen protocol)")
     p.add_argument("--tasks", nargs="+", default=None, help="only these tasks of --data")
     p.add_argument(
@@ -807,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": args.threads,
         "protocol": args.protocol,
         "module_lr_scale": args.module_lr_scale,
+        "task_sampling": args.task_sampling
+        + (f" (T={args.temperature:g})" if args.task_sampling == "temperature" else ""),
         "tasks": args.tasks or "all",
         "class_ratio": args.class_ratio,
         "patience": args.patience,

@@ -110,12 +110,26 @@ def test_quality_budget_merge_keeps_labels_and_reads_old_files():
         "epochs": {"G": 3, "IWN": 3},
         "learning_rate": {"G": 1e-4, "IWN": 1e-4},
         "seeds": [2],
+        "task_sampling": "proportional",  # an old file was proportional: the only rule before the flag
     }
     merged = quality.merge_budget(old, new)
     assert merged["labels"] == ["IWN", "baseline", "G"] and merged["seeds"] == [0, 1, 2]
     assert merged["epochs"] == {"IWN": 3, "baseline": 3, "G": 3} and merged["command"] == "new"
     with pytest.raises(SystemExit, match="max_length: 32 there, 64 now"):
         quality.merge_budget(old, {**new, "max_length": 64})
+    with pytest.raises(SystemExit, match="task_sampling: 'proportional' there, 'equal' now"):
+        quality.merge_budget(old, {**new, "task_sampling": "equal"})
+
+
+def test_quality_task_sampling_reaches_the_run_config(tmp_path):
+    quality = _load("quality")
+    args = quality.build_parser().parse_args(
+        ["--out", str(tmp_path), "--task-sampling", "temperature", "--temperature", "3"]
+    )
+    cfg = quality.run_config("IWN", 0, args)
+    assert (cfg.task_sampling, cfg.temperature) == ("temperature", 3.0)
+    default = quality.run_config("IWN", 0, quality.build_parser().parse_args(["--out", str(tmp_path)]))
+    assert default.task_sampling == "proportional"
 
 
 def test_overhead_benchmark_runs(tmp_path, tiny_bert_with_tokenizer):
