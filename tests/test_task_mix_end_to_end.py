@@ -10,6 +10,7 @@ on the saved predictions. A LoRA run of the same mix interrupted after an epoch 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -275,14 +276,25 @@ def test_hub_push_and_pull_give_the_same_outputs(mix_run, author, hub_server):
     files = set(hub_server.hub.files(repo))
     assert {"model.safetensors", "config.json", "processor_config.json", "modeling_surge.py"} <= files
     assert json.loads(hub_server.hub.read(repo, "processor_config.json"))["pair_tasks"] == MIX_PAIR_TASKS
-    user = hub_server.run_python(USER_CODE + f"\nresult(user_outputs({repo!r}))")
+    card = hub_server.hub.read(repo, "README.md").decode()
+    for task in MIX_TASKS:  # the task table says which tasks take sentence pairs
+        assert (f"| `{task}` | " in card) and ((f"| `{task}` | " + "sentence pair, ") in card) == (
+            task in MIX_PAIR_TASKS
+        ), task
+    usage = card[card.index("## Usage") : card.index("## Intended use")]
+    snippets = re.findall(r"```python\n(.*?)```", usage, flags=re.S)
+    assert len(snippets) == 2 and "text_pair" in snippets[0] and "text_pair" in snippets[1]
+    # the card's usage code runs as written for a user without the package (the default task, sts, takes pairs)
+    user = hub_server.run_python("\n".join(snippets) + USER_CODE + f"\nresult(user_outputs({repo!r}))")
     _assert_user_matches_author(user, author)
 
 
-def test_evaluate_command_reproduces_the_saved_metrics(mix_run, tmp_path):
+@pytest.mark.parametrize("data", ["the run's own", "--data FOLDER"])
+def test_evaluate_command_reproduces_the_saved_metrics(mix_run, tmp_path, data):
+    folder = ["--data", str(mix_run.parents[1] / "data")] if data == "--data FOLDER" else []
     for split in ("validation", "test"):
         out = tmp_path / f"{split}.json"
-        assert main(["evaluate", str(mix_run), "--split", split, "--output", str(out)]) == 0
+        assert main(["evaluate", str(mix_run), *folder, "--split", split, "--output", str(out)]) == 0
         result = json.loads(out.read_text())
         saved = json.loads((mix_run / "metrics.json").read_text())
         assert list(result["tasks"]) == MIX_TASKS

@@ -66,6 +66,18 @@ def template_path() -> Path:
     return Path(str(resources.files(__package__) / TEMPLATE_NAME))
 
 
+def _quoted(text: str) -> str:
+    """`text` as a double-quoted Python string literal (backslashes and quotes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pipeline_input(card: SurgeModelCardData, text_pair: bool) -> str:
+    """The usage snippet's pipeline input: the example text, or a {"text", "text_pair"} dict for a pair task."""
+    if not text_pair:
+        return _quoted(card.example_text)
+    return f'{{"text": {_quoted(card.example_text)}, "text_pair": {_quoted(card.example_text_pair)}}}'
+
+
 @dataclass
 class TaskCardInfo:
     """One task of the model as the card shows it."""
@@ -79,6 +91,9 @@ class TaskCardInfo:
     )
     threshold: float | None = field(
         default=None, metadata={"help": "Decision threshold of a multi-label task."}
+    )
+    text_pair: bool = field(
+        default=False, metadata={"help": "The task takes sentence pairs (text, text_pair)."}
     )
 
 
@@ -126,6 +141,10 @@ class SurgeModelCardData:
     example_text: str = field(
         default="a gorgeous, witty film", metadata={"help": "Text used in the usage snippet."}
     )
+    example_text_pair: str = field(
+        default="the film is witty",
+        metadata={"help": "Second text of the usage snippet's sentence-pair tasks."},
+    )
     adapter_only: bool = field(
         default=False,
         metadata={"help": "The repo holds only the adapter (non-encoder weights); usage differs."},
@@ -171,6 +190,7 @@ class SurgeModelCardData:
         """
         config = model.config
         datasets = dict(datasets or {})
+        pair_tasks = set(getattr(processor, "pair_tasks", None) or ())
         tasks = [
             TaskCardInfo(
                 name,
@@ -179,6 +199,7 @@ class SurgeModelCardData:
                 datasets.get(name),
                 config.task_problem_types[name],
                 config.task_thresholds.get(name),
+                name in pair_tasks,
             )
             for name, n in config.tasks.items()
         ]
@@ -332,7 +353,10 @@ class SurgeModelCardData:
             "limitations": self.limitations,
             "adapter_only": self.adapter_only,
             "lora_adapter": self.lora_adapter,
-            "example_text": self.example_text.replace("\\", "\\\\").replace('"', '\\"'),
+            # the usage snippets' inputs: a string, or for a sentence-pair task a {"text", "text_pair"} dict
+            "pipeline_inputs": {t.name: _pipeline_input(self, t.text_pair) for t in self.tasks},
+            "processor_inputs": f"[{_quoted(self.example_text)}]"
+            + (f", text_pair=[{_quoted(self.example_text_pair)}]" if default.text_pair else ""),
         }
 
     def to_model_card(self, template: str | os.PathLike | None = None) -> ModelCard:
