@@ -406,3 +406,21 @@ def test_interrupted_lora_run_resumes_to_the_uninterrupted_result(tmp_path, smal
                     task,
                     key,
                 )
+
+
+def test_predict_command_writes_predict_texts_records(mix_run, tmp_path, capsys):
+    from surgellm_hf.inference import load_run_model, predict_texts
+
+    rows = [{"text": t, "task": k, **({} if p is None else {"text_pair": p})} for k, t, p in ROWS]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(["predict", str(mix_run), "--input", str(tmp_path / "in.jsonl")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = predict_texts(*load_run_model(mix_run), TEXTS, tasks=ROW_TASKS, text_pairs=PAIRS)
+    assert [line["task"] for line in lines] == ROW_TASKS
+    assert [line.get("text_pair") for line in lines] == PAIRS
+    for line, record in zip(lines, records):
+        assert line["label_name"] == record["label_name"] and line.get("value") == pytest.approx(
+            record.get("value")
+        )
+        assert line["scores"] == pytest.approx(record["scores"], rel=1e-5)
