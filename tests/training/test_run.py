@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import QUICKSTART_DATA
+from conftest import QUICKSTART_DATA, interrupt_at_step
 from surgellm_hf.cli import main
 from surgellm_hf.training import load_run_config, train_run
 
@@ -198,23 +198,10 @@ def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path, tiny
     assert not (tmp_path / "runs").exists()
 
 
-def _interrupt_at_step(monkeypatch, step: int) -> None:
-    """Make the next run raise KeyboardInterrupt (as Ctrl-C would) when it is about to train optimizer step `step + 1`."""
-    import surgellm_hf.training.run as training_run
-
-    class Interrupted(training_run.SurgeTrainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            if self.state.global_step >= step:
-                raise KeyboardInterrupt
-            return super().training_step(model, inputs, num_items_in_batch)
-
-    monkeypatch.setattr(training_run, "SurgeTrainer", Interrupted)
-
-
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_bert_with_tokenizer, monkeypatch):
     config = _write_config(tmp_path, tiny_bert_with_tokenizer, epochs=3, variant="IWN")
     reference = train_run(load_run_config(config, [f"output_dir={tmp_path / 'ref'}"]))
-    _interrupt_at_step(monkeypatch, 8)  # in epoch 2 (6 steps per epoch), after the epoch-1 checkpoint
+    interrupt_at_step(monkeypatch, 8)  # in epoch 2 (6 steps per epoch), after the epoch-1 checkpoint
     cfg = load_run_config(config, [f"output_dir={tmp_path / 'run'}"])
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg)
@@ -477,7 +464,7 @@ def test_resume_restores_the_early_stopping_count(stopping_reference, tmp_path, 
     from surgellm_hf.training import patience_counter_from_history
 
     config, ref_dir, _, stop_epoch, best_epoch, steps = stopping_reference
-    _interrupt_at_step(monkeypatch, (stop_epoch - 1) * steps)  # in the epoch that brings the stop
+    interrupt_at_step(monkeypatch, (stop_epoch - 1) * steps)  # in the epoch that brings the stop
     cfg = load_run_config(config, [f"output_dir={tmp_path / 'run'}"])
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg)

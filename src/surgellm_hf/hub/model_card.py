@@ -57,7 +57,9 @@ _DEFAULT_LIMITATIONS = [
     "punctuation moves the features away from those statistics.",
     "Inputs longer than the processor's maximum length are truncated (the task prefix never is); the lexical "
     "features still see the full text.",
-    "Scores are softmax outputs of a fine-tuned classifier, not calibrated probabilities.",
+    "Scores are the softmax (single-label tasks) or per-label sigmoid (multi-label tasks) outputs of a fine-tuned "
+    "classifier, not calibrated probabilities; a regression task's output is the model's raw estimate of the "
+    "target.",
 ]
 
 
