@@ -45,6 +45,8 @@ def _quality_args(out: Path, encoder: Path, *extra: str) -> list[str]:
         "50",
         "--threads",
         "1",
+        "--prefix-style",
+        "tokens",  # the text prefix needs max_length >= 86 with this tokenizer
         *extra,
     ]
 

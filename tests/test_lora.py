@@ -35,6 +35,7 @@ def _config(tmp_path: Path, encoder: Path, **overrides) -> Path:
         "learning_rate": 5e-3,
         "batch_size": 16,
         "max_length": 48,
+        "prefix_style": "tokens",  # pinned: the compact prefix's rows train as PEFT trainable tokens
         "disable_tqdm": True,
         "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0},

@@ -493,6 +493,7 @@ def mixed_run(tmp_path_factory, tiny_bert_with_tokenizer) -> Path:
         "learning_rate": 1e-3,
         "batch_size": 8,
         "max_length": 32,
+        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
         "seed": 0,
         "disable_tqdm": True,
         "output_dir": str(tmp / "runs" / "{variant}-seed{seed}"),
@@ -667,6 +668,7 @@ def test_frozen_encoder_cached_states_train_a_mixed_run(tmp_path, tiny_bert_with
         "epochs": 1,
         "batch_size": 8,
         "max_length": 32,
+        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
         "freeze_encoder": True,
         "cache_encoder_outputs": True,
         "disable_tqdm": True,

@@ -259,6 +259,7 @@ def _config(tmp_path: Path, encoder: Path, **overrides) -> Path:
         "learning_rate": 1e-3,
         "batch_size": 8,
         "max_length": 48,
+        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
         "disable_tqdm": True,
         "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
         **overrides,
@@ -342,6 +343,7 @@ def test_mixed_run_with_balanced_weights_trains_and_records_them(tmp_path, tiny_
         "learning_rate": 1e-3,
         "batch_size": 8,
         "max_length": 24,
+        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
         "disable_tqdm": True,
         "class_weights": "balanced",
         "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),

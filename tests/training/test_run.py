@@ -33,6 +33,7 @@ def _write_config(tmp_path: Path, encoder: Path, name: str = "run.yaml", **overr
         "learning_rate": 1e-3,
         "batch_size": 16,
         "max_length": 48,
+        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
         "seed": 0,
         "disable_tqdm": True,
         "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
