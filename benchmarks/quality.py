@@ -701,7 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=64)
-    p.add_argument("--prefix-style", choices=("text", "tokens"), default="tokens")
+    p.add_argument(
+        "--prefix-style", choices=("text", "tokens"), default="text", help="RunConfig.prefix_style"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--drop-models", action="store_true", help="delete model weights after each run")

@@ -49,7 +49,13 @@ class RunConfig:
         default="curated", metadata={"help": "curated, extracted, random, or a lexicon JSON path."}
     )
     prefix_style: str = field(
-        default="tokens", metadata={"help": "Prefix style when the variant has P: text or tokens."}
+        default="text",
+        metadata={
+            "help": "Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
+            "default: higher average macro-F1 in a CPU full fine-tune, benchmarks/README.md §1c; needs "
+            "max_length >= ~90 with MiniLM) or tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
+            "faster, and better there on the long-text tasks)."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
     lexicon_seed: int = field(
