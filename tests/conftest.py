@@ -150,6 +150,36 @@ def tiny_bert_with_tokenizer(tmp_path_factory, minilm_path) -> Path:
 QUICKSTART_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "quickstart"
 
 
+def write_run_config(
+    tmp_path: Path, encoder: Path, name: str = "run.yaml", data: dict | None = None, **overrides
+) -> Path:
+    """A small `surgellm train` YAML on the quickstart data (tasks in non-alphabetical order): IWN, one epoch,
+    the compact prefix (the text prefix needs max_length >= 86); `data` entries and `overrides` replace the base's."""
+    import yaml
+
+    cfg = {
+        "encoder": str(encoder),
+        "data": {
+            "folder": str(QUICKSTART_DATA),
+            "tasks": ["reviews", "register"],  # not alphabetical: the order must survive every file
+            "max_rows": {"train": 48, "validation": 24, "test": 24},
+            **(data or {}),
+        },
+        "variant": "IWN",
+        "epochs": 1,
+        "learning_rate": 1e-3,
+        "batch_size": 16,
+        "max_length": 48,
+        "prefix_style": "tokens",
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
+        **overrides,
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """Make the next `train_run` raise KeyboardInterrupt (as Ctrl-C would) when about to train step `step + 1`."""
     import surgellm_hf.training.run as training_run

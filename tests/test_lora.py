@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import QUICKSTART_DATA
+from conftest import write_run_config
 from surgellm_hf import SurgeForSequenceClassification
 from surgellm_hf.cli import main
 from surgellm_hf.lora import DEFAULT_LORA_TARGETS, lora_target_regex
@@ -23,27 +22,11 @@ TEXTS = ["the film is superb", "maybe i think so", "Dear Sir, please find attach
 
 
 def _config(tmp_path: Path, encoder: Path, **overrides) -> Path:
-    cfg = {
-        "encoder": str(encoder),
-        "data": {
-            "folder": str(QUICKSTART_DATA),
-            "tasks": ["reviews", "register"],
-            "max_rows": {"train": 48, "validation": 24, "test": 24},
-        },
-        "variant": "IWN",  # compact prefix tokens: their embedding rows train as PEFT trainable tokens
-        "epochs": 2,
-        "learning_rate": 5e-3,
-        "batch_size": 16,
-        "max_length": 48,
-        "prefix_style": "tokens",  # pinned: the compact prefix's rows train as PEFT trainable tokens
-        "disable_tqdm": True,
-        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
-        **overrides,
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    # IWN's compact prefix: its added token rows train as PEFT trainable tokens
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0}
+    return write_run_config(
+        tmp_path, encoder, **{"epochs": 2, "learning_rate": 5e-3, "lora": lora, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,7 +59,8 @@ def main(encoder: str) -> None:
     max_diff = max(float((full[k].float() - ref[k].float()).abs().max()) for k in ref)
     moved = max(float((ref[k].float() - initial[k].float()).abs().max()) for k in ref)
     sharded = sum(type(p).__name__ == "DTensor" for p in model.parameters())
-    print(
+    # one file per rank (in the working directory): two ranks printing to one pipe can interleave their lines
+    Path(f"fsdp2_rank{dist.get_rank()}.json").write_text(
         json.dumps(
             {
                 "rank": dist.get_rank(),

@@ -14,7 +14,7 @@ import yaml
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import BertConfig
 
-from conftest import QUICKSTART_DATA
+from conftest import write_run_config
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification
 from surgellm_hf.training import (
     RunConfig,
@@ -247,26 +247,8 @@ def test_class_weights_and_sampling_change_the_comparable_settings():
 
 
 def _config(tmp_path: Path, encoder: Path, **overrides) -> Path:
-    cfg = {
-        "encoder": str(encoder),
-        "data": {
-            "folder": str(QUICKSTART_DATA),
-            "tasks": ["reviews", "register"],
-            "max_rows": {"train": 40, "validation": 16, "test": 16},
-        },
-        "variant": "IWN",
-        "epochs": 1,
-        "learning_rate": 1e-3,
-        "batch_size": 8,
-        "max_length": 48,
-        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
-        "disable_tqdm": True,
-        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
-        **overrides,
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    data = {"max_rows": {"train": 40, "validation": 16, "test": 16}}
+    return write_run_config(tmp_path, encoder, data=data, **{"batch_size": 8, **overrides})
 
 
 def test_wrong_length_is_refused_before_anything_is_written(tmp_path, tiny_bert_with_tokenizer):

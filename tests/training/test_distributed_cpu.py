@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import QUICKSTART_DATA
+from conftest import write_run_config
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) route")
 
@@ -31,25 +31,7 @@ def _free_port() -> int:
 
 
 def _config(tmp_path: Path, encoder: Path) -> Path:
-    cfg = {
-        "encoder": str(encoder),
-        "data": {
-            "folder": str(QUICKSTART_DATA),
-            "tasks": ["reviews", "register"],
-            "max_rows": {"train": 48, "validation": 24, "test": 24},
-        },
-        "variant": "IWN",
-        "epochs": 1,
-        "learning_rate": 1e-3,
-        "batch_size": 16,
-        "max_length": 48,
-        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
-        "disable_tqdm": True,
-        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_run_config(tmp_path, encoder)
 
 
 def _accelerate(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -128,7 +110,7 @@ def test_fsdp2_fully_shard_trains_the_model_on_gloo(tmp_path, tiny_bert_dir):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("fsdp2_rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1]
     for r in results:
         assert r["dtensor_params"] > 0  # really sharded

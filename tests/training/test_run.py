@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import QUICKSTART_DATA, interrupt_at_step
+from conftest import QUICKSTART_DATA, interrupt_at_step, write_run_config
 from surgellm_hf.cli import main
 from surgellm_hf.training import load_run_config, train_run
 
@@ -20,28 +19,11 @@ MAX_ROWS = {"train": 48, "validation": 24, "test": 24}
 
 
 def _write_config(tmp_path: Path, encoder: Path, name: str = "run.yaml", **overrides) -> Path:
-    cfg = {
-        "encoder": str(encoder),
-        "data": {
-            "folder": str(QUICKSTART_DATA),
-            "tasks": ["reviews", "register"],  # not alphabetical: the order must survive every file
-            "max_rows": MAX_ROWS,
-            "label_names": {"reviews": ["negative", "positive"], "register": ["casual", "formal"]},
-        },
-        "variant": "IWN",
-        "epochs": 2,
-        "learning_rate": 1e-3,
-        "batch_size": 16,
-        "max_length": 48,
-        "prefix_style": "tokens",  # pinned: the text prefix needs max_length >= 86
-        "seed": 0,
-        "disable_tqdm": True,
-        "output_dir": str(tmp_path / "runs" / "{variant}-seed{seed}"),
+    data = {
+        "max_rows": MAX_ROWS,
+        "label_names": {"reviews": ["negative", "positive"], "register": ["casual", "formal"]},
     }
-    cfg.update(overrides)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_run_config(tmp_path, encoder, name, data=data, **{"epochs": 2, "seed": 0, **overrides})
 
 
 @pytest.fixture(scope="module")
