@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,16 +197,9 @@ class RunConfig:
             isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
         ):
             raise ValueError(f"`epochs` must be a positive integer, got {self.epochs!r}.")
-        if self.learning_rate is not None and not (
-            isinstance(self.learning_rate, int | float) and self.learning_rate > 0
-        ):
-            raise ValueError(f"`learning_rate` must be a positive number, got {self.learning_rate!r}.")
-        if self.module_lr_scale is not None and not (
-            isinstance(self.module_lr_scale, int | float)
-            and not isinstance(self.module_lr_scale, bool)
-            and self.module_lr_scale > 0
-        ):
-            raise ValueError(f"`module_lr_scale` must be a positive number, got {self.module_lr_scale!r}.")
+        for name, (low, high) in _FLOAT_RANGES.items():
+            _check_number(name, getattr(self, name), low, high)
+        _check_output_dir(self.output_dir, self.variant, self.seed)
         if self.freeze_encoder and self.variant_spec.use_prefix and self.prefix_style == "tokens":
             raise ValueError(
                 "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
@@ -213,8 +207,6 @@ class RunConfig:
                 "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
                 "variant without the prefix (baseline)."
             )
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio!r}.")
         from .sampler import check_task_sampling
 
         if isinstance(self.temperature, int) and not isinstance(self.temperature, bool):
@@ -290,15 +282,51 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_FLOAT_FIELDS = (
-    "learning_rate",
-    "warmup_ratio",
-    "weight_decay",
-    "adam_epsilon",
-    "max_grad_norm",
-    "module_lr_scale",
-    "temperature",
-)
+_FLOAT_RANGES: dict[str, tuple[str, str | None]] = {
+    "learning_rate": ("> 0", None),
+    "warmup_ratio": (">= 0", "< 1"),
+    "weight_decay": (">= 0", None),
+    "adam_epsilon": ("> 0", None),
+    "max_grad_norm": (">= 0", None),  # 0: no clipping (the Trainer's meaning)
+    "module_lr_scale": ("> 0", None),
+    "temperature": ("> 0", None),
+}
+"""The float settings and their allowed ranges (every one also finite: NaN and infinity are refused)."""
+_FLOAT_FIELDS = tuple(_FLOAT_RANGES)
+
+
+def _check_number(name: str, value: Any, low: str, high: str | None) -> None:
+    """Refuse a float setting that is not a finite number within `low` (e.g. '> 0') and `high` (e.g. '< 1');
+    None passes (a default that resolves later)."""
+    if value is None:
+        return
+    op, bound = low.split()
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if (
+        not number
+        or (value <= float(bound) if op == ">" else value < float(bound))
+        or (high is not None and value >= float(high.split()[1]))
+    ):
+        allowed = f"{low}{f' and {high}' if high else ''}"
+        raise ValueError(f"`{name}` must be a finite number {allowed}, got {value!r}.")
+
+
+def _check_output_dir(output_dir: Any, variant: str, seed: int) -> None:
+    """`output_dir` must be a path whose only format fields are {variant} and {seed}."""
+    if not isinstance(output_dir, str) or not output_dir.strip():
+        raise ValueError(f"`output_dir` must be a folder path, got {output_dir!r}.")
+    hint = "only {variant} and {seed} are filled in (write {{ and }} for a literal brace)"
+    try:
+        output_dir.format(variant=variant, seed=seed)
+    except KeyError as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} names the unknown field {{{err.args[0]}}}; {hint}."
+        ) from None
+    except (IndexError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} is not a valid folder pattern ({err}); {hint}."
+        ) from None
+
 
 LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
 
@@ -413,28 +441,45 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML run config and apply `key=value` overrides (dotted keys reach into sections)."""
+    """Read a YAML run config and apply `key=value` overrides (dotted keys reach into sections); a file or an
+    override that cannot be parsed is refused in one line naming the file's line or the override."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"run config not found: {path}")
     try:
-        mapping = yaml.safe_load(path.read_text()) or {}
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"run config {path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"run config {path} is not valid YAML: {err}") from None
+        raise ValueError(f"run config {path} is not valid YAML: {_yaml_problem(err)}") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"run config {path} must be a mapping of settings, got {type(mapping).__name__}")
     for item in overrides:
-        if "=" not in item:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(p.strip() for p in parts):
             raise ValueError(
                 f"override {item!r} must look like key=value (e.g. seed=1 or data.max_rows.train=200)"
             )
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ValueError(
+                f"override {item!r}: the value {raw!r} is not valid YAML ({_yaml_problem(err)})"
+            ) from None
         target = mapping
-        parts = key.split(".")
         for part in parts[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
         target[parts[-1]] = value
     return RunConfig.from_mapping(mapping, base_dir=path.parent)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML parser error in one line: what and where (line and column, 1-based)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
