@@ -353,6 +353,91 @@ def test_compute_metrics_on_a_mixed_evaluation_set():
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, f1_single]))
 
 
+@pytest.mark.parametrize(
+    ("target", "value", "reason"),
+    [
+        ([1.5, 1.5, 1.5], [0.2, 0.9, 0.4], "the targets are constant (1.5)"),
+        ([1.0, 2.0, 3.0], [0.7, 0.7, 0.7], "the predictions are constant (0.7)"),
+        ([2.0], [1.0], "1 row(s): a correlation needs at least 2"),
+    ],
+)
+def test_an_undefined_correlation_counts_zero_and_says_why(target, value, reason, caplog):
+    """The rule: undefined Pearson/Spearman stay NaN (null in metrics.json) and count 0 in the primary score."""
+    from surgellm_hf.evaluation.metrics import correlation_undefined_reason, undefined_scores
+
+    r = regression_metrics(target, value)
+    assert math.isnan(r["pearson"]) and math.isnan(r["spearman"])
+    assert r["rmse"] == pytest.approx(math.sqrt(np.mean((np.array(target) - np.array(value)) ** 2)))
+    assert primary_score(r) == 0.0
+    f1 = {"macro_f1": 0.8, "accuracy": 0.9}
+    assert summarize_tasks({"score": r, "sentiment": f1})["avg_macro_f1"] == pytest.approx(0.4)
+    assert correlation_undefined_reason(target, value) == reason
+    preds = {"score": {"validation": {"y_true": np.array(target), "y_pred": np.array(value)}}}
+    notes = undefined_scores({"score": {"validation": r}, "sentiment": {"validation": f1}}, preds)
+    assert notes == {
+        "score": {"validation": f"Pearson and Spearman undefined ({reason}); counted 0 in avg_macro_f1"}
+    }
+    # compute_metrics (early stopping's score) is defined, and warns naming the task and the reason
+    logits = np.array([[v, -3e38] for v in value] + [[2.0, -1.0], [-1.0, 2.0]])
+    labels = np.array([[t, -100.0] for t in target] + [[0, -100.0], [1, -100.0]])
+    task_ids = np.array([0] * len(target) + [1, 1])
+    from transformers import EvalPrediction
+
+    with caplog.at_level("WARNING"):
+        result = build_compute_metrics({"score": 1, "sentiment": 2}, {"score": "regression"})(
+            EvalPrediction(predictions=logits, label_ids=(labels, task_ids))
+        )
+    assert result["avg_macro_f1"] == pytest.approx((0.0 + 1.0) / 2)
+    assert f"task 'score': Pearson and Spearman undefined ({reason})" in caplog.text
+
+
+def test_outputs_that_are_not_finite_name_the_task():
+    from transformers import EvalPrediction
+
+    logits = np.array([[float("nan"), 0.0], [0.3, 0.1], [1.0, 0.0]])
+    labels, task_ids = np.array([[0, -100.0], [1, -100.0], [0.5, -100.0]]), np.array([0, 0, 1])
+    with pytest.raises(ValueError, match="task 'sentiment': the model's outputs are NaN or infinite"):
+        build_compute_metrics({"sentiment": 2, "score": 1}, {"score": "regression"})(
+            EvalPrediction(predictions=logits, label_ids=(labels, task_ids))
+        )
+
+
+def test_constant_validation_targets_train_to_a_defined_average(tmp_path, tiny_bert_with_tokenizer):
+    """A regression task whose validation targets are all equal: the run finishes with a defined average (it used
+    to end in 'Out of range float values are not JSON compliant' after training, without metrics.json)."""
+    specs = _mixed_data(tmp_path / "data")
+    rows = _score_rows(12, 1)
+    _write_jsonl(tmp_path / "data" / "score" / "validation.jsonl", [{**r, "label": 1.5} for r in rows])
+    cfg = {
+        "encoder": str(tiny_bert_with_tokenizer),
+        "data": {"tasks": specs},
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "batch_size": 8,
+        "max_length": 32,
+        "prefix_style": "tokens",
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}"),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["train", "--config", str(path)]) == 0
+    text = (tmp_path / "runs" / "IWN" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    record = json.loads(text)
+    validation = {t: record["tasks"][t]["validation"] for t in TASKS}
+    assert validation["score"]["pearson"] is None and validation["score"]["spearman"] is None
+    expected = np.mean([validation["topics"]["macro_f1"], 0.0, validation["sentiment"]["macro_f1"]])
+    assert record["avg_macro_f1"]["validation"] == pytest.approx(expected)
+    assert record["undefined_scores"] == {
+        "score": {"validation": "Pearson and Spearman undefined (the targets are constant (1.5)); counted 0 in "
+                  "avg_macro_f1"}
+    }  # fmt: skip
+    history = [h["avg_macro_f1"] for h in record["validation_history"]]
+    assert len(history) == 2 and all(math.isfinite(h) for h in history)
+    assert record["training"]["best_validation_avg_macro_f1"] == max(history)
+
+
 def test_class_weights_naming_a_regression_task_are_refused():
     with pytest.raises(ValueError, match=r"names regression task"):
         resolve_class_weights({"score": "balanced"}, TASKS, {}, problem_types=TYPES)
