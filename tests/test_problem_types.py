@@ -742,6 +742,13 @@ def test_evaluate_module_scores_each_type():
     single_f1 = f1_score(single_true, single_pred, average="macro")
     multi_f1 = f1_score(multi_true, pred, average="macro", zero_division=0)
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, single_f1]))
+    constant = load_metric().compute(  # the package's rule: an undefined correlation counts 0
+        predictions=[[0.3], [0.3], [0.3], [1], [0]],
+        references=[[1.0], [2.0], [3.0], [1], [0]],
+        tasks=["score"] * 3 + ["sentiment"] * 2,
+        problem_types={"score": "regression"},
+    )
+    assert math.isnan(constant["score/pearson"]) and constant["avg_macro_f1"] == pytest.approx(0.5)
 
 
 def test_frozen_encoder_cached_states_train_a_mixed_run(tmp_path, tiny_bert_with_tokenizer):
