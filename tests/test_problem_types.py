@@ -136,6 +136,51 @@ def test_problem_type_on_from_pretrained(tmp_path):
     assert same.config.task_problem_types == TYPES
 
 
+def test_from_pretrained_with_tasks_keeps_the_saved_types_and_thresholds(tmp_path):
+    """from_pretrained(path, tasks=[...]), what the message for an old unordered config recommends, keeps the saved
+    problem types and thresholds of the tasks it names (a multi-label task used to come back single-label)."""
+    model = _model(task_thresholds={"topics": 0.3})
+    model.save_pretrained(tmp_path / "run")
+    order = [[name, count] for name, count in TASKS.items()]  # topics, score, sentiment: not alphabetical
+    assert [n for n, _ in order] != sorted(TASKS)
+    inputs, task_ids = _inputs(6), MIXED_TASK_IDS
+    with torch.no_grad():
+        want = model(**inputs, task_ids=task_ids).logits
+    again = SurgeForSequenceClassification.from_pretrained(tmp_path / "run", tasks=order).eval()
+    assert again.config.task_problem_types == TYPES and again.config.task_thresholds == {"topics": 0.3}
+    assert again.config.problem_type == "multi_label_classification"
+    # a config as surgellm_hf 0.1 wrote it: mappings, keys sorted by the JSON writer
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((tmp_path / "run" / "model.safetensors").read_bytes())
+    raw = json.loads((tmp_path / "run" / "config.json").read_text())
+    raw.update(
+        tasks=dict(sorted(TASKS.items())),
+        task_problem_types=dict(sorted(TYPES.items())),
+        task_thresholds={"topics": 0.3},
+    )
+    raw.pop("problem_type")
+    (old / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="Pass the training order explicitly"):
+        SurgeForSequenceClassification.from_pretrained(old)
+    loaded = SurgeForSequenceClassification.from_pretrained(old, tasks=order).eval()
+    assert list(loaded.config.task_problem_types.items()) == list(TYPES.items())
+    assert loaded.config.task_thresholds == {"topics": 0.3}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs, task_ids=task_ids).logits, want)
+    # a label count that contradicts a saved type is refused, naming the task and its type
+    wrong = [["topics", 3], ["score", 2], ["sentiment", 2]]
+    with pytest.raises(ValueError, match="gives task 'score' 2 label.*makes it a regression task"):
+        SurgeConfig.from_pretrained(old, tasks=wrong)
+    # an explicit task_problem_types still decides
+    retyped = SurgeConfig.from_pretrained(old, tasks=wrong, task_problem_types={"topics": "multi_label"})
+    assert retyped.task_problem_types == {
+        "topics": "multi_label",
+        "score": "single_label",
+        "sentiment": "single_label",
+    }
+
+
 # ----------------------------------------------------------------------------------------------------- losses
 
 
