@@ -171,6 +171,8 @@ class RunConfig:
             raise ValueError("`equal_budget: true` needs `epochs`, the budget shared by every variant.")
         if self.prefix_style not in ("text", "tokens"):
             raise ValueError(f"`prefix_style` must be 'text' or 'tokens', got {self.prefix_style!r}.")
+        if self.mixed_precision is False:  # YAML 1.1 reads `mixed_precision: no` as false
+            self.mixed_precision = "no"
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ValueError(
                 f"`mixed_precision` must be auto, no, bf16 or fp16, got {self.mixed_precision!r}."
@@ -193,6 +195,14 @@ class RunConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
+        if self.per_device_batch_size is not None and (
+            isinstance(self.per_device_batch_size, bool)
+            or not isinstance(self.per_device_batch_size, int)
+            or self.per_device_batch_size < 1
+        ):
+            raise ValueError(
+                f"`per_device_batch_size` must be a positive integer or null, got {self.per_device_batch_size!r}."
+            )
         if self.epochs is not None and (
             isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
         ):
@@ -388,7 +398,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 REUSE_IGNORED_KEYS = (
-    "cache_encoder_outputs",  # the cached path gives the same predictions (float tolerance)
+    "cache_encoder_outputs",  # in fp32 the cached path gives the same predictions (float tolerance): see below
     "encoder_cache_dir",
     "output_dir",
     "resume",
@@ -402,11 +412,18 @@ REUSE_IGNORED_KEYS = (
 """RunConfig keys that do not change what a run computes: a run folder may be resumed or reused across them
 (`equal_budget` only labels the budget; `epochs` carries it)."""
 
+MACHINE_RESOLVED_KEYS = ("mixed_precision", "per_device_batch_size")
+"""RunConfig keys whose effect depends on the machine (a GPU, the number of processes): a run folder compares what
+they resolve to there, the precision and the per-device and effective batch, not the words (`run_folder`), and
+`cache_encoder_outputs` where the precision is not fp32 (cached and uncached bf16 states differ by ~5e-3)."""
+
 
 def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
     """The settings that decide what a run computes, resolved: variant defaults filled in, the data folder made
-    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in REUSE_IGNORED_KEYS and k != "data"}
+    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`. The
+    machine-dependent keys (`MACHINE_RESOLVED_KEYS`) are left to the run folder's check, which resolves them."""
+    skipped = {*REUSE_IGNORED_KEYS, *MACHINE_RESOLVED_KEYS, "data"}
+    values = {k: v for k, v in cfg.to_dict().items() if k not in skipped}
     values["epochs"] = cfg.num_epochs
     values["learning_rate"] = cfg.lr
     values["module_lr_scale"] = cfg.module_lr_multiplier
