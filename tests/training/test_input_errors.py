@@ -120,3 +120,24 @@ def test_a_max_length_too_short_for_the_prefix_suggests_only_what_helps(
     assert ("prefix_style: tokens" in message) is suggests_compact
     assert "prefix='tokens'" not in message or suggests_compact
     assert not (tmp_path / "runs").exists()
+
+
+def test_surgellm_evaluate_names_the_broken_line_of_its_data(tmp_path, tiny_bert_with_tokenizer, capsys):
+    """`surgellm evaluate RUN --data FOLDER` reads the scored split with the same loader: the same one line."""
+    config = _config(tmp_path, tiny_bert_with_tokenizer)
+    assert main(["train", "--config", str(config)]) == 0
+    run = tmp_path / "runs" / "IWN-seed0"
+    folder = _data_copy(tmp_path)
+    path = folder / "reviews" / "test.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    broken = '{"text": "no comma" "label": 0}'
+    lines[1] = broken + "\n"
+    path.write_text("".join(lines))
+    column = broken.index('"label"') + 1  # where a ',' was expected
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(folder), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        f"surgellm evaluate: error: task 'reviews', split 'test': {path}, line 2, column {column}:"
+    )
