@@ -70,7 +70,11 @@ class RunConfig:
         default=32, metadata={"help": "Effective batch size (per device x accumulation x devices)."}
     )
     per_device_batch_size: int | None = field(
-        default=None, metadata={"help": "Default: batch_size / devices."}
+        default=None,
+        metadata={
+            "help": "Default: batch_size / devices. A run folder is resumed or reused only where the per-device "
+            "and the effective batch are the ones it trained with (set this to resume on another device count)."
+        },
     )
     max_length: int = field(default=128, metadata={"help": "Tokens per input, prefix included."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
@@ -114,8 +118,9 @@ class RunConfig:
         default=True,
         metadata={
             "help": "With freeze_encoder: compute the encoder's first-token states once per example and split and "
-            "train the modules and heads on them (same predictions, many times faster). false: run the frozen "
-            "encoder every step. No effect on a trained encoder."
+            "train the modules and heads on them (same predictions in fp32, many times faster; in bf16/fp16 the "
+            "states differ by ~5e-3, so a run folder is resumed or reused only with the same setting there). "
+            "false: run the frozen encoder every step. No effect on a trained encoder."
         },
     )
     encoder_cache_dir: str | None = field(
@@ -134,7 +139,11 @@ class RunConfig:
         },
     )
     mixed_precision: str = field(
-        default="auto", metadata={"help": "auto (bf16/fp16 on GPU), no, bf16 or fp16."}
+        default="auto",
+        metadata={
+            "help": "auto (bf16/fp16 on GPU, fp32 on CPU), no, bf16 or fp16. A run folder is resumed or reused by "
+            "the precision this resolves to on the machine, not by the word."
+        },
     )
     resume: bool = field(
         default=True,
