@@ -129,7 +129,7 @@ def _machine_differences(
         if record["precision"] != now["precision"]:
             diffs.append(
                 f"precision: saved {record['precision']}, now {now['precision']} (mixed_precision "
-                f"{cfg.mixed_precision!r} on this machine; mixed_precision: {_PRECISION_SETTING[record['precision']]} "
+                f"{cfg.mixed_precision!r} on this machine; mixed_precision: {_PRECISION_SETTING.get(record['precision'], '?')} "
                 f"trains in {record['precision']})"
             )
     else:
