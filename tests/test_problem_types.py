@@ -136,6 +136,51 @@ def test_problem_type_on_from_pretrained(tmp_path):
     assert same.config.task_problem_types == TYPES
 
 
+def test_from_pretrained_with_tasks_keeps_the_saved_types_and_thresholds(tmp_path):
+    """from_pretrained(path, tasks=[...]), what the message for an old unordered config recommends, keeps the saved
+    problem types and thresholds of the tasks it names (a multi-label task used to come back single-label)."""
+    model = _model(task_thresholds={"topics": 0.3})
+    model.save_pretrained(tmp_path / "run")
+    order = [[name, count] for name, count in TASKS.items()]  # topics, score, sentiment: not alphabetical
+    assert [n for n, _ in order] != sorted(TASKS)
+    inputs, task_ids = _inputs(6), MIXED_TASK_IDS
+    with torch.no_grad():
+        want = model(**inputs, task_ids=task_ids).logits
+    again = SurgeForSequenceClassification.from_pretrained(tmp_path / "run", tasks=order).eval()
+    assert again.config.task_problem_types == TYPES and again.config.task_thresholds == {"topics": 0.3}
+    assert again.config.problem_type == "multi_label_classification"
+    # a config as surgellm_hf 0.1 wrote it: mappings, keys sorted by the JSON writer
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((tmp_path / "run" / "model.safetensors").read_bytes())
+    raw = json.loads((tmp_path / "run" / "config.json").read_text())
+    raw.update(
+        tasks=dict(sorted(TASKS.items())),
+        task_problem_types=dict(sorted(TYPES.items())),
+        task_thresholds={"topics": 0.3},
+    )
+    raw.pop("problem_type")
+    (old / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="Pass the training order explicitly"):
+        SurgeForSequenceClassification.from_pretrained(old)
+    loaded = SurgeForSequenceClassification.from_pretrained(old, tasks=order).eval()
+    assert list(loaded.config.task_problem_types.items()) == list(TYPES.items())
+    assert loaded.config.task_thresholds == {"topics": 0.3}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs, task_ids=task_ids).logits, want)
+    # a label count that contradicts a saved type is refused, naming the task and its type
+    wrong = [["topics", 3], ["score", 2], ["sentiment", 2]]
+    with pytest.raises(ValueError, match="gives task 'score' 2 label.*makes it a regression task"):
+        SurgeConfig.from_pretrained(old, tasks=wrong)
+    # an explicit task_problem_types still decides
+    retyped = SurgeConfig.from_pretrained(old, tasks=wrong, task_problem_types={"topics": "multi_label"})
+    assert retyped.task_problem_types == {
+        "topics": "multi_label",
+        "score": "single_label",
+        "sentiment": "single_label",
+    }
+
+
 # ----------------------------------------------------------------------------------------------------- losses
 
 
@@ -351,6 +396,91 @@ def test_compute_metrics_on_a_mixed_evaluation_set():
     reg_primary = (pearsonr(reg_y, reg_p)[0] + spearmanr(reg_y, reg_p)[0]) / 2
     multi_f1 = f1_score(y_multi, sig >= 0.5, average="macro", zero_division=0)
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, f1_single]))
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "reason"),
+    [
+        ([1.5, 1.5, 1.5], [0.2, 0.9, 0.4], "the targets are constant (1.5)"),
+        ([1.0, 2.0, 3.0], [0.7, 0.7, 0.7], "the predictions are constant (0.7)"),
+        ([2.0], [1.0], "1 row(s): a correlation needs at least 2"),
+    ],
+)
+def test_an_undefined_correlation_counts_zero_and_says_why(target, value, reason, caplog):
+    """The rule: undefined Pearson/Spearman stay NaN (null in metrics.json) and count 0 in the primary score."""
+    from surgellm_hf.evaluation.metrics import correlation_undefined_reason, undefined_scores
+
+    r = regression_metrics(target, value)
+    assert math.isnan(r["pearson"]) and math.isnan(r["spearman"])
+    assert r["rmse"] == pytest.approx(math.sqrt(np.mean((np.array(target) - np.array(value)) ** 2)))
+    assert primary_score(r) == 0.0
+    f1 = {"macro_f1": 0.8, "accuracy": 0.9}
+    assert summarize_tasks({"score": r, "sentiment": f1})["avg_macro_f1"] == pytest.approx(0.4)
+    assert correlation_undefined_reason(target, value) == reason
+    preds = {"score": {"validation": {"y_true": np.array(target), "y_pred": np.array(value)}}}
+    notes = undefined_scores({"score": {"validation": r}, "sentiment": {"validation": f1}}, preds)
+    assert notes == {
+        "score": {"validation": f"Pearson and Spearman undefined ({reason}); counted 0 in avg_macro_f1"}
+    }
+    # compute_metrics (early stopping's score) is defined, and warns naming the task and the reason
+    logits = np.array([[v, -3e38] for v in value] + [[2.0, -1.0], [-1.0, 2.0]])
+    labels = np.array([[t, -100.0] for t in target] + [[0, -100.0], [1, -100.0]])
+    task_ids = np.array([0] * len(target) + [1, 1])
+    from transformers import EvalPrediction
+
+    with caplog.at_level("WARNING"):
+        result = build_compute_metrics({"score": 1, "sentiment": 2}, {"score": "regression"})(
+            EvalPrediction(predictions=logits, label_ids=(labels, task_ids))
+        )
+    assert result["avg_macro_f1"] == pytest.approx((0.0 + 1.0) / 2)
+    assert f"task 'score': Pearson and Spearman undefined ({reason})" in caplog.text
+
+
+def test_outputs_that_are_not_finite_name_the_task():
+    from transformers import EvalPrediction
+
+    logits = np.array([[float("nan"), 0.0], [0.3, 0.1], [1.0, 0.0]])
+    labels, task_ids = np.array([[0, -100.0], [1, -100.0], [0.5, -100.0]]), np.array([0, 0, 1])
+    with pytest.raises(ValueError, match="task 'sentiment': the model's outputs are NaN or infinite"):
+        build_compute_metrics({"sentiment": 2, "score": 1}, {"score": "regression"})(
+            EvalPrediction(predictions=logits, label_ids=(labels, task_ids))
+        )
+
+
+def test_constant_validation_targets_train_to_a_defined_average(tmp_path, tiny_bert_with_tokenizer):
+    """A regression task whose validation targets are all equal: the run finishes with a defined average (it used
+    to end in 'Out of range float values are not JSON compliant' after training, without metrics.json)."""
+    specs = _mixed_data(tmp_path / "data")
+    rows = _score_rows(12, 1)
+    _write_jsonl(tmp_path / "data" / "score" / "validation.jsonl", [{**r, "label": 1.5} for r in rows])
+    cfg = {
+        "encoder": str(tiny_bert_with_tokenizer),
+        "data": {"tasks": specs},
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "batch_size": 8,
+        "max_length": 32,
+        "prefix_style": "tokens",
+        "disable_tqdm": True,
+        "output_dir": str(tmp_path / "runs" / "{variant}"),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["train", "--config", str(path)]) == 0
+    text = (tmp_path / "runs" / "IWN" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    record = json.loads(text)
+    validation = {t: record["tasks"][t]["validation"] for t in TASKS}
+    assert validation["score"]["pearson"] is None and validation["score"]["spearman"] is None
+    expected = np.mean([validation["topics"]["macro_f1"], 0.0, validation["sentiment"]["macro_f1"]])
+    assert record["avg_macro_f1"]["validation"] == pytest.approx(expected)
+    assert record["undefined_scores"] == {
+        "score": {"validation": "Pearson and Spearman undefined (the targets are constant (1.5)); counted 0 in "
+                  "avg_macro_f1"}
+    }  # fmt: skip
+    history = [h["avg_macro_f1"] for h in record["validation_history"]]
+    assert len(history) == 2 and all(math.isfinite(h) for h in history)
+    assert record["training"]["best_validation_avg_macro_f1"] == max(history)
 
 
 def test_class_weights_naming_a_regression_task_are_refused():
@@ -657,6 +787,13 @@ def test_evaluate_module_scores_each_type():
     single_f1 = f1_score(single_true, single_pred, average="macro")
     multi_f1 = f1_score(multi_true, pred, average="macro", zero_division=0)
     assert result["avg_macro_f1"] == pytest.approx(np.mean([multi_f1, reg_primary, single_f1]))
+    constant = load_metric().compute(  # the package's rule: an undefined correlation counts 0
+        predictions=[[0.3], [0.3], [0.3], [1], [0]],
+        references=[[1.0], [2.0], [3.0], [1], [0]],
+        tasks=["score"] * 3 + ["sentiment"] * 2,
+        problem_types={"score": "regression"},
+    )
+    assert math.isnan(constant["score/pearson"]) and constant["avg_macro_f1"] == pytest.approx(0.5)
 
 
 def test_frozen_encoder_cached_states_train_a_mixed_run(tmp_path, tiny_bert_with_tokenizer):

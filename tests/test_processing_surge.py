@@ -232,8 +232,12 @@ def test_whole_prefix_kept_under_truncation(tokenizer_dirs, family, prefix):
 @pytest.mark.parametrize("prefix", ["text", "tokens"])
 def test_prefix_that_cannot_fit_is_an_error(tokenizer_dirs, prefix):
     proc = make(tokenizer_dirs, prefix=prefix, max_length=18)
-    with pytest.raises(ValueError, match=f"the '{prefix}' prefix takes .* more than max_length=18"):
+    with pytest.raises(ValueError, match=f"the '{prefix}' prefix takes .* more than max_length=18") as err:
         proc(["hello"])
+    needed = proc.prefix_length("hello", task=proc.default_task) + proc.tokenizer.num_special_tokens_to_add()
+    assert f"raise max_length above {needed}" in str(err.value)
+    # the compact prefix is suggested only where it is not the prefix already
+    assert ("prefix_style: tokens" in str(err.value)) == (prefix == "text")
     if prefix == "tokens":  # 17 prefix tokens + [CLS] + [SEP] = 19 fits exactly, with no room for text
         out = proc(["hello world"], max_length=19)
         assert len(out["input_ids"][0]) == 19

@@ -278,16 +278,16 @@ class SurgeConfig(PreTrainedConfig):
             # the saved id2label/label2id were derived from the saved default task; derive them anew
             config_dict.pop("id2label", None)
             config_dict.pop("label2id", None)
+        if "tasks" in kwargs:
+            _keep_saved_task_settings(config_dict, kwargs)
         if (
             any(k in kwargs for k in ("tasks", "task_problem_types", "default_task"))
             and "problem_type" not in kwargs
+            and (config_dict.get("task_problem_types") is not None or "task_problem_types" in kwargs)
         ):
             config_dict.pop(
                 "problem_type", None
             )  # derived from the saved default task's type; derive it anew
-            if "tasks" in kwargs and "task_problem_types" not in kwargs:
-                config_dict.pop("task_problem_types", None)
-                config_dict.pop("task_thresholds", None)
         tasks = config_dict.get("tasks")
         if isinstance(tasks, Mapping) and len(tasks) > 1 and "tasks" not in kwargs:
             raise ValueError(_UNORDERED_TASKS_MESSAGE.format(tasks=list(tasks)))
@@ -397,6 +397,33 @@ _UNORDERED_TASKS_MESSAGE = (
     "sure and is not guessed. Pass the training order explicitly, e.g. from_pretrained(path, tasks=[['sst2', 2], "
     "['llm7', 2]]), and save the model again (it now saves tasks as an ordered list)."
 )
+
+
+def _keep_saved_task_settings(config_dict: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """`from_pretrained(path, tasks=...)`: keep the saved problem types, thresholds and label names of the tasks
+    named (the saved ones of other tasks are dropped); a label count that contradicts a kept type is refused."""
+    tasks = _ordered_tasks(kwargs["tasks"])
+    saved_types = config_dict.get("task_problem_types")
+    if "task_problem_types" not in kwargs and saved_types is not None:
+        types = {n: t for n, t in _pairs_to_dict(saved_types, "task_problem_types").items() if n in tasks}
+        for name, kind in types.items():
+            count = tasks[name]
+            if (kind == "regression" and count != 1) or (kind == "single_label" and count < 2):
+                need = "one output" if kind == "regression" else ">= 2 labels"
+                raise ValueError(
+                    f"tasks= gives task {name!r} {count} label(s), but the saved config makes it a {kind} task "
+                    f"({need}); keep its label count, or pass task_problem_types= to give it another type (a new "
+                    "head, trained anew)."
+                )
+        config_dict["task_problem_types"] = [[n, types[n]] for n in tasks if n in types]
+        if "task_thresholds" not in kwargs and config_dict.get("task_thresholds") is not None:
+            limits = _pairs_to_dict(config_dict["task_thresholds"], "task_thresholds")
+            config_dict["task_thresholds"] = [
+                [n, limits[n]] for n in tasks if n in limits and types.get(n) == "multi_label"
+            ]
+    if "task_label_names" not in kwargs and config_dict.get("task_label_names") is not None:
+        names = _pairs_to_dict(config_dict["task_label_names"], "task_label_names")
+        config_dict["task_label_names"] = [[n, names[n]] for n in tasks if n in names]
 
 
 def _pairs_to_dict(value: Any, field: str) -> dict:

@@ -524,11 +524,17 @@ class SurgeProcessor(ProcessorMixin):
         n_special = self.tokenizer.num_special_tokens_to_add(pair=pair)
         longest = max((self._prefix_token_count(p) for p in prefixes), default=0)
         if longest + n_special > max_length:
+            compact = (
+                f" or use the compact prefix (prefix='tokens', in a run config prefix_style: tokens; "
+                f"{self.lexicon.num_features + 1} tokens)"
+                if self.prefix == "text"
+                else ""
+            )
             raise ValueError(
                 f"the {self.prefix!r} prefix takes {longest} tokens plus {n_special} special tokens"
                 + (" of a sentence pair" if pair else "")
-                + f", more than max_length={max_length}; raise max_length or use prefix='tokens' "
-                f"({self.lexicon.num_features + 1} tokens)"
+                + f", more than max_length={max_length}; raise max_length above {longest + n_special} so "
+                "that text fits" + compact
             )
 
     @property

@@ -108,9 +108,7 @@ def test_callback_in_real_trainer_stops_and_restores_best(tmp_path, scores, n_ev
     assert not torch.equal(restored["linear.weight"], snapshots[-1]["linear.weight"])
 
 
-@pytest.mark.parametrize(
-    "scores", [[0.5, 0.6, 0.6, 0.59, 0.7, 0.7], [float("nan"), 0.3, float("nan"), 0.3, 0.2]]
-)
+@pytest.mark.parametrize("scores", [[0.5, 0.6, 0.6, 0.59, 0.7, 0.7], [0.3, 0.3, 0.1, 0.4, 0.2]])
 def test_patience_count_replayed_from_the_log_equals_the_live_count(tmp_path, scores):
     """What a resumed run restores (the count replayed from trainer_state.json's log) is what the live run had."""
     live, replayed = [], []
@@ -124,6 +122,25 @@ def test_patience_count_replayed_from_the_log_equals_the_live_count(tmp_path, sc
     trainer, _ = _train_with_scripted_metric(tmp_path, scores, Recording(patience=len(scores) + 1))
     assert len(live) == len(scores) and replayed == live and live[-1] > 0
     assert callbacks.patience_counter_from_history(trainer.state.log_history) == live[-1]
+
+
+def test_a_nan_score_is_an_error_not_a_silent_non_improvement(tmp_path):
+    with pytest.raises(ValueError, match=r"'eval_avg_macro_f1' is nan at epoch 2\.0: it cannot be compared"):
+        _train_with_scripted_metric(
+            tmp_path, [0.5, float("nan"), 0.6], callbacks.SurgeEarlyStoppingCallback()
+        )
+
+
+def test_nan_in_a_saved_log_is_replayed_as_no_improvement_with_a_warning(caplog):
+    """Logs written before undefined correlations counted 0 may hold NaN; a resumed run replays them by the rule."""
+    scores = [float("nan"), 0.3, float("nan"), 0.3, 0.2]
+    history = [{"eval_avg_macro_f1": s, "epoch": float(i + 1)} for i, s in enumerate(scores)]
+    stopper = EarlyStopper(patience=len(scores) + 1)
+    for s in scores:
+        stopper.update(s)
+    with caplog.at_level("WARNING"):
+        assert callbacks.patience_counter_from_history(history) == stopper.num_bad_updates == 3
+    assert "eval_avg_macro_f1 is NaN at epoch 1.0" in caplog.text and "epoch 3.0" in caplog.text
 
 
 def test_callback_checks_trainer_arguments(tmp_path):

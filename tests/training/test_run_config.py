@@ -57,3 +57,13 @@ def test_run_config_checks_seeds_and_switches():
     ]:
         with pytest.raises(ValueError, match=msg):
             RunConfig(data={"folder": "x"}, **kwargs)
+
+
+def test_mixed_precision_no_survives_yaml(tmp_path):
+    """YAML 1.1 reads `no` as false: `mixed_precision: no` (the documented spelling) still means fp32."""
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  folder: data\nmixed_precision: no\n")
+    assert load_run_config(path).mixed_precision == "no"
+    assert load_run_config(path, ["mixed_precision=no"]).mixed_precision == "no"
+    with pytest.raises(ValueError, match="`mixed_precision` must be auto, no, bf16 or fp16, got True"):
+        load_run_config(path, ["mixed_precision=yes"])

@@ -97,3 +97,169 @@ def test_a_lexicon_file_whose_content_changed_is_refused(tmp_path):
     with pytest.raises(ValueError, match="trained with another lexicon"):
         check_lexicon_matches(cfg, Lexicon.from_json(path).content_hash())
     check_lexicon_matches(_cfg(tmp_path, lexicon=str(path), overwrite=True), "anything")
+
+
+# ------------------------------------------------------------- reuse compares what changes the result (issue 17)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_bert_with_tokenizer):
+    """One tiny run trained through `surgellm train` with a lexicon JSON file; tests copy its folder."""
+    from conftest import write_run_config as write_yaml
+    from surgellm_hf import Lexicon
+    from surgellm_hf.cli import main
+
+    tmp = tmp_path_factory.mktemp("finished")
+    Lexicon({"praise": ["good", "great"], "blame": ["bad", "awful"]}).to_json(tmp / "lexicon.json")
+    config = write_yaml(tmp, tiny_bert_with_tokenizer, lexicon=str(tmp / "lexicon.json"))
+    assert main(["train", "--config", str(config)]) == 0
+    return tmp
+
+
+def _copy_of(finished_run, tmp_path):
+    """A copy of the finished run folder under tmp_path (same lexicon file), and a config training into it."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(finished_run / "runs", tmp_path / "runs")
+    raw = yaml.safe_load((finished_run / "run.yaml").read_text())
+    raw.update(output_dir=str(tmp_path / "runs" / "{variant}-seed{seed}"))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path / "run.yaml", tmp_path / "runs" / "IWN-seed0"
+
+
+def _refused(capsys, config, *overrides) -> str:
+    from surgellm_hf.cli import main
+
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("surgellm train: error:") == 1
+    return err.strip().splitlines()[-1]
+
+
+def test_a_finished_run_whose_lexicon_file_was_edited_is_refused(finished_run, tmp_path, capsys):
+    from surgellm_hf import Lexicon
+    from surgellm_hf.cli import main
+
+    config, run = _copy_of(finished_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--config", str(config)]) == 0  # unchanged: nothing to train
+    assert "Run already finished" in capsys.readouterr().out
+    lexicon = finished_run / "lexicon.json"
+    original = lexicon.read_bytes()
+    try:
+        Lexicon({"praise": ["good", "great", "fine"], "blame": ["bad", "awful"]}).to_json(lexicon)
+        message = _refused(capsys, config)
+    finally:
+        lexicon.write_bytes(original)
+    assert f"run folder {run} was trained with another lexicon" in message
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing touched
+
+
+def test_an_edited_lexicon_file_is_refused_before_resuming(tmp_path):
+    from surgellm_hf import Lexicon
+    from surgellm_hf.training import check_run_dir, write_run_config
+
+    path = tmp_path / "lex.json"
+    Lexicon({"a": ["good"]}).to_json(path)
+    cfg = _cfg(tmp_path, lexicon=str(path))
+    write_run_config(cfg, {"lexicon_sha256": Lexicon.from_json(path).content_hash()})
+    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    assert check_run_dir(cfg) == "resume"
+    Lexicon({"a": ["good", "fine"]}).to_json(path)
+    with pytest.raises(ValueError, match="was trained with another lexicon"):
+        check_run_dir(cfg)
+
+
+def test_mixed_precision_auto_is_compared_by_the_precision_it_resolves_to(finished_run, tmp_path, capsys):
+    """`auto` is fp32 on CPU and bf16 on a GPU: the same word, another result. The folder's run_config.json says
+    which precision it trained in; a run folder written on a GPU (precision bf16) is refused on this CPU."""
+    from surgellm_hf.training import check_run_dir, load_run_config
+
+    config, run = _copy_of(finished_run, tmp_path)
+    record = json.loads((run / "run_config.json").read_text())
+    assert record["config"]["mixed_precision"] == "auto" and record["precision"] == "fp32"
+    assert check_run_dir(load_run_config(config, ["mixed_precision=no"])) == "finished"  # fp32 as well
+    record["precision"] = "bf16"  # what the same config writes on a GPU with bf16
+    (run / "run_config.json").write_text(json.dumps(record))
+    message = _refused(capsys, config)
+    assert (
+        "precision: saved bf16, now fp32 (mixed_precision 'auto' on this machine; mixed_precision: bf16"
+        in message
+    )
+    assert check_run_dir(load_run_config(config, ["mixed_precision=bf16"])) == "finished"  # CPU autocast bf16
+
+
+def test_the_batch_is_compared_per_device_and_effective_across_process_counts(tmp_path, monkeypatch, capsys):
+    from surgellm_hf.training import check_run_dir, write_run_config
+
+    cfg = _cfg(tmp_path, batch_size=16)
+    write_run_config(cfg, {})  # one process: per-device 16, effective 16
+    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a resume under `accelerate launch --num_processes 2`
+    with pytest.raises(ValueError, match=r"per-device batch: saved 16 \(1 process\), now 8 \(2 processes\)"):
+        check_run_dir(cfg)
+    with pytest.raises(ValueError, match=r"effective batch: saved 16 \(1 process\), now 32 \(2 processes\)"):
+        check_run_dir(_cfg(tmp_path, batch_size=16, per_device_batch_size=16))
+    # started on two processes (8 x 1 x 2); one process with per_device_batch_size 8 accumulates 2: the same batches
+    write_run_config(cfg, {})
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(ValueError, match=r"per-device batch: saved 8 \(2 processes\), now 16 \(1 process\)"):
+        check_run_dir(cfg)
+    assert check_run_dir(_cfg(tmp_path, batch_size=16, per_device_batch_size=8)) == "resume"
+
+
+def test_run_folders_without_the_machine_record_compare_the_settings_as_written(
+    tmp_path, monkeypatch, caplog
+):
+    """run_config.json written before the record: mixed_precision and per_device_batch_size compare as words, and
+    a warning says the batch layout could not be checked; a finished run's metrics.json record is used."""
+    from surgellm_hf.training import check_run_dir, write_run_config
+
+    cfg = _cfg(tmp_path, batch_size=16)
+    path = write_run_config(cfg, {})
+    record = json.loads(path.read_text())
+    for key in ("precision", "world_size", "per_device_batch_size", "gradient_accumulation_steps"):
+        del record[key]
+    del record["effective_batch_size"]
+    path.write_text(json.dumps(record))
+    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with caplog.at_level("WARNING"):
+        assert check_run_dir(cfg) == "resume"
+    assert "does not record how many processes it trained with" in caplog.text
+    with pytest.raises(ValueError, match='mixed_precision: saved "auto", requested "no"'):
+        check_run_dir(_cfg(tmp_path, batch_size=16, mixed_precision="no"))
+    with pytest.raises(ValueError, match="per_device_batch_size: saved null, requested 8"):
+        check_run_dir(_cfg(tmp_path, batch_size=16, per_device_batch_size=8))
+    # a finished run: metrics.json's training record says how it trained
+    training = {"precision": "fp32", "world_size": 1, "effective_batch_size": 16}
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"training": training}))
+    with pytest.raises(ValueError, match=r"per-device batch: saved 16 \(1 process\), now 8 \(2 processes\)"):
+        check_run_dir(cfg)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert check_run_dir(_cfg(tmp_path, batch_size=16, mixed_precision="no")) == "finished"
+
+
+def test_cache_encoder_outputs_is_compared_below_fp32(tmp_path):
+    """Cached and uncached frozen-encoder states agree in fp32 but differ by ~5e-3 in bf16."""
+    from surgellm_hf.training import check_run_dir, write_run_config
+
+    frozen = {"freeze_encoder": True}
+    for precision in ("no", "bf16"):
+        cfg = _cfg(tmp_path, mixed_precision=precision, cache_encoder_outputs=True, **frozen)
+        write_run_config(cfg, {})
+        (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True, exist_ok=True)
+        uncached = _cfg(tmp_path, mixed_precision=precision, cache_encoder_outputs=False, **frozen)
+        if precision == "no":
+            assert check_run_dir(uncached) == "resume"
+        else:
+            with pytest.raises(
+                ValueError, match=r"cache_encoder_outputs: saved true, requested false \(in bf16"
+            ):
+                check_run_dir(uncached)
+    # with a trained encoder the setting has no effect, in any precision
+    write_run_config(_cfg(tmp_path, mixed_precision="bf16"), {})
+    assert check_run_dir(_cfg(tmp_path, mixed_precision="bf16", cache_encoder_outputs=False)) == "resume"

@@ -104,8 +104,70 @@ def test_temperature_one_equals_proportional_shares_and_default_is_unchanged():
     [
         ({"sampling": "uniform"}, "`task_sampling` must be one of"),
         ({"sampling": "temperature", "temperature": 0}, "`temperature` must be a positive number"),
+        ({"sampling": "temperature", "temperature": float("inf")}, r"task_sampling: equal is T -> infinity"),
     ],
 )
 def test_bad_sampling_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TaskBalancedBatchSampler([0, 1], 2, **kwargs)
+
+
+def _ids(sizes) -> list[int]:
+    return [t for t, n in enumerate(sizes) for _ in range(n)]
+
+
+def _is_ceil_divisor_apportionment(weights, counts) -> bool:
+    """Independent check of c_t = ceil(w_t / d) for one d: ceil(w / d) = c iff w / c <= d < w / (c - 1), so such
+    a d exists iff max_t w_t / c_t <= min_{c_t > 1} w_t / (c_t - 1) (equal only where a tie was broken)."""
+    low = max(w / c for w, c in zip(weights, counts, strict=True))
+    high = min((w / (c - 1) for w, c in zip(weights, counts, strict=True) if c > 1), default=np.inf)
+    return low <= high
+
+
+# sizes that are not multiples of the batch size: extreme ratios, many tasks, one-row tasks
+EDGE_SIZES = [(10_000, 5), (33, 33, 94), (1, 2, 3, 4, 5, 6, 7, 8, 9, 1000), (5,) * 12 + (7_777,), (31, 1, 65)]
+
+
+@pytest.mark.parametrize("sizes", EDGE_SIZES)
+def test_temperature_one_is_exactly_proportional(sizes):
+    ids = _ids(sizes)
+    proportional = TaskBalancedBatchSampler(ids, 32, seed=4)
+    t1 = TaskBalancedBatchSampler(ids, 32, seed=4, sampling="temperature", temperature=1.0)
+    expected = {t: -(-n // 32) for t, n in enumerate(sizes)}  # ceil(n_t / B): every example once
+    assert proportional.batches_per_task() == expected == t1.batches_per_task()
+    assert list(t1) == list(proportional)  # the same batches, not only the same counts
+    assert sorted(i for b in t1 for i in b) == list(range(len(ids)))
+
+
+@pytest.mark.parametrize("sizes", EDGE_SIZES)
+@pytest.mark.parametrize(
+    ("rule", "temperature"),
+    [("proportional", 1.0), ("equal", 1.0), ("temperature", 0.5), ("temperature", 2.0), ("temperature", 1e6)],
+)
+def test_every_task_gets_a_batch_and_the_epoch_keeps_its_length(sizes, rule, temperature):
+    ids = _ids(sizes)
+    sampler = TaskBalancedBatchSampler(ids, 32, seed=1, sampling=rule, temperature=temperature)
+    counts = sampler.batches_per_task()
+    total = sum(-(-n // 32) for n in sizes)  # the proportional epoch's length
+    assert sum(counts.values()) == len(sampler) == total
+    assert min(counts.values()) >= 1  # no task starves under any rule
+    batches = list(sampler)
+    assert len(batches) == total
+    assert np.bincount([ids[b[0]] for b in batches]).tolist() == [counts[t] for t in range(len(sizes))]
+    weights = {"equal": [1.0] * len(sizes), "proportional": list(sizes)}.get(
+        rule, [n ** (1 / temperature) for n in sizes]
+    )
+    assert _is_ceil_divisor_apportionment(weights, [counts[t] for t in range(len(sizes))])
+    quota = np.array(weights) / sum(weights) * total  # never more than a task's quota rounded up
+    assert all(counts[t] <= np.ceil(quota[t] - 1e-9) for t in range(len(sizes)))
+
+
+def test_the_10000_to_5_example_of_the_issue():
+    ids = _ids((10_000, 5))
+    for rule, temperature, expected in [
+        ("temperature", 1.0, {0: 313, 1: 1}),
+        ("temperature", 2.0, {0: 307, 1: 7}),  # sqrt: 100 vs 2.236 of 314: quota 307.1 vs 6.9; d = 100 / 307
+        ("equal", 1.0, {0: 157, 1: 157}),
+    ]:
+        counts = TaskBalancedBatchSampler(ids, 32, sampling=rule, temperature=temperature).batches_per_task()
+        assert counts == expected, (rule, temperature, counts)

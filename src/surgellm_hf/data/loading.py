@@ -152,6 +152,15 @@ def load_run_data(data: Mapping[str, Any], seed: int = 0) -> MultiTaskData:
     seed = data.pop("seed", seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`data.seed` must be a non-negative integer, got {seed!r}.")
+    if max_rows is not None:  # checked before any file is read
+        limits = max_rows if isinstance(max_rows, Mapping) else {"train": max_rows}
+        if any(k not in SPLITS for k in limits) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in limits.values()
+        ):
+            raise ValueError(
+                f"`data.max_rows` must be a positive integer or {{split: positive integer}} with splits among "
+                f"{list(SPLITS)}, got {max_rows!r}."
+            )
     if "preset" in data:
         preset = data.pop("preset")
         if preset not in DATA_PRESETS:
@@ -227,13 +236,63 @@ def _read_local(path: Path, task: str, split: str) -> Any:
         )
     if path.stat().st_size == 0:
         raise ValueError(f"task {task!r}, split {split!r}: file is empty: {path}")
+    where = f"task {task!r}, split {split!r}: {path}"
+    if builder != "parquet":
+        _check_utf8(path, where)
     kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its parser logs what the error below says
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as e:  # parse errors surface deep inside arrow; name the file
-        raise ValueError(
-            f"task {task!r}, split {split!r}: could not read {path}: {type(e).__name__}: {e}"
-        ) from e
+    except Exception as e:  # parse errors surface deep inside arrow; name the file and, for JSON, the line
+        bad_line = _first_bad_json_line(path) if builder == "json" else None
+        if bad_line:
+            raise ValueError(f"{where}, {bad_line}") from None
+        cause = e.__cause__ or e  # datasets wraps the parser's error in DatasetGenerationError
+        raise ValueError(f"{where}: could not read it: {type(cause).__name__}: {cause}") from e
+    finally:
+        datasets.logging.set_verbosity(level)
+
+
+def _check_utf8(path: Path, where: str) -> None:
+    """Refuse a text data file that is not UTF-8, naming the line and byte offset (pyarrow reads such bytes
+    without complaint, and they fail later far from the file)."""
+    offset = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{where}, line {number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at byte offset "
+                    f"{offset + err.start} of the file: {err.reason}); save the file as UTF-8"
+                ) from None
+            offset += len(raw)
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """Where a JSON-lines file stops being one JSON object per line ('line N: ...'), or None when every line is
+    one (then the file may be a single JSON document, and its own error applies)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    if lines and lines[0].lstrip().startswith("["):  # one JSON array, not JSON lines
+        try:
+            json.loads("".join(lines))
+        except json.JSONDecodeError as err:
+            return f"line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"
+        return None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as err:
+            return f"line {number}, column {err.colno}: not valid JSON ({err.msg}): {line.strip()[:80]!r}"
+        if not isinstance(value, dict):
+            return f"line {number}: a JSON line must be one object {{...}}, got {type(value).__name__}"
+    return None
 
 
 def _read_hub(spec: TaskSpec, split: str | None, expr: str | None) -> Any:

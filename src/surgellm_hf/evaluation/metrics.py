@@ -4,6 +4,11 @@ Single-label: macro-F1 (primary), accuracy, macro precision and recall, ROC-AUC.
 micro-F1, macro-F1 (primary), subset accuracy. Regression: Pearson, Spearman, RMSE; primary = (Pearson + Spearman) / 2
 (GLUE's convention). The run's average (early stopping, reports, key ``avg_macro_f1``) is the unweighted mean of
 the tasks' primary scores: the mean macro-F1 when every task is a classification task.
+
+Undefined correlations: Pearson and Spearman are undefined (NaN; null in metrics.json) when the targets or the
+predictions are constant or there are fewer than two rows. The primary score counts such a correlation as 0 (no
+correlation: a model predicting one value has none), so ``avg_macro_f1`` and early stopping stay defined; the
+evaluation logs a warning naming the task and why, and metrics.json lists it under ``undefined_scores``.
 """
 
 from __future__ import annotations
@@ -142,7 +147,7 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
         )
     if not (np.isfinite(y).all() and np.isfinite(p).all()):
         raise ValueError("regression targets and predictions must be finite")
-    constant = np.ptp(y) == 0 or np.ptp(p) == 0 or y.size < 2
+    constant = correlation_undefined_reason(y, p) is not None
     return {
         "pearson": float("nan") if constant else float(pearsonr(y, p)[0]),
         "spearman": float("nan") if constant else float(spearmanr(y, p)[0]),
@@ -151,20 +156,58 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     }
 
 
+def correlation_undefined_reason(y_true: Any, y_pred: Any) -> str | None:
+    """Why Pearson and Spearman are undefined for these targets and predictions, or None where they are defined."""
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y.size < 2:
+        return f"{y.size} row(s): a correlation needs at least 2"
+    if np.ptp(y) == 0:
+        return f"the targets are constant ({y[0]:g})"
+    if np.ptp(p) == 0:
+        return f"the predictions are constant ({p[0]:g})"
+    return None
+
+
+UNDEFINED_CORRELATION = "Pearson and Spearman undefined ({reason}); counted 0 in avg_macro_f1"
+"""How an undefined correlation is reported (warning, metrics.json `undefined_scores`)."""
+
+
 def primary_score(metrics: Mapping[str, float]) -> float:
-    """A task's primary score: macro_f1 (single- and multi-label), else the mean of pearson and spearman."""
+    """A task's primary score: macro_f1 (single- and multi-label), else the mean of pearson and spearman, an
+    undefined (NaN) correlation counting 0 (see the module docstring), so a regression task never makes it NaN."""
     if "macro_f1" in metrics:
         return float(metrics["macro_f1"])
     if "pearson" in metrics and "spearman" in metrics:
-        return float((metrics["pearson"] + metrics["spearman"]) / 2)
+        pearson, spearman = (float(metrics[k]) for k in ("pearson", "spearman"))
+        return float(np.nan_to_num(pearson, nan=0.0) + np.nan_to_num(spearman, nan=0.0)) / 2
     raise ValueError(f"metrics {sorted(metrics)} have neither 'macro_f1' nor 'pearson'/'spearman'")
 
 
+def undefined_scores(
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
+    predictions: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> dict[str, dict[str, str]]:
+    """{task: {split: note}} for every regression score whose correlation is undefined (NaN), from
+    task -> split -> metrics; the note names the reason where `predictions` (y_true, y_pred) hold the values."""
+    out: dict[str, dict[str, str]] = {}
+    for task, by_split in metrics.items():
+        for split, m in by_split.items():
+            if "pearson" not in m or not any(np.isnan(float(m[k])) for k in ("pearson", "spearman")):
+                continue
+            pred = ((predictions or {}).get(task) or {}).get(split)
+            reason = correlation_undefined_reason(pred["y_true"], pred["y_pred"]) if pred else None
+            note = reason or "constant targets or predictions, or fewer than 2 rows"
+            out.setdefault(task, {})[split] = UNDEFINED_CORRELATION.format(reason=note)
+    return out
+
+
 def summarize_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Unweighted means over tasks: {"avg_macro_f1": .., "avg_accuracy": .., ...} (NaN propagates).
+    """Unweighted means over tasks: {"avg_macro_f1": .., "avg_accuracy": .., ...}.
 
     ``avg_macro_f1`` is the mean of the tasks' primary scores (`primary_score`: a regression task contributes the
-    mean of its Pearson and Spearman correlations); the other averages cover metrics every task has.
+    mean of its Pearson and Spearman correlations, an undefined one counting 0); the other averages cover metrics
+    every task has, and an undefined one (e.g. ROC-AUC of a one-class split) makes its average NaN.
     """
     if not per_task:
         raise ValueError("no tasks to summarize")

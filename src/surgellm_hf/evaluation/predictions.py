@@ -3,6 +3,7 @@ records."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,15 @@ import torch
 from ..normalization import label_matrix
 from ..pipeline_surge import task_probabilities
 from ..serving.runtime import split_by_task
-from .metrics import multi_label_metrics, regression_metrics, task_metrics
+from .metrics import (
+    UNDEFINED_CORRELATION,
+    correlation_undefined_reason,
+    multi_label_metrics,
+    regression_metrics,
+    task_metrics,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def per_task_predictions(
@@ -34,13 +43,25 @@ def task_scores(
     num_labels: int,
     problem_type: str = "single_label",
     threshold: float = 0.5,
+    task: str = "?",
 ) -> dict[str, float]:
     """One task's metrics by problem type from `per_task_predictions` output and the rows' labels (class ids, or
-    the padded label matrix: column 0 / the first L columns, see `normalization.label_matrix`)."""
+    the padded label matrix: column 0 / the first L columns, see `normalization.label_matrix`).
+
+    Outputs that are NaN or infinite (a diverged training) are an error naming `task`; an undefined regression
+    correlation is logged as a warning (`metrics.primary_score` counts it 0)."""
+    if not np.isfinite(np.asarray(pred["score"], dtype=np.float64)).all():
+        raise ValueError(
+            f"task {task!r}: the model's outputs are NaN or infinite, so it cannot be scored; the training "
+            "diverged (try a lower learning_rate)"
+        )
     matrix = label_matrix(np.asarray(labels)[pred["index"]])
     if problem_type == "multi_label":
         return multi_label_metrics(matrix[:, :num_labels], pred["score"], threshold)
     if problem_type == "regression":
+        reason = correlation_undefined_reason(matrix[:, 0], pred["y_pred"])
+        if reason:
+            logger.warning("task %r: %s", task, UNDEFINED_CORRELATION.format(reason=reason))
         return regression_metrics(matrix[:, 0], pred["y_pred"])
     return task_metrics(matrix[:, 0], pred["y_pred"], pred["score"], num_labels=num_labels)
 
@@ -106,7 +127,7 @@ def evaluate_predictions(
     per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits)
     for name, p in per_task.items():
         kind = types.get(name, "single_label")
-        metrics[name] = task_scores(pred["labels"], p, tasks[name], kind, limits.get(name, 0.5))
+        metrics[name] = task_scores(pred["labels"], p, tasks[name], kind, limits.get(name, 0.5), task=name)
         matrix = label_matrix(np.asarray(pred["labels"])[p["index"]])
         if kind == "multi_label":
             names = list((label_names or {}).get(name) or [f"LABEL_{i}" for i in range(tasks[name])])

@@ -10,7 +10,9 @@
      "avg_macro_f1": {"validation": .., "test": ..},           # unweighted mean over tasks, per split
      ...}                                                      # any further keys are kept as `extra`
 
-NaN (e.g. ROC-AUC with one class) is written as JSON null and read back as NaN. Task order is carried by
+NaN (e.g. ROC-AUC with one class) is written as JSON null and read back as NaN; a regression task whose correlations
+are undefined (constant targets or predictions) is listed with the reason under ``undefined_scores``
+({task: {split: note}}), and counts 0 in ``avg_macro_f1`` (`metrics.primary_score`). Task order is carried by
 ``task_order``, never by the key order of ``tasks`` (JSON objects are unordered; tools that sort keys reorder them).
 
 ``<run_dir>/predictions/<task>_<split>.jsonl`` (optional; enables bootstrap CIs and gate plots), one row
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..data.task_spec import SPLITS
-from .metrics import AVERAGE, summarize_tasks
+from .metrics import AVERAGE, summarize_tasks, undefined_scores
 
 RUN_FORMAT = "surgellm-run/1"
 _RECORD_KEYS = ("format", "variant", "seed", "task_order", "tasks", "avg_macro_f1")
@@ -118,6 +120,7 @@ def save_run(
             for t, by_split in metrics.items()
         },
         "avg_macro_f1": {sp: _json_number(v) for sp, v in _avg_by_split(metrics).items()},
+        **({"undefined_scores": notes} if (notes := undefined_scores(metrics, predictions)) else {}),
         **(extra or {}),
     }
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"  # fails here, before writing, on bad extra

@@ -1,15 +1,21 @@
 """Early stopping of METHOD §6 for the Trainer: mean per-task validation macro-F1, strictly higher counts, patience 2.
 
 With multi-label or regression tasks the selected `avg_macro_f1` is the mean of the tasks' primary scores (macro-F1;
-a regression task's (Pearson + Spearman) / 2), see `evaluation.metrics.primary_score`.
+a regression task's (Pearson + Spearman) / 2, an undefined correlation counting 0), see
+`evaluation.metrics.primary_score`: it is never NaN. A NaN metric reaching early stopping is an error, never a
+silent "no improvement".
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import EarlyStoppingCallback, TrainerControl, TrainerState, TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 
 def early_stopping_arguments(metric: str = "avg_macro_f1") -> dict[str, Any]:
@@ -38,6 +44,14 @@ def patience_counter_from_history(
         if metric not in entry:
             continue
         value = float(entry[metric])
+        if math.isnan(
+            value
+        ):  # logged before undefined correlations counted 0; the Trainer kept no best there
+            logger.warning(
+                "%s is NaN at epoch %s of the saved history; replayed as no improvement",
+                metric,
+                entry.get("epoch"),
+            )
         counter = 0 if best is None or value > best else counter + 1  # NaN never improves on a number
         if best is None:
             best = float("-inf")  # what Trainer._determine_best_metric starts from
@@ -124,6 +138,11 @@ class SurgeEarlyStoppingCallback(EarlyStoppingCallback):
             raise KeyError(
                 f"early stopping metric {self.metric!r} not in the evaluation metrics {sorted(metrics)}; "
                 "compute_metrics must return it (without the 'eval_' prefix)"
+            )
+        if not math.isfinite(float(metrics[self.metric])):
+            raise ValueError(
+                f"early stopping metric {self.metric!r} is {metrics[self.metric]} at epoch {state.epoch}: it cannot "
+                "be compared with the best so far; compute_metrics must return a finite score"
             )
         super().on_evaluate(args, state, control, metrics, **kwargs)
         model = kwargs.get("model")

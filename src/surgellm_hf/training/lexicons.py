@@ -14,13 +14,19 @@ def build_lexicon(choice: str, task_data: MultiTaskData, encoder: str, seed: int
     `seed` is the lexicon seed (k-means of the extraction, word draw of the random control): keep it apart from
     the training seed so that several training seeds share one lexicon.
     """
-    if choice == "curated":
-        return Lexicon.curated()
     if choice == "random":
         return Lexicon.random_like(Lexicon.curated(), seed=seed)
     if choice == "extracted":
         return extract_lexicon_from_data(task_data, encoder, seed=seed)
-    return Lexicon.from_json(choice)
+    return fixed_lexicon(choice)
+
+
+def fixed_lexicon(choice: str) -> Lexicon | None:
+    """The lexicon when no data or seed decides it, read cheaply: curated, or a JSON file as it is now; None for
+    extracted and random (their settings, data and lexicon_seed, decide their content)."""
+    if choice in ("extracted", "random"):
+        return None
+    return Lexicon.curated() if choice == "curated" else Lexicon.from_json(choice)
 
 
 def extract_lexicon_from_data(

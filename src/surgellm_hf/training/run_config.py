@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +70,11 @@ class RunConfig:
         default=32, metadata={"help": "Effective batch size (per device x accumulation x devices)."}
     )
     per_device_batch_size: int | None = field(
-        default=None, metadata={"help": "Default: batch_size / devices."}
+        default=None,
+        metadata={
+            "help": "Default: batch_size / devices. A run folder is resumed or reused only where the per-device "
+            "and the effective batch are the ones it trained with (set this to resume on another device count)."
+        },
     )
     max_length: int = field(default=128, metadata={"help": "Tokens per input, prefix included."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
@@ -113,8 +118,9 @@ class RunConfig:
         default=True,
         metadata={
             "help": "With freeze_encoder: compute the encoder's first-token states once per example and split and "
-            "train the modules and heads on them (same predictions, many times faster). false: run the frozen "
-            "encoder every step. No effect on a trained encoder."
+            "train the modules and heads on them (same predictions in fp32, many times faster; in bf16/fp16 the "
+            "states differ by ~5e-3, so a run folder is resumed or reused only with the same setting there). "
+            "false: run the frozen encoder every step. No effect on a trained encoder."
         },
     )
     encoder_cache_dir: str | None = field(
@@ -133,7 +139,11 @@ class RunConfig:
         },
     )
     mixed_precision: str = field(
-        default="auto", metadata={"help": "auto (bf16/fp16 on GPU), no, bf16 or fp16."}
+        default="auto",
+        metadata={
+            "help": "auto (bf16/fp16 on GPU, fp32 on CPU), no, bf16 or fp16. A run folder is resumed or reused by "
+            "the precision this resolves to on the machine, not by the word."
+        },
     )
     resume: bool = field(
         default=True,
@@ -170,6 +180,8 @@ class RunConfig:
             raise ValueError("`equal_budget: true` needs `epochs`, the budget shared by every variant.")
         if self.prefix_style not in ("text", "tokens"):
             raise ValueError(f"`prefix_style` must be 'text' or 'tokens', got {self.prefix_style!r}.")
+        if self.mixed_precision is False:  # YAML 1.1 reads `mixed_precision: no` as false
+            self.mixed_precision = "no"
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ValueError(
                 f"`mixed_precision` must be auto, no, bf16 or fp16, got {self.mixed_precision!r}."
@@ -192,20 +204,21 @@ class RunConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
+        if self.per_device_batch_size is not None and (
+            isinstance(self.per_device_batch_size, bool)
+            or not isinstance(self.per_device_batch_size, int)
+            or self.per_device_batch_size < 1
+        ):
+            raise ValueError(
+                f"`per_device_batch_size` must be a positive integer or null, got {self.per_device_batch_size!r}."
+            )
         if self.epochs is not None and (
             isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
         ):
             raise ValueError(f"`epochs` must be a positive integer, got {self.epochs!r}.")
-        if self.learning_rate is not None and not (
-            isinstance(self.learning_rate, int | float) and self.learning_rate > 0
-        ):
-            raise ValueError(f"`learning_rate` must be a positive number, got {self.learning_rate!r}.")
-        if self.module_lr_scale is not None and not (
-            isinstance(self.module_lr_scale, int | float)
-            and not isinstance(self.module_lr_scale, bool)
-            and self.module_lr_scale > 0
-        ):
-            raise ValueError(f"`module_lr_scale` must be a positive number, got {self.module_lr_scale!r}.")
+        for name, (low, high) in _FLOAT_RANGES.items():
+            _check_number(name, getattr(self, name), low, high)
+        _check_output_dir(self.output_dir, self.variant, self.seed)
         if self.freeze_encoder and self.variant_spec.use_prefix and self.prefix_style == "tokens":
             raise ValueError(
                 "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
@@ -213,8 +226,6 @@ class RunConfig:
                 "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
                 "variant without the prefix (baseline)."
             )
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio!r}.")
         from .sampler import check_task_sampling
 
         if isinstance(self.temperature, int) and not isinstance(self.temperature, bool):
@@ -290,15 +301,51 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_FLOAT_FIELDS = (
-    "learning_rate",
-    "warmup_ratio",
-    "weight_decay",
-    "adam_epsilon",
-    "max_grad_norm",
-    "module_lr_scale",
-    "temperature",
-)
+_FLOAT_RANGES: dict[str, tuple[str, str | None]] = {
+    "learning_rate": ("> 0", None),
+    "warmup_ratio": (">= 0", "< 1"),
+    "weight_decay": (">= 0", None),
+    "adam_epsilon": ("> 0", None),
+    "max_grad_norm": (">= 0", None),  # 0: no clipping (the Trainer's meaning)
+    "module_lr_scale": ("> 0", None),
+    "temperature": ("> 0", None),
+}
+"""The float settings and their allowed ranges (every one also finite: NaN and infinity are refused)."""
+_FLOAT_FIELDS = tuple(_FLOAT_RANGES)
+
+
+def _check_number(name: str, value: Any, low: str, high: str | None) -> None:
+    """Refuse a float setting that is not a finite number within `low` (e.g. '> 0') and `high` (e.g. '< 1');
+    None passes (a default that resolves later)."""
+    if value is None:
+        return
+    op, bound = low.split()
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if (
+        not number
+        or (value <= float(bound) if op == ">" else value < float(bound))
+        or (high is not None and value >= float(high.split()[1]))
+    ):
+        allowed = f"{low}{f' and {high}' if high else ''}"
+        raise ValueError(f"`{name}` must be a finite number {allowed}, got {value!r}.")
+
+
+def _check_output_dir(output_dir: Any, variant: str, seed: int) -> None:
+    """`output_dir` must be a path whose only format fields are {variant} and {seed}."""
+    if not isinstance(output_dir, str) or not output_dir.strip():
+        raise ValueError(f"`output_dir` must be a folder path, got {output_dir!r}.")
+    hint = "only {variant} and {seed} are filled in (write {{ and }} for a literal brace)"
+    try:
+        output_dir.format(variant=variant, seed=seed)
+    except KeyError as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} names the unknown field {{{err.args[0]}}}; {hint}."
+        ) from None
+    except (IndexError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} is not a valid folder pattern ({err}); {hint}."
+        ) from None
+
 
 LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
 
@@ -360,7 +407,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 REUSE_IGNORED_KEYS = (
-    "cache_encoder_outputs",  # the cached path gives the same predictions (float tolerance)
+    "cache_encoder_outputs",  # in fp32 the cached path gives the same predictions (float tolerance): see below
     "encoder_cache_dir",
     "output_dir",
     "resume",
@@ -374,11 +421,18 @@ REUSE_IGNORED_KEYS = (
 """RunConfig keys that do not change what a run computes: a run folder may be resumed or reused across them
 (`equal_budget` only labels the budget; `epochs` carries it)."""
 
+MACHINE_RESOLVED_KEYS = ("mixed_precision", "per_device_batch_size")
+"""RunConfig keys whose effect depends on the machine (a GPU, the number of processes): a run folder compares what
+they resolve to there, the precision and the per-device and effective batch, not the words (`run_folder`), and
+`cache_encoder_outputs` where the precision is not fp32 (cached and uncached bf16 states differ by ~5e-3)."""
+
 
 def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
     """The settings that decide what a run computes, resolved: variant defaults filled in, the data folder made
-    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in REUSE_IGNORED_KEYS and k != "data"}
+    absolute, `lexicon_seed` only where the lexicon uses it; nested `data` keys flattened to `data.<key>`. The
+    machine-dependent keys (`MACHINE_RESOLVED_KEYS`) are left to the run folder's check, which resolves them."""
+    skipped = {*REUSE_IGNORED_KEYS, *MACHINE_RESOLVED_KEYS, "data"}
+    values = {k: v for k, v in cfg.to_dict().items() if k not in skipped}
     values["epochs"] = cfg.num_epochs
     values["learning_rate"] = cfg.lr
     values["module_lr_scale"] = cfg.module_lr_multiplier
@@ -413,28 +467,45 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML run config and apply `key=value` overrides (dotted keys reach into sections)."""
+    """Read a YAML run config and apply `key=value` overrides (dotted keys reach into sections); a file or an
+    override that cannot be parsed is refused in one line naming the file's line or the override."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"run config not found: {path}")
     try:
-        mapping = yaml.safe_load(path.read_text()) or {}
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"run config {path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"run config {path} is not valid YAML: {err}") from None
+        raise ValueError(f"run config {path} is not valid YAML: {_yaml_problem(err)}") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"run config {path} must be a mapping of settings, got {type(mapping).__name__}")
     for item in overrides:
-        if "=" not in item:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(p.strip() for p in parts):
             raise ValueError(
                 f"override {item!r} must look like key=value (e.g. seed=1 or data.max_rows.train=200)"
             )
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ValueError(
+                f"override {item!r}: the value {raw!r} is not valid YAML ({_yaml_problem(err)})"
+            ) from None
         target = mapping
-        parts = key.split(".")
         for part in parts[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
         target[parts[-1]] = value
     return RunConfig.from_mapping(mapping, base_dir=path.parent)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML parser error in one line: what and where (line and column, 1-based)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem

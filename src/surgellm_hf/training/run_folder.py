@@ -13,7 +13,9 @@ from typing import Any
 
 from transformers.trainer_utils import get_last_checkpoint
 
+from .lexicons import fixed_lexicon
 from .run_config import RunConfig, comparable_settings, settings_differences
+from .training_args import batch_layout, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +71,104 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
-def _saved_settings(run_dir: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+def _saved_config(run_dir: Path, saved: Mapping[str, Any]) -> RunConfig:
     config = saved.get("config")
     try:
-        return comparable_settings(RunConfig(**config))
+        return RunConfig(**config)
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"the configuration saved in {run_dir} cannot be read ({err}); pass overwrite=true to start fresh there"
         ) from None
+
+
+_PRECISION_SETTING = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def machine_record(cfg: RunConfig) -> dict[str, Any]:
+    """What `cfg` resolves to on this machine and launch: the precision and the batch layout (per-device batch x
+    gradient accumulation x processes = effective batch), as run_config.json records it."""
+    per_device, accumulation, world = batch_layout(cfg)
+    return {
+        "precision": resolve_precision(cfg.mixed_precision),
+        "world_size": world,
+        "per_device_batch_size": per_device,
+        "gradient_accumulation_steps": accumulation,
+        "effective_batch_size": per_device * accumulation * world,
+    }
+
+
+def _recorded_machine(run_dir: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The machine record of a run folder: run_config.json's, completed by metrics.json's `training` record
+    (finished runs, also those written before run_config.json); keys absent from both are unknown."""
+    keys = ("precision", "world_size", "per_device_batch_size", "effective_batch_size")
+    record = {k: saved[k] for k in keys if saved.get(k) is not None}
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            training = json.loads(metrics.read_text()).get("training") or {}
+        except (json.JSONDecodeError, AttributeError):
+            training = {}
+        record.update({k: training[k] for k in keys if k not in record and training.get(k) is not None})
+    return record
+
+
+def _processes(n: int) -> str:
+    return f"{n} process{'es' if n != 1 else ''}"
+
+
+def _machine_differences(
+    cfg: RunConfig, before: RunConfig, record: Mapping[str, Any], run_dir: Path
+) -> list[str]:
+    """Differences in what the machine-dependent settings resolve to (`MACHINE_RESOLVED_KEYS`): the precision
+    (mixed_precision: auto is fp32 on CPU, bf16 on most GPUs), the per-device and the effective batch (they
+    follow the number of processes), and, below fp32, whether the frozen encoder's outputs are cached. A record
+    the folder lacks (written by an older version) falls back to comparing the settings as written."""
+    now = machine_record(cfg)
+    diffs = []
+    if "precision" in record:
+        if record["precision"] != now["precision"]:
+            diffs.append(
+                f"precision: saved {record['precision']}, now {now['precision']} (mixed_precision "
+                f"{cfg.mixed_precision!r} on this machine; mixed_precision: {_PRECISION_SETTING.get(record['precision'], '?')} "
+                f"trains in {record['precision']})"
+            )
+    else:
+        diffs += settings_differences(
+            {"mixed_precision": before.mixed_precision}, {"mixed_precision": cfg.mixed_precision}
+        )
+    if "world_size" in record:
+        per_device, accumulation, world = batch_layout(before, record["world_size"])
+        saved = {
+            "per_device_batch_size": record.get("per_device_batch_size", per_device),
+            "effective_batch_size": record.get("effective_batch_size", per_device * accumulation * world),
+        }
+        for key, label in (
+            ("per_device_batch_size", "per-device batch"),
+            ("effective_batch_size", "effective batch"),
+        ):
+            if saved[key] != now[key]:
+                diffs.append(
+                    f"{label}: saved {saved[key]} ({_processes(record['world_size'])}), now {now[key]} "
+                    f"({_processes(now['world_size'])}); per_device_batch_size sets the per-device batch"
+                )
+    else:
+        logger.warning(
+            "Run folder %s does not record how many processes it trained with (written by an older version); "
+            "its per-device and effective batch are not checked against this launch's.",
+            run_dir,
+        )
+        diffs += settings_differences(
+            {"per_device_batch_size": before.per_device_batch_size},
+            {"per_device_batch_size": cfg.per_device_batch_size},
+        )
+    cached_before = before.freeze_encoder and before.cache_encoder_outputs
+    cached_now = cfg.freeze_encoder and cfg.cache_encoder_outputs
+    if now["precision"] != "fp32" and cached_before != cached_now:
+        diffs.append(
+            f"cache_encoder_outputs: saved {str(cached_before).lower()}, requested {str(cached_now).lower()} (in "
+            f"{now['precision']} cached and uncached encoder states differ; in fp32 either may resume the other)"
+        )
+    return diffs
 
 
 def check_run_dir(cfg: RunConfig) -> str:
@@ -86,7 +178,9 @@ def check_run_dir(cfg: RunConfig) -> str:
     (a finished run with the same settings: nothing to train) or 'overwrite' (`overwrite: true` and a run is
     there: it is deleted first). Raises ValueError, naming the differing keys, when the folder holds a run of
     another configuration, a run without a saved configuration, or checkpoints that `resume: false` or
-    `save_checkpoints: false` would silently train over.
+    `save_checkpoints: false` would silently train over. "Same settings" covers what they resolve to here (the
+    precision, the per-device and effective batch: `_machine_differences`) and a curated or JSON-file lexicon's
+    content (an edited file is refused before resuming or reusing a finished run).
     """
     run_dir = cfg.run_dir
     if run_dir.exists() and not run_dir.is_dir():
@@ -103,12 +197,19 @@ def check_run_dir(cfg: RunConfig) -> str:
             f"run folder {run_dir} holds {', '.join(markers)} but no {RUN_CONFIG_NAME} saying how it was made; "
             + fresh_hint
         )
-    diffs = settings_differences(_saved_settings(run_dir, saved), comparable_settings(cfg))
+    before = _saved_config(run_dir, saved)
+    diffs = settings_differences(comparable_settings(before), comparable_settings(cfg))
+    diffs += _machine_differences(cfg, before, _recorded_machine(run_dir, saved), run_dir)
     if diffs:
         raise ValueError(
             f"run folder {run_dir} holds a run of a different configuration ({'; '.join(diffs)}); "
             + fresh_hint
         )
+    lexicon = fixed_lexicon(
+        cfg.lexicon
+    )  # a lexicon file edited since: checked before reuse, not after training
+    if lexicon is not None:
+        check_lexicon_matches(cfg, lexicon.content_hash())
     if (run_dir / "metrics.json").is_file():
         return "finished"
     if "checkpoints/" not in markers:
@@ -145,6 +246,7 @@ def write_run_config(cfg: RunConfig, extra: Mapping[str, Any]) -> Path:
         "format": RUN_CONFIG_FORMAT,
         "config": cfg.to_dict(),
         "settings": comparable_settings(cfg),
+        **machine_record(cfg),
         **extra,
     }
     cfg.run_dir.mkdir(parents=True, exist_ok=True)

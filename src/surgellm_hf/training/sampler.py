@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator, Sequence
 
@@ -18,32 +19,63 @@ def task_sampling_probabilities(
 
     T = 1 is proportional and T -> infinity equal (T5's and MT-DNN's temperature-scaled mixing).
     """
+    weights = _task_weights(sizes, rule, temperature)
+    return weights / weights.sum()
+
+
+def _task_weights(sizes: Sequence[int], rule: str, temperature: float) -> np.ndarray:
+    """Unnormalised weights of the rule, in example units: n_t (proportional: exact at T = 1), 1 or n_t^(1/T); 0
+    for a task without rows."""
     check_task_sampling(rule, temperature)
     n = np.asarray(sizes, dtype=np.float64)
     if rule == "equal":
         weights = np.ones_like(n)
     elif rule == "temperature":
-        weights = n ** (1.0 / float(temperature))
+        weights = n ** (1.0 / float(temperature))  # x ** 1.0 == x exactly: T = 1 is proportional to the bit
     else:
         weights = n.copy()
     weights[n == 0] = 0.0
-    return weights / weights.sum()
+    return weights
 
 
 def check_task_sampling(rule: str, temperature: float) -> None:
-    """Refuse an unknown sampling rule or a temperature that is not a positive number."""
+    """Refuse an unknown sampling rule or a temperature that is not a finite positive number."""
     if rule not in TASK_SAMPLING_CHOICES:
         raise ValueError(f"`task_sampling` must be one of {list(TASK_SAMPLING_CHOICES)}, got {rule!r}.")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
-        raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+        or not temperature > 0
+    ):
+        raise ValueError(
+            f"`temperature` must be a positive number, got {temperature!r} (task_sampling: equal is T -> infinity)."
+        )
 
 
-def _largest_remainder(p: np.ndarray, total: int) -> np.ndarray:
-    """Integer counts summing to `total`, as close to p * total as possible (largest-remainder rounding)."""
-    raw = p * total
-    counts = np.floor(raw).astype(np.int64)
-    order = np.argsort(-(raw - counts), kind="stable")
-    counts[order[: total - int(counts.sum())]] += 1
+def ceil_apportionment(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer batch counts summing to `total`: c_t = ceil(w_t / d) for a divisor d that makes them sum to `total`
+    (Adams' divisor method; ties go to the earlier task). Every task with w_t > 0 gets at least one.
+
+    With w_t = n_t (examples) and `total` = sum_t ceil(n_t / B), d = B: the counts are exactly ceil(n_t / B), the
+    proportional rule's. The rounding up that gives small tasks their batch is taken from the largest tasks.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    active = weights > 0
+    k = int(active.sum())
+    if total < k:
+        raise ValueError(f"{total} batches cannot give each of {k} tasks one")
+    counts = np.zeros(len(weights), dtype=np.int64)
+    counts[active] = 1
+    if total > k:  # a lower bound of the result (d <= W / (total - k)), so the loop below adds few seats
+        lower = np.floor(weights * (total - k) / weights.sum()).astype(np.int64)
+        counts = np.where(active, np.maximum(counts, lower), 0)
+    heap = [(-weights[t] / counts[t], t) for t in np.flatnonzero(active)]
+    heapq.heapify(heap)
+    for _ in range(total - int(counts.sum())):  # the next batch goes to the largest w_t / c_t
+        _, t = heapq.heappop(heap)
+        counts[t] += 1
+        heapq.heappush(heap, (-weights[t] / counts[t], t))
     return counts
 
 
@@ -58,9 +90,13 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
     `sampling` sets how many of the epoch's batches each task gets; the epoch keeps its length (the number of
     batches that covering every example once takes), so step counts and schedules do not change with the rule.
     `proportional` (default) is the above: every example once. `equal` gives every task the same number of
-    batches and `temperature` gives task t a share ∝ n_t^(1/T); a task then cycles through fresh permutations of
-    its examples (no example twice in a batch) when it gets more batches than it fills, or sees a different random
-    subset each epoch when it gets fewer. Those batches are all full (or the task's size, when smaller).
+    batches and `temperature` gives task t a share ∝ n_t^(1/T). The counts are ceil(w_t / d) for the one divisor d
+    that fills the epoch (`ceil_apportionment`), proportional's own rule ceil(n_t / B) generalised: T = 1 gives
+    exactly proportional's counts and batches, and every task with rows gets at least one batch per epoch under
+    every rule (the batches that rounding up gives small tasks come from the largest ones). A task whose count
+    is its proportional one sees every example once; one with more batches cycles through fresh permutations of
+    its examples (no example twice in a batch), one with fewer sees a different random subset each epoch; those
+    batches are all full (or the task's size, when smaller).
     """
 
     def __init__(
@@ -88,8 +124,8 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
         if self.sampling == "proportional":
             counts = np.array([math.ceil(n / self.per_batch) for n in sizes])
         else:
-            p = task_sampling_probabilities(sizes, self.sampling, self.temperature)
-            counts = _largest_remainder(p, len(self))
+            weights = _task_weights(sizes, self.sampling, self.temperature)
+            counts = ceil_apportionment(weights, len(self))
         return {int(t): int(c) for t, c in zip(tasks, counts, strict=True)}
 
     def set_epoch(self, epoch: int) -> None:
@@ -100,15 +136,16 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
         """This epoch's batches of example indices, in training order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         placed: list[tuple[float, int, list[int]]] = []
-        quota = None if self.sampling == "proportional" else self.batches_per_task()
+        quota = self.batches_per_task()
         for t in np.unique(self.task_ids):
-            if quota is None:
-                idx = rng.permutation(np.flatnonzero(self.task_ids == t))
+            rows = np.flatnonzero(self.task_ids == t)
+            if quota[int(t)] == math.ceil(
+                len(rows) / self.per_batch
+            ):  # its proportional count: each row once
+                idx = rng.permutation(rows)
                 chunks = [idx[i : i + self.per_batch].tolist() for i in range(0, len(idx), self.per_batch)]
             else:
-                chunks = self._resampled_chunks(np.flatnonzero(self.task_ids == t), quota[int(t)], rng)
-                if not chunks:
-                    continue
+                chunks = self._resampled_chunks(rows, quota[int(t)], rng)
             phase = rng.random()
             placed += [((j + phase) / len(chunks), int(t), c) for j, c in enumerate(chunks)]
         placed.sort(key=lambda item: (item[0], item[1]))

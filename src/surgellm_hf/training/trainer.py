@@ -149,7 +149,8 @@ def build_compute_metrics(
     thresholds: Mapping[str, float] | None = None,
 ) -> Callable[..., dict[str, float]]:
     """compute_metrics for the Trainer: per-task metrics by problem type (scikit-learn/scipy) and `avg_macro_f1`,
-    the unweighted mean of the tasks' primary scores (macro-F1; a regression task's (Pearson + Spearman) / 2)."""
+    the unweighted mean of the tasks' primary scores (macro-F1; a regression task's (Pearson + Spearman) / 2, an
+    undefined correlation counting 0: never NaN, see `evaluation.metrics`)."""
     types, limits = dict(problem_types or {}), dict(thresholds or {})
 
     def compute_metrics(eval_pred) -> dict[str, float]:
@@ -162,7 +163,7 @@ def build_compute_metrics(
         per_task = per_task_predictions(np.asarray(logits), np.asarray(task_ids), tasks, types, limits)
         for name, pred in per_task.items():
             kind = types.get(name, "single_label")
-            m = task_scores(np.asarray(labels), pred, tasks[name], kind, limits.get(name, 0.5))
+            m = task_scores(np.asarray(labels), pred, tasks[name], kind, limits.get(name, 0.5), task=name)
             for key in _LOGGED[kind]:
                 result[f"{name}_{key}"] = m[key]
             primaries.append(primary_score(m))

@@ -73,15 +73,23 @@ def check_sharding(cfg: RunConfig) -> None:
             )
 
 
+def batch_layout(cfg: RunConfig, world: int | None = None) -> tuple[int, int, int]:
+    """(per-device batch, gradient accumulation steps, processes) of a run on `world` processes (default: this
+    launch's WORLD_SIZE): `batch_size` split over the processes unless `per_device_batch_size` is set, and
+    accumulation making up the rest; the effective batch is their product."""
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else int(world)
+    per_device = cfg.per_device_batch_size or max(1, cfg.batch_size // world)
+    accumulation = max(1, round(cfg.batch_size / (per_device * world)))
+    return per_device, accumulation, world
+
+
 def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> TrainingArguments:
     """TrainingArguments for METHOD.md §6: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
 
     Without checkpoints (`save_checkpoints: false`) the run still evaluates every epoch and stops early; the
     best weights are then kept in memory by `SurgeEarlyStoppingCallback(keep_best_in_memory=True)`.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_device = cfg.per_device_batch_size or max(1, cfg.batch_size // world)
-    accumulation = max(1, round(cfg.batch_size / (per_device * world)))
+    per_device, accumulation, world = batch_layout(cfg)
     on_cpu = not torch.cuda.is_available()
     stop_args = early_stopping_arguments("avg_macro_f1")
     if not cfg.save_checkpoints:

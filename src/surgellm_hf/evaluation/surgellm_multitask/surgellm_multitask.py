@@ -5,7 +5,8 @@ computed with scikit-learn; plus `avg_macro_f1`, the unweighted mean of the per-
 once, whatever its size), the number SURGELLM selects and reports on. Tasks declared in `problem_types` as
 "multi_label" get micro-F1, macro-F1 and subset accuracy (a label predicted when its score is >= the task's
 threshold, 0.5 by default), "regression" tasks Pearson, Spearman (scipy) and RMSE, with (Pearson + Spearman) / 2 as
-their primary score in the average. Self-contained (evaluate, datasets, scikit-learn, scipy), so
+their primary score in the average; an undefined correlation (constant targets or predictions: NaN) counts 0 there,
+as in surgellm_hf's metrics, so the average stays defined. Self-contained (evaluate, datasets, scikit-learn, scipy), so
 `evaluate.load("<this folder>")` can copy and import it without this package.
 """
 
@@ -116,7 +117,7 @@ class SurgellmMultitask(evaluate.Metric):
                 rho = float("nan") if constant else float(spearmanr(t, p)[0])
                 result[f"{name}/pearson"], result[f"{name}/spearman"] = r, rho
                 result[f"{name}/rmse"] = float(np.sqrt(np.mean((t - p) ** 2)))
-                primary = (r + rho) / 2
+                primary = 0.0 if constant else (r + rho) / 2  # undefined correlations count 0
             result[f"{name}/support"] = int(len(rows))
             primaries.append(primary)
         result["avg_macro_f1"] = float(np.mean(primaries))
