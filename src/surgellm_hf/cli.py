@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .encoders import BUNDLED_ENCODER
+from .training.run_lock import RunFolderBusyError, refuse_if_in_use
 
 
 class CLIError(Exception):
@@ -45,6 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     statuses = []
     for cfg in configs:  # every run folder checked before any run trains
         resolve_precision(cfg.mixed_precision)
+        refuse_if_in_use(cfg.run_dir)  # before its content is read: another process may be writing it
         statuses.append(check_run_dir(cfg))
     for cfg, status in zip(configs, statuses):
         run_dir = train_run(cfg)
@@ -177,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete an existing run folder and start fresh (without it, a folder holding a run of another "
-        "configuration is refused)",
+        help="delete what a previous run wrote in the run folder and start fresh (files no run writes are kept; "
+        "without it, a folder holding a run of another configuration is refused)",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -242,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (
         CLIError,
+        RunFolderBusyError,
         ValueError,
         TypeError,
         KeyError,

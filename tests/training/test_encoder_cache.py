@@ -184,3 +184,69 @@ def test_module_lr_scale_default_is_100_with_a_frozen_encoder_and_1_otherwise():
     frozen = RunConfig(data={"folder": "x"}, freeze_encoder=True, prefix_style="text")
     assert frozen.module_lr_multiplier == 100.0
     assert RunConfig(data={"folder": "x"}, module_lr_scale=7).module_lr_multiplier == 7.0
+
+
+def _some_states(count: int, offset: float = 0.0) -> dict[bytes, np.ndarray]:
+    return {
+        bytes([i]) * 16: np.arange(4, dtype=np.float32) + i + offset for i in range(count)
+    }  # keys ending in zero bytes too
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbled", "wrong checksum", "older format", "not a zip"])
+def test_a_damaged_cache_file_is_ignored_with_a_warning_and_rebuilt(tmp_path, caplog, damage):
+    """A cache file that is cut short, garbled, fails its checksum or has none is never fatal: it is treated as
+    empty (a warning says why) and the next save replaces it with a valid one."""
+    from surgellm_hf.training.encoder_cache import EncoderStateCache
+
+    cache = EncoderStateCache(tmp_path, "fp")
+    for key, state in _some_states(20).items():
+        cache.put(key, state)
+    cache.save()
+    path = cache.path
+    data = path.read_bytes()
+    keys = np.frombuffer(b"".join(_some_states(20)), dtype=np.uint8).reshape(20, 16)
+    states = np.stack(list(_some_states(20).values()))
+    if damage == "cut short":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbled":
+        middle = len(data) // 2
+        path.write_bytes(
+            data[:middle] + bytes(255 - b for b in data[middle : middle + 64]) + data[middle + 64 :]
+        )
+    elif damage == "wrong checksum":
+        with open(path, "wb") as f:
+            np.savez(f, keys=keys, states=states, sha256=np.array("0" * 64))
+    elif damage == "older format":
+        with open(path, "wb") as f:
+            np.savez(f, keys=np.array(list(_some_states(20)), dtype="S16"), states=states)
+    else:
+        path.write_bytes(b"not an npz file")
+    with caplog.at_level("WARNING"):
+        damaged = EncoderStateCache(tmp_path, "fp")
+    assert f"Ignoring the encoder cache file {path}" in caplog.text and "it is rebuilt" in caplog.text
+    assert damaged.get(next(iter(_some_states(1)))) is None
+    for key, state in _some_states(20, offset=0.5).items():
+        damaged.put(key, state)
+    damaged.save()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rebuilt = EncoderStateCache(tmp_path, "fp")
+    assert "Ignoring" not in caplog.text
+    for key, state in _some_states(20, offset=0.5).items():
+        np.testing.assert_array_equal(rebuilt.get(key), state)
+
+
+def test_only_the_main_process_of_a_distributed_run_writes_the_cache(tmp_path, monkeypatch):
+    """Under DDP every rank computes the states it lacks, but only rank 0 writes the file (ranks saving at the
+    same moment would race)."""
+    from surgellm_hf.training.encoder_cache import EncoderStateCache
+
+    monkeypatch.setenv("RANK", "1")
+    cache = EncoderStateCache(tmp_path, "fp")
+    for key, state in _some_states(3).items():
+        cache.put(key, state)
+    cache.save()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("RANK", "0")
+    cache.save()
+    assert len(EncoderStateCache(tmp_path, "fp")) == 3

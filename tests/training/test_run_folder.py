@@ -18,6 +18,17 @@ def _cfg(tmp_path, **kw) -> RunConfig:
     return RunConfig(**{**base, **kw})
 
 
+def _checkpoint(folder, step: int, complete: bool = True):
+    """A checkpoint-N folder with the files the Trainer writes, trainer_state.json (written last) only if complete."""
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (path / name).write_bytes(b"x")
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    return path
+
+
 def test_a_run_folder_is_reused_only_by_the_same_configuration(tmp_path):
     from surgellm_hf.training import check_run_dir, write_run_config
 
@@ -26,7 +37,7 @@ def test_a_run_folder_is_reused_only_by_the_same_configuration(tmp_path):
     write_run_config(cfg, {})
     saved = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert saved["config"]["lexicon"] == "curated" and saved["settings"]["epochs"] == 5
-    (tmp_path / "run" / "checkpoints" / "checkpoint-6").mkdir(parents=True)
+    _checkpoint(tmp_path / "run" / "checkpoints", 6)
     assert check_run_dir(cfg) == "resume"
     # keys that do not change what the run computes, and spelled-out defaults, are the same configuration
     same = _cfg(
@@ -54,17 +65,70 @@ def test_a_run_folder_without_a_saved_configuration_is_refused(tmp_path):
 
     cfg = _cfg(tmp_path)
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "notes.txt").write_text("not a run")
-    assert check_run_dir(cfg) == "new"  # a folder without anything of a run may be used
+    assert check_run_dir(cfg) == "new"  # an empty folder may be used
     (tmp_path / "run" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"holds checkpoints/ but no run_config.json"):
         check_run_dir(cfg)
-    start_fresh(tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert start_fresh(tmp_path / "run") == ["checkpoints"]  # what a run wrote, nothing else
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "notes.txt").write_text("keep")
-    start_fresh(tmp_path / "other")  # not a run folder: never deleted
-    assert (tmp_path / "other" / "notes.txt").read_text() == "keep"
+    (tmp_path / "other" / "config.json").write_text("keep")
+    assert start_fresh(tmp_path / "other") == []  # not a run folder: nothing deleted
+    assert (tmp_path / "other" / "config.json").read_text() == "keep"
+
+
+def test_a_folder_holding_files_but_no_run_is_refused_even_with_overwrite(tmp_path):
+    """A run never trains into (or clears) a user's folder; the message names what is there."""
+    from surgellm_hf.training import check_run_dir
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    (tmp_path / "run" / "config.json").write_text("{}")  # a name a run writes, but no run made it
+    for overwrite in (False, True):
+        with pytest.raises(
+            ValueError, match=r"is not empty \(config.json, notes.txt\) and holds no run"
+        ) as err:
+            check_run_dir(_cfg(tmp_path, overwrite=overwrite))
+        assert "choose another output_dir" in str(err.value)
+    # the run's own lock files and its encoder cache folder are not a user's files
+    for name in ("notes.txt", "config.json"):
+        (tmp_path / "run" / name).unlink()
+    (tmp_path / "run" / ".surgellm.lock").write_text("")
+    (tmp_path / "run" / "states").mkdir()
+    assert check_run_dir(_cfg(tmp_path, encoder_cache_dir=str(tmp_path / "run" / "states"))) == "new"
+
+
+def test_the_newest_complete_checkpoint_is_resumed_and_cut_short_saves_are_removed(tmp_path, caplog):
+    from surgellm_hf.training import (
+        check_run_dir,
+        get_last_complete_checkpoint,
+        remove_incomplete_checkpoints,
+        write_run_config,
+    )
+    from surgellm_hf.training.run_folder import checkpoint_problem
+
+    cfg = _cfg(tmp_path)
+    write_run_config(cfg, {})
+    folder = tmp_path / "run" / "checkpoints"
+    cut = _checkpoint(folder, 12, complete=False)
+    assert check_run_dir(cfg) == "new"  # only a cut-short save: nothing to resume
+    six = _checkpoint(folder, 6)
+    truncated = _checkpoint(folder, 18)
+    (truncated / "trainer_state.json").write_text('{"global_step": 18, "log_hist')
+    no_weights = _checkpoint(folder, 24)
+    (no_weights / "model.safetensors").unlink()
+    assert checkpoint_problem(cut) == "no trainer_state.json: its save was cut short"
+    assert checkpoint_problem(truncated) == "trainer_state.json is cut short or unreadable"
+    assert checkpoint_problem(no_weights) == "no model weights"
+    assert checkpoint_problem(six) is None
+    assert check_run_dir(cfg) == "resume"
+    assert get_last_complete_checkpoint(folder) == str(six)
+    assert remove_incomplete_checkpoints(folder) == [no_weights, truncated, cut]  # newest first
+    assert [p.name for p in folder.iterdir()] == ["checkpoint-6"]
+    for path in (no_weights, truncated, cut):
+        assert f"Skipping and removing checkpoint {path}" in caplog.text
 
 
 def test_runs_written_before_run_config_json_compare_with_their_metrics_json(tmp_path):

@@ -2,7 +2,9 @@
 
 - `variants`: the variant table (`VARIANTS`, `get_variant`);
 - `run_config`: `RunConfig` and `load_run_config` (YAML + `key=value` overrides);
-- `run_folder`: run_config.json and whether a run folder may be used, resumed or reused;
+- `run_folder`: run_config.json, what a run writes, complete checkpoints, and whether a run folder may be used,
+  resumed or reused;
+- `run_lock`: one training process per run folder (`RunFolderLock`);
 - `sampler`: `TaskBalancedBatchSampler`;
 - `trainer`: `SurgeTrainer` and its `compute_metrics`;
 - `callbacks`: early stopping (`SurgeEarlyStoppingCallback`, `early_stopping_arguments`);
@@ -33,10 +35,14 @@ _LAZY: dict[str, str] = {
     "RUN_CONFIG_FORMAT": "run_folder",
     "check_run_dir": "run_folder",
     "check_lexicon_matches": "run_folder",
-    "get_last_checkpoint_or_none": "run_folder",
+    "get_last_complete_checkpoint": "run_folder",
+    "remove_incomplete_checkpoints": "run_folder",
+    "is_run_written": "run_folder",
     "read_run_config": "run_folder",
     "start_fresh": "run_folder",
     "write_run_config": "run_folder",
+    "RunFolderLock": "run_lock",
+    "RunFolderBusyError": "run_lock",
     "TaskBalancedBatchSampler": "sampler",
     "TASK_SAMPLING_CHOICES": "sampler",
     "resolve_class_weights": "class_weights",

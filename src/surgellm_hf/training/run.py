@@ -43,10 +43,13 @@ from .run_config import RunConfig
 from .run_folder import (
     check_lexicon_matches,
     check_run_dir,
-    get_last_checkpoint_or_none,
+    get_last_complete_checkpoint,
+    remove_incomplete_checkpoints,
+    remove_stale_temporaries,
     start_fresh,
     write_run_config,
 )
+from .run_lock import LOCK_NAME, RunFolderLock, is_main_process
 from .trainer import SurgeTrainer, build_compute_metrics
 from .training_args import check_sharding, precision_used, resolve_precision, training_arguments
 
@@ -58,18 +61,24 @@ def train_run(cfg: RunConfig) -> Path:
 
     The run folder is checked first (`check_run_dir`): a folder holding a run of another configuration is refused
     before anything is loaded or written; a finished run of the same configuration is returned as it is;
-    checkpoints of the same configuration are resumed, early-stopping state included.
+    checkpoints of the same configuration are resumed (from the newest complete one), early-stopping state
+    included. The run holds the folder's lock (`RunFolderLock`) from before its first write to the end: another
+    process training there is refused (RunFolderBusyError naming it).
     """
+    with RunFolderLock(cfg.run_dir) as lock:
+        return _train_run(cfg, lock)
+
+
+def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
     precision = resolve_precision(cfg.mixed_precision)
     check_sharding(cfg)
-    status = check_run_dir(cfg)
+    if (cfg.run_dir / LOCK_NAME).is_file():  # a folder in use is refused before anything is read or loaded
+        lock.acquire()
+    status = check_run_dir(cfg)  # a user's folder is refused before a lock file is made in it
+    if cfg.run_dir.is_dir():
+        status = _hold_run_folder(cfg, lock, status)
     if status == "finished":
-        logger.warning(
-            "Run folder %s already holds a finished run of this configuration; nothing to train "
-            "(overwrite=true trains it again).",
-            cfg.run_dir,
-        )
-        return cfg.run_dir
+        return _already_finished(cfg)
     set_seed(cfg.seed)
     encoder = resolve_encoder(cfg.encoder)
     task_data = _load_task_data(cfg)  # the data sample does not follow the training seed
@@ -91,12 +100,17 @@ def train_run(cfg: RunConfig) -> Path:
         model = _with_lora(cfg, encoder, model)
     prepare = _split_preparer(cfg, model, processor)
     train_ds, eval_ds = prepare(train_ds), prepare(eval_ds)
-    last = get_last_checkpoint_or_none(cfg.run_dir / "checkpoints") if status == "resume" else None
+    status = _hold_run_folder(cfg, lock, status)  # before the first write (makes a new run folder)
+    if status == "finished":  # another process finished this run while this one was loading
+        return _already_finished(cfg)
+    last = get_last_complete_checkpoint(cfg.run_dir / "checkpoints") if status == "resume" else None
     args = training_arguments(cfg, len(task_data.task_names), max_steps=_steps_if_stopped(last, cfg.patience))
     with args.main_process_first(local=False, desc="run folder"):
         if args.process_index == 0:
             if status == "overwrite":
                 start_fresh(cfg.run_dir)
+            remove_incomplete_checkpoints(cfg.run_dir / "checkpoints")
+            remove_stale_temporaries(cfg.run_dir)
             record = {
                 "precision": precision,
                 "task_order": task_data.task_names,
@@ -141,6 +155,24 @@ def train_run(cfg: RunConfig) -> Path:
         }
     save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
     write_run_report(cfg.run_dir)
+    return cfg.run_dir
+
+
+def _hold_run_folder(cfg: RunConfig, lock: RunFolderLock, status: str) -> str:
+    """Take the run folder's lock (once, in the main process) and check the folder again under it: another
+    process may have written it since `status` was read."""
+    if lock.held or not is_main_process():
+        return status
+    lock.acquire()
+    return check_run_dir(cfg)
+
+
+def _already_finished(cfg: RunConfig) -> Path:
+    logger.warning(
+        "Run folder %s already holds a finished run of this configuration; nothing to train "
+        "(overwrite=true trains it again).",
+        cfg.run_dir,
+    )
     return cfg.run_dir
 
 

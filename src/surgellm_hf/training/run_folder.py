@@ -3,24 +3,172 @@ resume or reuse the folder (metrics.json and predictions are the evaluation side
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .lexicons import fixed_lexicon
 from .run_config import RunConfig, comparable_settings, settings_differences
+from .run_lock import LOCK_FILES
 from .training_args import batch_layout, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 RUN_CONFIG_NAME = "run_config.json"
 RUN_CONFIG_FORMAT = "surgellm-run-config/1"
+TRAINER_STATE_NAME = "trainer_state.json"
+
+SAFETENSORS_TEMPORARY = ".tmp" + "[A-Za-z0-9]" * 6
+"""safetensors writes a weights file to a `.tmpXXXXXX` file beside it, then renames it: a process killed mid-write
+leaves that file behind (as large as what it had written)."""
+
+RUN_WRITTEN = (
+    RUN_CONFIG_NAME,
+    "metrics.json",
+    "report.md",
+    "task_f1_by_variant.png",
+    "gate_distribution.png",
+    "checkpoints",
+    "predictions",
+    # model and processor (save_pretrained, save_lora): config, weights, adapter, tokenizer, lexicon, remote code
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].safetensors",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "processor_config.json",
+    "lexicon.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spm.model",
+    "spiece.model",
+    SAFETENSORS_TEMPORARY,
+)
+"""Names (fnmatch patterns) of what a training run writes in its run folder, with `remote_code_names()`: all that
+`overwrite` removes."""
+
+_CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# what a complete checkpoint holds besides trainer_state.json: weights (full, sharded, adapter, FSDP) and optimizer
+# state (optimizer.pt; FSDP optimizer.bin or optimizer_0/), or DeepSpeed's global_stepN/ holding both
+_WEIGHTS = (
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.*",
+    "pytorch_model*",
+    "global_step*",
+)
+_OPTIMIZER = ("optimizer*", "global_step*")
+
+
+@functools.cache
+def remote_code_names() -> frozenset[str]:
+    """The `.py` files `save_pretrained` copies into a run folder: the modules of the model and the processor and
+    their relative imports (transformers' own rule, `get_relative_import_files`)."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    from .. import modeling_surge, processing_surge
+
+    modules = [modeling_surge.__file__, processing_surge.__file__]
+    return frozenset(
+        Path(f).name for f in [*modules, *(r for m in modules for r in get_relative_import_files(m))]
+    )
+
+
+def is_run_written(name: str) -> bool:
+    """True for an entry name a training run writes in its run folder (`RUN_WRITTEN`, `remote_code_names()`)."""
+    return name in remote_code_names() or any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_WRITTEN)
+
+
+def _entries(run_dir: Path, cfg: RunConfig) -> list[str]:
+    """Names in `run_dir` apart from the run lock's files and `cfg`'s encoder cache folder (which may be inside)."""
+    if not run_dir.is_dir():
+        return []
+    cache = Path(cfg.encoder_cache_dir).resolve() if cfg.encoder_cache_dir else None
+    return sorted(p.name for p in run_dir.iterdir() if p.name not in LOCK_FILES and p.resolve() != cache)
+
+
+def _checkpoint_dirs(folder: Path) -> list[Path]:
+    """The `checkpoint-N` folders under `folder`, newest (highest N) first."""
+    if not folder.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()
+    ]
+    return [p for _, p in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why the Trainer cannot resume from `checkpoint` (None: it is complete).
+
+    The Trainer writes trainer_state.json last (after weights, optimizer, scheduler and RNG states), so a save cut
+    short by a kill or a full disk leaves a folder without it, or with it cut short.
+    """
+    state = checkpoint / TRAINER_STATE_NAME
+    if not state.is_file():
+        return f"no {TRAINER_STATE_NAME}: its save was cut short"
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{TRAINER_STATE_NAME} is cut short or unreadable"
+    if not isinstance(saved, dict) or not isinstance(saved.get("global_step"), int):
+        return f"{TRAINER_STATE_NAME} records no global_step"
+    names = [p.name for p in checkpoint.iterdir()]
+    for what, patterns in (("model weights", _WEIGHTS), ("optimizer state", _OPTIMIZER)):
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in patterns):
+            return f"no {what}"
+    return None
+
+
+def incomplete_checkpoints(folder: Path) -> list[tuple[Path, str]]:
+    """(folder, why) of every `checkpoint-N` under `folder` that cannot be resumed from, newest first."""
+    return [(p, why) for p in _checkpoint_dirs(folder) if (why := checkpoint_problem(p))]
+
+
+def get_last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest `checkpoint-N` under `folder` that a run can resume from (newer, incomplete ones skipped), or
+    None."""
+    return next((str(p) for p in _checkpoint_dirs(folder) if checkpoint_problem(p) is None), None)
+
+
+def remove_incomplete_checkpoints(folder: Path) -> list[Path]:
+    """Delete the checkpoints under `folder` that a cut-short save left (call only while holding the run's lock):
+    resuming skips them, and the Trainer's `save_total_limit` rotation must never keep one over a complete one."""
+    removed = []
+    for checkpoint, why in incomplete_checkpoints(folder):
+        logger.warning(
+            "Skipping and removing checkpoint %s, which cannot be resumed from: %s.", checkpoint, why
+        )
+        shutil.rmtree(checkpoint)
+        removed.append(checkpoint)
+    return removed
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the weights temporaries that a save killed mid-write left in `run_dir` (call only while holding the
+    run's lock: then no save of this run is under way); those in a checkpoint go with `remove_incomplete_checkpoints`."""
+    stale = sorted(p for p in run_dir.glob(".tmp*") if fnmatch.fnmatchcase(p.name, SAFETENSORS_TEMPORARY))
+    for path in stale:
+        logger.warning("Removing %s, left by a save of the model that was cut short.", path)
+        path.unlink()
+    return stale
 
 
 def _run_markers(run_dir: Path) -> list[str]:
@@ -28,16 +176,11 @@ def _run_markers(run_dir: Path) -> list[str]:
     if not run_dir.is_dir():
         return []
     markers = [n for n in (RUN_CONFIG_NAME, "metrics.json") if (run_dir / n).is_file()]
-    if get_last_checkpoint_or_none(run_dir / "checkpoints"):
+    if _checkpoint_dirs(run_dir / "checkpoints"):
         markers.append("checkpoints/")
     if (run_dir / "model.safetensors").is_file():
         markers.append("model.safetensors")
     return markers
-
-
-def get_last_checkpoint_or_none(folder: Path) -> str | None:
-    """The Trainer's last `checkpoint-N` folder under `folder`, or None."""
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -174,19 +317,28 @@ def _machine_differences(
 def check_run_dir(cfg: RunConfig) -> str:
     """What training `cfg` does with its run folder, checked before anything is loaded, trained or written.
 
-    Returns 'new' (nothing of a run there), 'resume' (checkpoints of a run with the same settings), 'finished'
-    (a finished run with the same settings: nothing to train) or 'overwrite' (`overwrite: true` and a run is
-    there: it is deleted first). Raises ValueError, naming the differing keys, when the folder holds a run of
-    another configuration, a run without a saved configuration, or checkpoints that `resume: false` or
-    `save_checkpoints: false` would silently train over. "Same settings" covers what they resolve to here (the
-    precision, the per-device and effective batch: `_machine_differences`) and a curated or JSON-file lexicon's
-    content (an edited file is refused before resuming or reusing a finished run).
+    Returns 'new' (nothing of a run there, or only checkpoints whose save was cut short), 'resume' (a complete
+    checkpoint of a run with the same settings), 'finished' (a finished run with the same settings: nothing to
+    train) or 'overwrite' (`overwrite: true` and a run is there: what it wrote is deleted first, nothing else).
+    Raises ValueError, naming the differing keys, when the folder holds a run of another configuration, a run
+    without a saved configuration, or checkpoints that `resume: false` or `save_checkpoints: false` would silently
+    train over; and, with or without `overwrite`, when it is not empty but holds no run (a user's folder). "Same
+    settings" covers what they resolve to here (the precision, the per-device and effective batch:
+    `_machine_differences`) and a curated or JSON-file lexicon's content (an edited file is refused before
+    resuming or reusing a finished run).
     """
     run_dir = cfg.run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"output_dir {run_dir} exists and is not a folder")
     markers = _run_markers(run_dir)
     if not markers:
+        foreign = _entries(run_dir, cfg)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ValueError(
+                f"output_dir {run_dir} is not empty ({shown}) and holds no run; a run needs a folder of its own "
+                "and never deletes files it did not write, so choose another output_dir (a new or empty folder)"
+            )
         return "new"
     if cfg.overwrite:
         return "overwrite"
@@ -214,6 +366,8 @@ def check_run_dir(cfg: RunConfig) -> str:
         return "finished"
     if "checkpoints/" not in markers:
         return "new"
+    if get_last_complete_checkpoint(run_dir / "checkpoints") is None:
+        return "new"  # only checkpoints whose save was cut short: `remove_incomplete_checkpoints` says so
     if not cfg.save_checkpoints:
         raise ValueError(
             f"run folder {run_dir} holds checkpoints of an interrupted run, which save_checkpoints: false cannot "
@@ -255,8 +409,25 @@ def write_run_config(cfg: RunConfig, extra: Mapping[str, Any]) -> Path:
     return path
 
 
-def start_fresh(run_dir: Path) -> None:
-    """Delete a run folder for `overwrite: true` (only one that holds a run: see `_run_markers`)."""
-    if _run_markers(run_dir):
-        logger.warning("overwrite=true: deleting the run folder %s", run_dir)
-        shutil.rmtree(run_dir)
+def start_fresh(run_dir: Path) -> list[str]:
+    """For `overwrite: true`: delete what a run wrote in `run_dir` (`RUN_WRITTEN`), nothing else, and only in a
+    folder that holds a run (see `_run_markers`); call it only while holding the run's lock. Returns the names
+    deleted; entries no run writes (a user's files) are kept, and named in a warning."""
+    if not _run_markers(run_dir):
+        return []
+    deleted, kept = [], []
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name in LOCK_FILES:
+            continue
+        if not is_run_written(entry.name):
+            kept.append(entry.name)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        deleted.append(entry.name)
+    logger.warning("overwrite=true: deleted the previous run's files in %s", run_dir)
+    if kept:
+        logger.warning("overwrite=true: kept %s in %s (no run writes them)", ", ".join(kept), run_dir)
+    return deleted
