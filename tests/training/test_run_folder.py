@@ -230,7 +230,7 @@ def test_an_edited_lexicon_file_is_refused_before_resuming(tmp_path):
     Lexicon({"a": ["good"]}).to_json(path)
     cfg = _cfg(tmp_path, lexicon=str(path))
     write_run_config(cfg, {"lexicon_sha256": Lexicon.from_json(path).content_hash()})
-    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    _checkpoint(tmp_path / "run" / "checkpoints", 2)
     assert check_run_dir(cfg) == "resume"
     Lexicon({"a": ["good", "fine"]}).to_json(path)
     with pytest.raises(ValueError, match="was trained with another lexicon"):
@@ -261,7 +261,7 @@ def test_the_batch_is_compared_per_device_and_effective_across_process_counts(tm
 
     cfg = _cfg(tmp_path, batch_size=16)
     write_run_config(cfg, {})  # one process: per-device 16, effective 16
-    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    _checkpoint(tmp_path / "run" / "checkpoints", 2)
     monkeypatch.setenv("WORLD_SIZE", "2")  # a resume under `accelerate launch --num_processes 2`
     with pytest.raises(ValueError, match=r"per-device batch: saved 16 \(1 process\), now 8 \(2 processes\)"):
         check_run_dir(cfg)
@@ -289,7 +289,7 @@ def test_run_folders_without_the_machine_record_compare_the_settings_as_written(
         del record[key]
     del record["effective_batch_size"]
     path.write_text(json.dumps(record))
-    (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    _checkpoint(tmp_path / "run" / "checkpoints", 2)
     monkeypatch.setenv("WORLD_SIZE", "2")
     with caplog.at_level("WARNING"):
         assert check_run_dir(cfg) == "resume"
@@ -315,7 +315,8 @@ def test_cache_encoder_outputs_is_compared_below_fp32(tmp_path):
     for precision in ("no", "bf16"):
         cfg = _cfg(tmp_path, mixed_precision=precision, cache_encoder_outputs=True, **frozen)
         write_run_config(cfg, {})
-        (tmp_path / "run" / "checkpoints" / "checkpoint-2").mkdir(parents=True, exist_ok=True)
+        if not (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir():
+            _checkpoint(tmp_path / "run" / "checkpoints", 2)
         uncached = _cfg(tmp_path, mixed_precision=precision, cache_encoder_outputs=False, **frozen)
         if precision == "no":
             assert check_run_dir(uncached) == "resume"
