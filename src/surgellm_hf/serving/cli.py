@@ -15,7 +15,7 @@ import warnings
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``surgellm export RUN_DIR --output DIR [--quantize] [--output-gate] [--opset N] [--overwrite]``."""
-    from .export import DEFAULT_OPSET
+    from .export import DEFAULT_OPSET, SUPPORTED_OPSETS
 
     p = subparsers.add_parser(
         "export",
@@ -29,7 +29,12 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--quantize", action="store_true", help="also write model_quantized.onnx (dynamic int8, ONNX Runtime)"
     )
     p.add_argument("--output-gate", action="store_true", help="also output the gate values [batch, hidden]")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
     p.set_defaults(func=cmd_export)
     return p
