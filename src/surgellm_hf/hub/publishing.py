@@ -145,26 +145,28 @@ def publish_run(
 ) -> CommitInfo:
     """Publish a finished `surgellm train` run folder (model + processor + metrics.json) — `surgellm push RUN_DIR REPO`.
 
-    The card shows the run's per-task validation and test metrics, variant, lexicon and training settings.
+    Any folder `inference.load_run_model` reads is accepted (a LoRA run, a `save_adapter` folder with its
+    processor); without metrics.json the card shows no metrics. The card shows the run's per-task validation and
+    test metrics, variant, lexicon and training settings.
     """
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise FileNotFoundError(
-            f"{run_dir} has no metrics.json; is it a finished `surgellm train` run folder?"
-        )
     model, processor = load_run_model(run_dir)
     lora_dir = run_dir if is_lora_folder(run_dir) else None  # a LoRA run: its adapter is the PEFT adapter
     if adapter_only and lora_dir is None:
         _check_encoder_is_base(model)
         model.freeze_encoder()  # weights equal the base encoder's, so the adapter loses nothing
-    card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
+    has_record = (run_dir / "metrics.json").is_file()
+    if has_record:
+        card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
+    else:
+        card = SurgeModelCardData.from_model(model, processor, repo_id=repo_id)
     return publish(
         model,
         processor,
         repo_id,
         card=card,
-        run_file=run_dir / "metrics.json",
+        run_file=run_dir / "metrics.json" if has_record else None,
         adapter_only=adapter_only,
         private=private,
         token=token,

@@ -23,7 +23,11 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         description="Write model.onnx (dynamic batch and sequence axes, statistics baked in), the processor files "
         "and serving_config.json; checks ONNX Runtime against eager PyTorch before finishing.",
     )
-    p.add_argument("run_dir", help="run folder (or any folder holding a saved model and processor)")
+    p.add_argument(
+        "run_dir",
+        help="run folder (full, frozen-encoder or LoRA run), or any folder holding a saved model (or a "
+        "`save_adapter` adapter) and its processor",
+    )
     p.add_argument("--output", required=True, help="folder to write the ONNX export to")
     p.add_argument(
         "--quantize", action="store_true", help="also write model_quantized.onnx (dynamic int8, ONNX Runtime)"

@@ -430,31 +430,14 @@ def _same_labels(scoring: Any, got: np.ndarray, ref: np.ndarray, task: str) -> b
     ]
 
 
-def load_model_and_processor(model_dir: str | os.PathLike) -> tuple[nn.Module, Any]:
-    """Model (eval mode) and processor saved together in a run folder or any folder holding both."""
-    from ..modeling_surge import SurgeForSequenceClassification
-    from ..processing_surge import SurgeProcessor
-
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder not found: {model_dir}")
-    if (model_dir / SERVING_CONFIG_NAME).is_file():
-        raise ValueError(f"{model_dir} is already an ONNX export; export a run folder (model + processor)")
-    for name, what in (("config.json", "model"), ("processor_config.json", "processor")):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(
-                f"no saved {what} ({name}) in {model_dir}; is it a finished `surgellm train` run?"
-            )
-    model = SurgeForSequenceClassification.from_pretrained(model_dir).eval()
-    processor = SurgeProcessor.from_pretrained(model_dir)
-    processor.check_model(model)
-    return model, processor
-
-
 def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, **kwargs: Any) -> Path:
-    """`export_onnx` of the model and processor saved in `run_dir` (what ``surgellm export`` calls)."""
+    """`export_onnx` of the model and processor `surgellm_hf.inference.load_run_model` reads from `run_dir` (a run
+    folder, a LoRA run, merged, or a `save_adapter` folder; what ``surgellm export`` calls)."""
+    from ..inference import load_run_model
+
     require_onnx()
-    model, processor = load_model_and_processor(run_dir)
+    check_opset(kwargs.get("opset", DEFAULT_OPSET))  # before the model loads
+    model, processor = load_run_model(run_dir)
     return export_onnx(model, processor, output_dir, **kwargs)
 
 
@@ -463,7 +446,9 @@ __all__ = [
     "export_run",
     "check_parity",
     "read_serving_config",
-    "load_model_and_processor",
+    "check_opset",
+    "graph_opset",
+    "SUPPORTED_OPSETS",
     "input_depends_on_task",
     "graph_input_names",
     "SERVING_CONFIG_NAME",

@@ -5,7 +5,8 @@
 input row in input order, and shows a tqdm progress bar on stderr. Memory is bounded by the window, not the input.
 
 A predictor is anything with ``task_names``, ``default_task`` and ``predict(texts, task, batch_size)`` returning
-`predict_texts`-style records (and, for sentence pairs, ``predict(..., text_pairs=[...])``): `TorchPredictor` (a model + processor, e.g. a run folder) and
+`predict_texts`-style records (and, for sentence pairs, ``predict(..., text_pairs=[...])``):
+`surgellm_hf.inference.TorchPredictor` (a model + processor, e.g. a run folder) and
 `surgellm_hf.serving.runtime.OnnxSurgeClassifier` (an exported folder). `load_predictor(path)` picks by folder.
 """
 
@@ -20,16 +21,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-from .runtime import (
-    OnnxSurgeClassifier,
-    TaskScoring,
-    input_depends_on_task,
-    is_exported_folder,
-    length_order,
-    predict_batched,
-)
+from .runtime import ALL_TASKS, OnnxSurgeClassifier, is_exported_folder, length_order
 
-ALL_TASKS = "all"
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DEFAULT_WINDOW_BATCHES = 64
 
@@ -46,108 +39,11 @@ class Predictor(Protocol):
         ...
 
 
-class TorchPredictor:
-    """A PyTorch SURGELLM model + processor behind the `Predictor` interface (``task="all"`` included)."""
-
-    def __init__(self, model: Any, processor: Any):
-        processor.check_model(model)
-        self.model = model.eval()
-        self.processor = processor
-        self.task_names: list[str] = list(model.config.task_names)
-        self.default_task: str = model.config.default_task
-        config = model.config
-        self.scoring = TaskScoring(
-            config.tasks,
-            {t: config.label_names(t) for t in self.task_names},
-            config.task_problem_types,
-            config.task_thresholds,
-        )
-        self.all_tasks_in_one_pass = not input_depends_on_task(processor)
-
-    @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike) -> TorchPredictor:
-        """Load the model and processor saved together in a run folder (or any folder holding both)."""
-        from .export import load_model_and_processor
-
-        return cls(*load_model_and_processor(model_dir))
-
-    def _inputs(
-        self, texts: Sequence[str], task: Any, text_pairs: Sequence[str | None] | None = None
-    ) -> dict:
-        pairs = None if text_pairs is None else list(text_pairs)
-        enc = self.processor(list(texts), text_pair=pairs, task=task, return_tensors="pt", padding=True)
-        device = self.model.device
-        return {k: v.to(device) for k, v in enc.items()}
-
-    def logits(
-        self, texts: Sequence[str], task: Any = None, text_pairs: Sequence[str | None] | None = None
-    ) -> Any:
-        """Padded ``[N, max_num_labels]`` float32 numpy logits of one batch (`text_pairs`: None per single text)."""
-        import torch
-
-        with torch.inference_mode():
-            return self.model(**self._inputs(texts, task, text_pairs)).logits.float().cpu().numpy()
-
-    def all_logits(self, texts: Sequence[str]) -> Any:
-        """``[N, num_tasks, max_num_labels]`` logits of one batch: `forward_all_tasks` (one encoder pass) where
-        the input does not depend on the task, else one pass per task."""
-        import numpy as np
-        import torch
-
-        if not self.all_tasks_in_one_pass:
-            return np.stack([self.logits(texts, t) for t in self.task_names], axis=1)
-        inputs = self._inputs(texts, self.default_task)
-        inputs.pop("task_ids")
-        with torch.inference_mode():
-            return self.model.forward_all_tasks(**inputs).float().cpu().numpy()
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        task: Any = None,
-        batch_size: int = 32,
-        text_pairs: Sequence[str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """`predict_texts` records in input order (batched longest first); ``task="all"``: every task per text.
-        `text_pairs`: the second text of each sentence pair, None for rows of single-text tasks."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        every = task == ALL_TASKS and ALL_TASKS not in self.task_names
-        if every and not self.all_tasks_in_one_pass and len(self.task_names) > 1:
-            import warnings
-
-            warnings.warn(
-                f"the encoder input of this model depends on the task (prefix {self.processor.prefix!r}), so "
-                f"task='all' runs one encoder pass per task ({len(self.task_names)} passes)",
-                stacklevel=2,
-            )
-        tasks = None if every else _task_list(task, len(texts), self.task_names, self.default_task)
-        return predict_batched(self, texts, tasks, batch_size, text_pairs)
-
-
-def _task_list(task: Any, n: int, task_names: list[str], default: str) -> list[str]:
-    def name(t: Any) -> str:
-        if t is None:
-            return default
-        if isinstance(t, int) and not isinstance(t, bool) and 0 <= t < len(task_names):
-            return task_names[t]
-        if t not in task_names:
-            raise ValueError(f"unknown task {t!r}; valid tasks are {task_names} (or 'all')")
-        return t
-
-    if task is None or isinstance(task, (str, int)):
-        return [name(task)] * n
-    tasks = list(task)
-    if len(tasks) != n:
-        raise ValueError(f"got {n} texts but {len(tasks)} task names")
-    return [name(t) for t in tasks]
-
-
 def load_predictor(
     path: str | os.PathLike, *, quantized: bool = False, num_threads: int | None = None
 ) -> Predictor:
-    """An `OnnxSurgeClassifier` for an exported folder, a `TorchPredictor` for a run folder (model + processor)."""
+    """An `OnnxSurgeClassifier` for an exported folder, else a `TorchPredictor` of whatever
+    `surgellm_hf.inference.load_run_model` reads (run folder, LoRA run, adapter folder)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path}")
@@ -159,7 +55,18 @@ def load_predictor(
         import torch
 
         torch.set_num_threads(int(num_threads))
+    from ..inference import TorchPredictor
+
     return TorchPredictor.from_pretrained(path)
+
+
+def __getattr__(name: str) -> Any:
+    """`TorchPredictor` lives in `surgellm_hf.inference` (it needs torch); imported from here on first use."""
+    if name == "TorchPredictor":
+        from ..inference import TorchPredictor
+
+        return TorchPredictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -396,7 +303,6 @@ def predict_file(
 
 __all__ = [
     "Predictor",
-    "TorchPredictor",
     "load_predictor",
     "read_rows",
     "count_rows",

@@ -19,6 +19,13 @@ logger = logging.getLogger(__name__)
 
 RUN_CONFIG_NAME = "run_config.json"
 RUN_CONFIG_FORMAT = "surgellm-run-config/1"
+_SAVED_MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "adapter_config.json",
+    "surge_adapter_config.json",
+    "serving_config.json",
+)
 
 
 def _run_markers(run_dir: Path) -> list[str]:
@@ -28,8 +35,8 @@ def _run_markers(run_dir: Path) -> list[str]:
     markers = [n for n in (RUN_CONFIG_NAME, "metrics.json") if (run_dir / n).is_file()]
     if get_last_checkpoint_or_none(run_dir / "checkpoints"):
         markers.append("checkpoints/")
-    if (run_dir / "model.safetensors").is_file():
-        markers.append("model.safetensors")
+    # a saved model of any kind (full, LoRA, `save_adapter`, ONNX export) is not an empty folder to train into
+    markers += [n for n in _SAVED_MODEL_FILES if (run_dir / n).is_file()]
     return markers
 
 
