@@ -12,10 +12,13 @@ A predictor is anything with ``task_names``, ``default_task`` and ``predict(text
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
@@ -208,12 +211,8 @@ def stream_predict(
     `progress` is a tqdm-like object whose ``update(n)`` is called per batch (or None). A row with a string
     `pair_field` is a sentence pair (for the model's pair tasks); a missing, null or empty field: a single text.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if window is None:
-        window = batch_size * DEFAULT_WINDOW_BATCHES
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
+    check_positive("batch_size", batch_size)
+    window = check_positive("window", batch_size * DEFAULT_WINDOW_BATCHES if window is None else window)
     every = task == ALL_TASKS
     if task is not None and not every and task not in predictor.task_names:
         raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
@@ -248,6 +247,58 @@ def output_row(row: dict[str, Any], record: dict[str, Any], task_field: str = "t
     return {**{k: v for k, v in row.items() if k != task_field}, **record}
 
 
+def check_positive(name: str, value: Any) -> int:
+    """`value` if it is a positive integer, else a one-line ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_output_path(output_path: str | os.PathLike, input_path: str | os.PathLike = "-") -> Path:
+    """The file `output_path` names, checked before anything is read or written: not a folder, in a folder that
+    exists, and not the input file (predictions written over the texts being read would destroy them)."""
+    path = Path(output_path)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; name a file to write the predictions to")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist")
+    if str(input_path) != "-" and (
+        os.path.realpath(path) == os.path.realpath(input_path)
+        or (path.exists() and Path(input_path).exists() and os.path.samefile(path, input_path))
+    ):
+        raise ValueError(
+            f"output {path} is the input file; write the predictions to another file (the input would be lost)"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def replace_on_success(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """A text file to write `path` through: a temporary file beside it, renamed over `path` only when the block
+    succeeds; on any error it is removed, so an existing `path` is never truncated or half written."""
+    target = Path(os.path.realpath(path))  # a symlink: replace the file it points to, not the link
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    tmp = Path(name)
+    out = open(handle, "w", encoding="utf-8")  # noqa: SIM115 - closed below on every path
+    try:
+        if target.exists():
+            shutil.copymode(target, tmp)
+        else:  # mkstemp makes it private; a new output gets the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o666 & ~umask)
+        yield out
+        out.flush()
+        os.fsync(out.fileno())
+        out.close()
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            out.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def predict_file(
     predictor: Predictor,
     input_path: str | os.PathLike,
@@ -263,12 +314,22 @@ def predict_file(
     pair_field: str = "text_pair",
 ) -> int:
     """Classify every row of `input_path` (``-``: stdin) into JSON lines at `output_path` (``-``: stdout), in
-    input order, with a progress bar on stderr; returns the number of rows. Raises ValueError on empty input
-    (before the output is opened)."""
+    input order, with a progress bar on stderr; returns the number of rows.
+
+    Arguments, the output path and the first input row are checked before anything is written. A file output is
+    written beside its target and renamed over it at the end (`replace_on_success`): an error on the way (a
+    malformed input row, a full disk, an interrupt) leaves an existing file as it was and no partial file.
+    """
     from tqdm.auto import tqdm
 
+    check_positive("batch_size", batch_size)
+    if window is not None:
+        check_positive("window", window)
     if task is not None and task != ALL_TASKS and task not in predictor.task_names:
         raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
+    to_stdout = str(output_path) == "-"
+    if not to_stdout:
+        check_output_path(output_path, input_path)
     rows = read_rows(input_path, fmt=fmt, text_field=text_field)
     first = next(rows, None)
     if first is None:
@@ -276,28 +337,25 @@ def predict_file(
     rows = chain([first], rows)
     total = count_rows(input_path) if str(input_path) != "-" else None
     bar = tqdm(total=total, unit="text", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    to_stdout = str(output_path) == "-"
-    out = sys.stdout if to_stdout else open(output_path, "w", encoding="utf-8")  # noqa: SIM115
     n = 0
     try:
-        for row, record in stream_predict(
-            predictor,
-            rows,
-            task=task,
-            batch_size=batch_size,
-            window=window,
-            text_field=text_field,
-            task_field=task_field,
-            progress=bar,
-            pair_field=pair_field,
-        ):
-            out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
-            n += 1
-        out.flush()
+        with contextlib.nullcontext(sys.stdout) if to_stdout else replace_on_success(output_path) as out:
+            for row, record in stream_predict(
+                predictor,
+                rows,
+                task=task,
+                batch_size=batch_size,
+                window=window,
+                text_field=text_field,
+                task_field=task_field,
+                progress=bar,
+                pair_field=pair_field,
+            ):
+                out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
+                n += 1
+            out.flush()
     finally:
         bar.close()
-        if not to_stdout:
-            out.close()
     return n
 
 
@@ -310,5 +368,8 @@ __all__ = [
     "stream_predict",
     "predict_file",
     "output_row",
+    "check_output_path",
+    "check_positive",
+    "replace_on_success",
     "ALL_TASKS",
 ]
