@@ -117,6 +117,8 @@ def run_python(
     Raises AssertionError carrying the child's stdout/stderr when it exits non-zero.
     """
     prelude = "" if surgellm else _BLOCK_SURGELLM
+    if surgellm:  # the author's side runs this checkout's code, whichever copy the environment installed
+        env = {**env, "PYTHONPATH": str(SRC_DIR)}
     helper = (
         "import json as _json\n"
         "def result(obj):\n"

@@ -232,3 +232,34 @@ def test_a_model_without_the_gate_exports_without_feature_input(family_encoders,
     assert runner.input_names == ["input_ids", "attention_mask", "task_ids"]
     assert read_serving_config(folder)["uses_gate"] is False
     _assert_matches_eager(runner, model, processor, TEXTS)
+
+
+def test_unsupported_opsets_are_refused_up_front_and_the_real_one_is_recorded(
+    tiny_bert_with_tokenizer, tmp_path, capsys
+):
+    """`--opset 1` used to print the converter's traceback, exit 0 and record 1 beside an opset-18 graph."""
+    import onnx
+
+    from surgellm_hf.cli import main
+
+    model, processor = fitted_model(tiny_bert_with_tokenizer, seed=5)
+    model.save_pretrained(tmp_path / "run")
+    processor.save_pretrained(tmp_path / "run")
+    for opset in ("1", "17", "26"):
+        capsys.readouterr()
+        assert (
+            main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "onnx"), "--opset", opset]) == 2
+        )
+        err = capsys.readouterr().err
+        assert err.strip() == (
+            f"surgellm export: error: opset {opset} is not supported: the exporter and ONNX Runtime here support "
+            "opsets 18 to 25 (default 18)"
+        )
+        assert not (tmp_path / "onnx").exists() and [p.name for p in tmp_path.iterdir()] == ["run"]
+    with pytest.raises(ValueError, match="opset 16 is not supported"):
+        export_onnx(model, processor, tmp_path / "onnx", opset=16)
+    assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "onnx"), "--opset", "21"]) == 0
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx"), load_external_data=False)
+    assert [o.version for o in graph.opset_import if o.domain == ""] == [21]
+    assert read_serving_config(tmp_path / "onnx")["opset"] == 21
+    _assert_matches_eager(OnnxSurgeClassifier.from_pretrained(tmp_path / "onnx"), model, processor, TEXTS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from transformers import AutoModel
 
 from .configuration_surge import SurgeConfig
+from .encoders import local_encoder
 from .modeling_surge import SurgeForSequenceClassification
 
 LORA_ADAPTER_CONFIG = "adapter_config.json"
@@ -94,9 +96,13 @@ def save_lora(peft_model: Any, save_directory: str | os.PathLike) -> None:
     """Write the PEFT adapter (LoRA weights, SURGELLM modules, heads, statistics, added token rows) and the
     SurgeConfig; no encoder weights."""
     save_directory = Path(save_directory)
-    peft_model.save_pretrained(save_directory)
+    config = peft_model.get_base_model().config
+    # the adapter names its base as the SurgeConfig does (a Hub id, never a bundled copy's folder); embedding
+    # layers are not saved (added prefix-token rows travel as trainable tokens), as PEFT decides without a base
+    peft_model.peft_config["default"].base_model_name_or_path = config.encoder_name_or_path or None
+    peft_model.save_pretrained(save_directory, save_embedding_layers=False)
     (save_directory / "README.md").unlink(missing_ok=True)  # PEFT's placeholder card; the run has its own
-    peft_model.get_base_model().config.save_pretrained(save_directory)
+    config.save_pretrained(save_directory)
 
 
 def is_lora_folder(path: str | os.PathLike) -> bool:
@@ -114,7 +120,7 @@ def _base_model(config: SurgeConfig, encoder_name_or_path: str | None) -> SurgeF
             "The LoRA config names no base encoder (`encoder_name_or_path`); pass encoder_name_or_path."
         )
     model = SurgeForSequenceClassification(config)
-    encoder = AutoModel.from_pretrained(base)
+    encoder = AutoModel.from_pretrained(local_encoder(base))
     own = model.surge.encoder.state_dict()
     state = {}
     for key, value in encoder.state_dict().items():
@@ -149,8 +155,11 @@ def load_lora_model(
 
     config = SurgeConfig.from_pretrained(path_or_repo, **hub_kwargs)
     model = _base_model(config, encoder_name_or_path)
-    peft_model = PeftModel.from_pretrained(model, str(path_or_repo), **hub_kwargs)
-    out = peft_model.merge_and_unload() if merge else peft_model
+    # PEFT calls a transformers method deprecated for v6: noise on every load, not the user's to fix
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, str(path_or_repo), **hub_kwargs)
+        out = peft_model.merge_and_unload() if merge else peft_model
     return out.eval()
 
 

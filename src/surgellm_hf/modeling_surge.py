@@ -6,6 +6,7 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -26,6 +27,23 @@ ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
 ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
 ADAPTER_FORMAT_VERSION = 1
 _ENCODER_PREFIX = "surge.encoder."
+
+
+def encoder_names(name_or_path: str | os.PathLike) -> tuple[str, str]:
+    """(the name a model records for its base encoder, where to load it from).
+
+    With surgellm_hf installed, the bundled all-MiniLM-L6-v2 is recorded by its Hub id (never a machine's folder)
+    and that id loads from the bundled copy; otherwise (remote code without the package) both are the name.
+    """
+    name = str(name_or_path)
+    try:
+        encoders = importlib.import_module("surgellm_hf.encoders")
+    except ModuleNotFoundError as err:
+        if err.name is None or not "surgellm_hf.encoders".startswith(err.name):
+            raise
+        return name, name
+    recorded = encoders.encoder_record_name(name)
+    return recorded, encoders.local_encoder(recorded)
 
 
 def _tracing() -> bool:
@@ -103,6 +121,9 @@ class SurgePreTrainedModel(PreTrainedModel):
         }
         # pipeline("text-classification", model=repo, trust_remote_code=True) then uses the SURGELLM pipeline
         self.config.custom_pipelines = surge_custom_pipelines()
+        if self.config.encoder_name_or_path:  # a model loaded from an older folder may name a machine's copy
+            recorded = encoder_names(self.config.encoder_name_or_path)[0]
+            self.config.encoder_name_or_path = self.config.encoder_config._name_or_path = recorded
         super().save_pretrained(save_directory, *args, **kwargs)
 
     # -- encoder construction ------------------------------------------------------------------------------------
@@ -120,15 +141,17 @@ class SurgePreTrainedModel(PreTrainedModel):
             for k in ("revision", "token", "cache_dir", "local_files_only")
             if k in config_kwargs
         }
-        encoder_config = AutoConfig.from_pretrained(encoder_name_or_path, **encoder_kwargs)
+        recorded, source = encoder_names(encoder_name_or_path)
+        encoder_config = AutoConfig.from_pretrained(source, **encoder_kwargs)
+        encoder_config._name_or_path = recorded  # saved with the config: the portable name, not a local copy
         config = SurgeConfig(  # checks that the encoder can be wrapped
             encoder_config=encoder_config,
             tasks=tasks,
-            encoder_name_or_path=str(encoder_name_or_path),
+            encoder_name_or_path=recorded,
             **config_kwargs,
         )
         model = cls(config)
-        encoder = AutoModel.from_pretrained(encoder_name_or_path, config=encoder_config, **encoder_kwargs)
+        encoder = AutoModel.from_pretrained(source, config=encoder_config, **encoder_kwargs)
         state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
         base = model.surge if isinstance(model, SurgeForSequenceClassification) else model
         result = base.encoder.load_state_dict(state, strict=False)
@@ -728,7 +751,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
                 "The encoder is trainable, so its weights may differ from the base checkpoint and an adapter-only "
                 "save would lose them. Call `model.freeze_encoder()` before training, or use `save_pretrained`."
             )
-        base_vocab = AutoConfig.from_pretrained(self.config.encoder_name_or_path).vocab_size
+        base_vocab = AutoConfig.from_pretrained(encoder_names(self.config.encoder_name_or_path)[1]).vocab_size
         if getattr(self.config.encoder_config, "vocab_size", base_vocab) != base_vocab:
             raise ValueError(
                 "The token embeddings were resized (added prefix tokens): their new rows are encoder weights, so "
@@ -739,9 +762,11 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         save_file(state, os.path.join(save_directory, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
         config = self.config.to_dict()
         config.pop("encoder_config", None)
+        config.pop("_name_or_path", None)  # the folder this model was loaded from: a path of this machine
+        config["encoder_name_or_path"] = base = encoder_names(self.config.encoder_name_or_path)[0]
         payload = {
             "format_version": ADAPTER_FORMAT_VERSION,
-            "base_model_name_or_path": self.config.encoder_name_or_path,
+            "base_model_name_or_path": base,
             "surge_config": config,
         }
         with open(os.path.join(save_directory, ADAPTER_CONFIG_NAME), "w", encoding="utf-8") as f:

@@ -8,6 +8,7 @@ processor config, `lexicon.json`), plus `README.md` rendered by `model_card` and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from huggingface_hub import CommitInfo, HfApi, hf_hub_download
 from transformers import AutoModel
 
 from ..configuration_surge import SurgeConfig
+from ..encoders import local_encoder
 from ..inference import load_run_model
 from ..lora import LORA_ADAPTER_CONFIG, LORA_ADAPTER_WEIGHTS, is_lora_folder
 from ..processing_surge import SurgeProcessor
@@ -145,33 +147,63 @@ def publish_run(
 ) -> CommitInfo:
     """Publish a finished `surgellm train` run folder (model + processor + metrics.json) — `surgellm push RUN_DIR REPO`.
 
-    The card shows the run's per-task validation and test metrics, variant, lexicon and training settings.
+    Any folder `inference.load_run_model` reads is accepted (a LoRA run, a `save_adapter` folder with its
+    processor); without metrics.json the card shows no metrics. The card shows the run's per-task validation and
+    test metrics, variant, lexicon and training settings; the published copy of metrics.json
+    (`surgellm_run.json`) holds no path of this machine (`portable_record`).
     """
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise FileNotFoundError(
-            f"{run_dir} has no metrics.json; is it a finished `surgellm train` run folder?"
-        )
     model, processor = load_run_model(run_dir)
     lora_dir = run_dir if is_lora_folder(run_dir) else None  # a LoRA run: its adapter is the PEFT adapter
     if adapter_only and lora_dir is None:
         _check_encoder_is_base(model)
         model.freeze_encoder()  # weights equal the base encoder's, so the adapter loses nothing
-    card = SurgeModelCardData.from_run(run_dir, model, processor, repo_id=repo_id)
-    return publish(
-        model,
-        processor,
-        repo_id,
-        card=card,
-        run_file=run_dir / "metrics.json",
-        adapter_only=adapter_only,
-        private=private,
-        token=token,
-        revision=revision,
-        commit_message=commit_message,
-        lora_dir=lora_dir if adapter_only else None,
-    )
+    with tempfile.TemporaryDirectory(prefix="surgellm_run_") as tmp:
+        run_file = None
+        if (run_dir / "metrics.json").is_file():
+            record = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            run_file = Path(tmp) / "metrics.json"
+            run_file.write_text(
+                json.dumps(portable_record(record, run_dir), indent=2) + "\n", encoding="utf-8"
+            )
+            card = SurgeModelCardData.from_run(tmp, model, processor, repo_id=repo_id)
+        else:
+            card = SurgeModelCardData.from_model(model, processor, repo_id=repo_id)
+        return publish(
+            model,
+            processor,
+            repo_id,
+            card=card,
+            run_file=run_file,
+            adapter_only=adapter_only,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
+            lora_dir=lora_dir if adapter_only else None,
+        )
+
+
+LOCAL_PATH_MARK = "<local>"
+"""What a published run record shows in place of a folder outside the run folder (`<local>/name`)."""
+
+
+def portable_record(record: Any, run_dir: str | os.PathLike) -> Any:
+    """`record` (a run's metrics.json) without the paths of this machine: a path inside `run_dir` becomes relative
+    to it (``checkpoints/checkpoint-40``), any other absolute path ``<local>/`` plus its last part (the data folder,
+    output_dir, a local encoder), so a published record tells what was used and nothing of the machine."""
+    root = os.path.realpath(run_dir)
+    if isinstance(record, dict):
+        return {k: portable_record(v, run_dir) for k, v in record.items()}
+    if isinstance(record, list):
+        return [portable_record(v, run_dir) for v in record]
+    if isinstance(record, str) and os.path.isabs(record):
+        path = os.path.realpath(record)
+        if path == root or path.startswith(root + os.sep):
+            return Path(os.path.relpath(path, root)).as_posix()
+        return f"{LOCAL_PATH_MARK}/{Path(record).name}"
+    return record
 
 
 def _check_encoder_is_base(model: Any) -> None:
@@ -181,7 +213,7 @@ def _check_encoder_is_base(model: Any) -> None:
         raise ValueError(
             "The run's model names no base encoder (`encoder_name_or_path`); push the full model."
         )
-    base = AutoModel.from_pretrained(base_name).state_dict()
+    base = AutoModel.from_pretrained(local_encoder(base_name)).state_dict()
     changed = [
         key
         for key, value in model.surge.encoder.state_dict().items()
@@ -232,6 +264,7 @@ def update_model_card(
 __all__ = [
     "publish",
     "publish_run",
+    "portable_record",
     "check_publishable",
     "check_repo_id",
     "update_model_card",

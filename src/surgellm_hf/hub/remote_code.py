@@ -31,9 +31,13 @@ REMOTE_CODE_DEPENDENCIES: tuple[str, ...] = (
 )
 """Third-party packages remote code may import (besides the standard library)."""
 
-OPTIONAL_PACKAGE_IMPORTS: dict[str, tuple[str, ...]] = {"lexicon": ("surgellm_hf.lexicon_extraction",)}
-"""Package modules a remote-code module imports only when surgellm_hf is installed (with a clear error otherwise):
-`Lexicon.extract` and `Lexicon.random_like` need scikit-learn, wordfreq and an encoder."""
+OPTIONAL_PACKAGE_IMPORTS: dict[str, tuple[str, ...]] = {
+    "lexicon": ("surgellm_hf.lexicon_extraction",),
+    "modeling_surge": ("surgellm_hf.encoders",),
+}
+"""Package modules a remote-code module imports only when surgellm_hf is installed (with a clear error, or a plain
+fallback, otherwise): `Lexicon.extract` and `Lexicon.random_like` need scikit-learn, wordfreq and an encoder; the
+model maps the bundled encoder's Hub id to its local copy (`modeling_surge.encoder_names`)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 

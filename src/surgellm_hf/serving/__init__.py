@@ -13,7 +13,6 @@ _LAZY: dict[str, str] = {
     "export_onnx": "export",
     "export_run": "export",
     "check_parity": "export",
-    "load_model_and_processor": "export",
     "OnnxSurgeClassifier": "runtime",
     "read_serving_config": "runtime",
     "is_exported_folder": "runtime",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``surgellm export RUN_DIR --output DIR [--quantize] [--output-gate] [--opset N] [--overwrite]``."""
-    from .export import DEFAULT_OPSET
+    from .export import DEFAULT_OPSET, SUPPORTED_OPSETS
 
     p = subparsers.add_parser(
         "export",
@@ -23,13 +24,22 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         description="Write model.onnx (dynamic batch and sequence axes, statistics baked in), the processor files "
         "and serving_config.json; checks ONNX Runtime against eager PyTorch before finishing.",
     )
-    p.add_argument("run_dir", help="run folder (or any folder holding a saved model and processor)")
+    p.add_argument(
+        "run_dir",
+        help="run folder (full, frozen-encoder or LoRA run), or any folder holding a saved model (or a "
+        "`save_adapter` adapter) and its processor",
+    )
     p.add_argument("--output", required=True, help="folder to write the ONNX export to")
     p.add_argument(
         "--quantize", action="store_true", help="also write model_quantized.onnx (dynamic int8, ONNX Runtime)"
     )
     p.add_argument("--output-gate", action="store_true", help="also output the gate values [batch, hidden]")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
     p.set_defaults(func=cmd_export)
     return p
@@ -80,7 +90,12 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
         "--task",
         help="task for rows without one (default: the model's default task); 'all': every task for every row",
     )
-    p.add_argument("--output", default="-", help="JSONL output file, or - for stdout")
+    p.add_argument(
+        "--output",
+        default="-",
+        help="JSONL output file (written beside it and renamed into place at the end: an error never leaves it "
+        "half written), or - for stdout",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--window",
@@ -110,8 +125,17 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run ``surgellm predict``: stream the input through a run folder's model or an exported folder."""
-    from .streaming import load_predictor, predict_file
+    from .streaming import check_output_path, check_positive, load_predictor, predict_file
 
+    # every argument and the input file checked before the model loads and before the output is touched
+    check_positive("--batch-size", args.batch_size)
+    for name, value in (("--window", args.window), ("--threads", args.threads)):
+        if value is not None:
+            check_positive(name, value)
+    if args.input != "-" and not Path(args.input).is_file():
+        raise FileNotFoundError(f"input file not found: {args.input}")
+    if args.output != "-":
+        check_output_path(args.output, args.input)
     predictor = load_predictor(args.run_dir, quantized=args.int8, num_threads=args.threads)
     if args.task == "all" and not getattr(predictor, "all_tasks_in_one_pass", True):
         print(

@@ -51,6 +51,9 @@ from .runtime import (
 )
 
 DEFAULT_OPSET = 18
+SUPPORTED_OPSETS = range(18, 26)
+"""ONNX opsets an export may target: torch.onnx's dynamo exporter writes opset 18 and converts upward (under 18
+its converter fails on LayerNormalization, or leaves the graph at 18); ONNX Runtime 1.32 runs up to 25."""
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps one file at 2 GiB: larger models keep weights beside it
 ONNX_EXTRA_HINT = 'install the ONNX extras: pip install "surgellm_hf[onnx]"'
 
@@ -114,6 +117,24 @@ def graph_input_names(model: nn.Module, processor: Any) -> list[str]:
         names.append("lexical_features")
     names.append("task_ids")
     return names
+
+
+def check_opset(opset: Any) -> int:
+    """`opset` if it is one of `SUPPORTED_OPSETS`, else a one-line ValueError (before anything is exported)."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise ValueError(
+            f"opset {opset!r} is not supported: the exporter and ONNX Runtime here support opsets "
+            f"{SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})"
+        )
+    return opset
+
+
+def graph_opset(model: Any) -> int:
+    """The default-domain (``ai.onnx``) opset an ONNX ModelProto declares (what the graph really is)."""
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ValueError("the ONNX graph declares no ai.onnx opset")
+    return int(versions[0])
 
 
 def _check_exportable(model: nn.Module, processor: Any) -> None:
@@ -205,6 +226,7 @@ def export_onnx(
     further than `atol` from the eager ones on `sample_texts` (default: built-in probe texts, mixed tasks).
     """
     require_onnx()
+    check_opset(opset)
     _check_exportable(model, processor)
     output_dir = Path(output_dir)
     all_tasks = not input_depends_on_task(processor)
@@ -265,9 +287,15 @@ def export_onnx(
         # embeddings): record the graph's own inputs
         import onnx
 
-        graph = onnx.load(str(tmp / MODEL_FILE), load_external_data=False).graph
-        input_names = [i.name for i in graph.input]
-        config = _serving_config(model, processor, input_names, output_names, opset, all_tasks)
+        graph_model = onnx.load(str(tmp / MODEL_FILE), load_external_data=False)
+        input_names = [i.name for i in graph_model.graph.input]
+        written = graph_opset(graph_model)
+        if written != opset:
+            raise RuntimeError(
+                f"torch.onnx.export wrote a graph of opset {written} where opset {opset} was asked for; export "
+                f"with --opset {written}"
+            )
+        config = _serving_config(model, processor, input_names, output_names, written, all_tasks)
         _write_config(tmp, config)
         parity = check_parity(export_model, processor, tmp, probe, output_gate=output_gate)
         if parity["max_abs_logit_diff"] > atol or not parity["same_predictions"]:
@@ -402,31 +430,14 @@ def _same_labels(scoring: Any, got: np.ndarray, ref: np.ndarray, task: str) -> b
     ]
 
 
-def load_model_and_processor(model_dir: str | os.PathLike) -> tuple[nn.Module, Any]:
-    """Model (eval mode) and processor saved together in a run folder or any folder holding both."""
-    from ..modeling_surge import SurgeForSequenceClassification
-    from ..processing_surge import SurgeProcessor
-
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder not found: {model_dir}")
-    if (model_dir / SERVING_CONFIG_NAME).is_file():
-        raise ValueError(f"{model_dir} is already an ONNX export; export a run folder (model + processor)")
-    for name, what in (("config.json", "model"), ("processor_config.json", "processor")):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(
-                f"no saved {what} ({name}) in {model_dir}; is it a finished `surgellm train` run?"
-            )
-    model = SurgeForSequenceClassification.from_pretrained(model_dir).eval()
-    processor = SurgeProcessor.from_pretrained(model_dir)
-    processor.check_model(model)
-    return model, processor
-
-
 def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, **kwargs: Any) -> Path:
-    """`export_onnx` of the model and processor saved in `run_dir` (what ``surgellm export`` calls)."""
+    """`export_onnx` of the model and processor `surgellm_hf.inference.load_run_model` reads from `run_dir` (a run
+    folder, a LoRA run, merged, or a `save_adapter` folder; what ``surgellm export`` calls)."""
+    from ..inference import load_run_model
+
     require_onnx()
-    model, processor = load_model_and_processor(run_dir)
+    check_opset(kwargs.get("opset", DEFAULT_OPSET))  # before the model loads
+    model, processor = load_run_model(run_dir)
     return export_onnx(model, processor, output_dir, **kwargs)
 
 
@@ -435,7 +446,9 @@ __all__ = [
     "export_run",
     "check_parity",
     "read_serving_config",
-    "load_model_and_processor",
+    "check_opset",
+    "graph_opset",
+    "SUPPORTED_OPSETS",
     "input_depends_on_task",
     "graph_input_names",
     "SERVING_CONFIG_NAME",

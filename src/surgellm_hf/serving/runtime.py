@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+ALL_TASKS = "all"
+"""The task name that asks for every task's prediction of each text."""
 SERVING_CONFIG_NAME = "serving_config.json"
 SERVING_FORMAT = "surgellm-onnx"
 SERVING_FORMAT_VERSION = 1
@@ -335,6 +337,54 @@ def predict_batched(
     return out  # type: ignore[return-value]
 
 
+def task_name(task: Any, task_names: Sequence[str], default: str) -> str:
+    """A task name from a name, a task id or None (the default task); unknown ones are a one-line ValueError."""
+    if task is None:
+        return default
+    if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
+        if not 0 <= int(task) < len(task_names):
+            raise ValueError(f"unknown task id {task}; valid ids are 0..{len(task_names) - 1}")
+        return task_names[int(task)]
+    if task not in task_names:
+        raise ValueError(f"unknown task {task!r}; valid tasks are {list(task_names)} (or 'all')")
+    return task
+
+
+def task_list(task: Any, n: int, task_names: Sequence[str], default: str) -> list[str]:
+    """One task name per text from one `task_name` for all or one per text."""
+    if task is None or isinstance(task, (str, int, np.integer)):
+        return [task_name(task, task_names, default)] * n
+    tasks = list(task)
+    if len(tasks) != n:
+        raise ValueError(f"got {n} texts but {len(tasks)} task names")
+    names = {t: task_name(t, task_names, default) for t in set(tasks)}
+    return [names[t] for t in tasks]
+
+
+def predict_records(
+    predictor: Any,
+    texts: str | Sequence[str],
+    task: Any,
+    batch_size: int,
+    text_pairs: Sequence[str | None] | None = None,
+    prefix: Any = None,
+) -> list[dict[str, Any]]:
+    """The `predict` of both predictors (ONNX and PyTorch): texts and tasks checked, ``task="all"`` (a warning
+    when that costs one encoder pass per task), then `predict_batched`."""
+    texts = _text_list(texts)
+    batch_size = _check_batch_size(batch_size)
+    names = predictor.task_names
+    every = isinstance(task, str) and task == ALL_TASKS and ALL_TASKS not in names
+    if every and not predictor.all_tasks_in_one_pass and len(names) > 1:
+        warnings.warn(
+            f"the encoder input of this model depends on the task (prefix {prefix!r}), so task='all' runs one "
+            f"encoder pass per task ({len(names)} passes)",
+            stacklevel=3,
+        )
+    tasks = None if every else task_list(task, len(texts), names, predictor.default_task)
+    return predict_batched(predictor, texts, tasks, batch_size, text_pairs)
+
+
 def _text_list(texts: str | Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
@@ -486,24 +536,10 @@ class OnnxSurgeClassifier:
         return list(self._label_names[task])
 
     def _task_name(self, task: Any) -> str:
-        if task is None:
-            return self.default_task
-        if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
-            if not 0 <= int(task) < len(self.task_names):
-                raise ValueError(f"unknown task id {task}; valid ids are 0..{len(self.task_names) - 1}")
-            return self.task_names[int(task)]
-        if task not in self.task_names:
-            raise ValueError(f"unknown task {task!r}; valid tasks are {self.task_names} (or 'all')")
-        return task
+        return task_name(task, self.task_names, self.default_task)
 
     def _task_list(self, task: Any, n: int) -> list[str]:
-        if task is None or isinstance(task, (str, int, np.integer)):
-            return [self._task_name(task)] * n
-        tasks = list(task)
-        if len(tasks) != n:
-            raise ValueError(f"got {n} texts but {len(tasks)} task names")
-        names = {t: self._task_name(t) for t in set(tasks)}
-        return [names[t] for t in tasks]
+        return task_list(task, n, self.task_names, self.default_task)
 
     # ------------------------------------------------------------------ running
     def encode(self, texts: Sequence[str], task: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -559,16 +595,7 @@ class OnnxSurgeClassifier:
                 "ONNX serving does not support sentence pairs (text_pair); serve the run folder with PyTorch "
                 "(`surgellm predict RUN_DIR`)"
             )
-        texts = _text_list(texts)
-        batch_size = _check_batch_size(batch_size)
-        every = isinstance(task, str) and task == "all" and "all" not in self.task_names
-        if every and not self.all_tasks_in_one_pass and len(self.task_names) > 1:
-            warnings.warn(
-                f"the encoder input of this model depends on the task (prefix {self.config.get('prefix')!r}), so "
-                f"task='all' runs one encoder pass per task ({len(self.task_names)} passes)",
-                stacklevel=2,
-            )
-        return predict_batched(self, texts, None if every else self._task_list(task, len(texts)), batch_size)
+        return predict_records(self, texts, task, batch_size, prefix=self.config.get("prefix"))
 
     def __call__(
         self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32
@@ -582,6 +609,7 @@ class OnnxSurgeClassifier:
 
 
 __all__ = [
+    "ALL_TASKS",
     "OnnxSurgeClassifier",
     "read_serving_config",
     "is_exported_folder",
@@ -592,6 +620,9 @@ __all__ = [
     "task_types",
     "softmax",
     "length_order",
+    "predict_records",
+    "task_name",
+    "task_list",
     "input_depends_on_task",
     "PROBE_TEXTS",
     "processing_module",

@@ -5,31 +5,27 @@
 input row in input order, and shows a tqdm progress bar on stderr. Memory is bounded by the window, not the input.
 
 A predictor is anything with ``task_names``, ``default_task`` and ``predict(texts, task, batch_size)`` returning
-`predict_texts`-style records (and, for sentence pairs, ``predict(..., text_pairs=[...])``): `TorchPredictor` (a model + processor, e.g. a run folder) and
+`predict_texts`-style records (and, for sentence pairs, ``predict(..., text_pairs=[...])``):
+`surgellm_hf.inference.TorchPredictor` (a model + processor, e.g. a run folder) and
 `surgellm_hf.serving.runtime.OnnxSurgeClassifier` (an exported folder). `load_predictor(path)` picks by folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-from .runtime import (
-    OnnxSurgeClassifier,
-    TaskScoring,
-    input_depends_on_task,
-    is_exported_folder,
-    length_order,
-    predict_batched,
-)
+from .runtime import ALL_TASKS, OnnxSurgeClassifier, is_exported_folder, length_order
 
-ALL_TASKS = "all"
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DEFAULT_WINDOW_BATCHES = 64
 
@@ -46,108 +42,11 @@ class Predictor(Protocol):
         ...
 
 
-class TorchPredictor:
-    """A PyTorch SURGELLM model + processor behind the `Predictor` interface (``task="all"`` included)."""
-
-    def __init__(self, model: Any, processor: Any):
-        processor.check_model(model)
-        self.model = model.eval()
-        self.processor = processor
-        self.task_names: list[str] = list(model.config.task_names)
-        self.default_task: str = model.config.default_task
-        config = model.config
-        self.scoring = TaskScoring(
-            config.tasks,
-            {t: config.label_names(t) for t in self.task_names},
-            config.task_problem_types,
-            config.task_thresholds,
-        )
-        self.all_tasks_in_one_pass = not input_depends_on_task(processor)
-
-    @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike) -> TorchPredictor:
-        """Load the model and processor saved together in a run folder (or any folder holding both)."""
-        from .export import load_model_and_processor
-
-        return cls(*load_model_and_processor(model_dir))
-
-    def _inputs(
-        self, texts: Sequence[str], task: Any, text_pairs: Sequence[str | None] | None = None
-    ) -> dict:
-        pairs = None if text_pairs is None else list(text_pairs)
-        enc = self.processor(list(texts), text_pair=pairs, task=task, return_tensors="pt", padding=True)
-        device = self.model.device
-        return {k: v.to(device) for k, v in enc.items()}
-
-    def logits(
-        self, texts: Sequence[str], task: Any = None, text_pairs: Sequence[str | None] | None = None
-    ) -> Any:
-        """Padded ``[N, max_num_labels]`` float32 numpy logits of one batch (`text_pairs`: None per single text)."""
-        import torch
-
-        with torch.inference_mode():
-            return self.model(**self._inputs(texts, task, text_pairs)).logits.float().cpu().numpy()
-
-    def all_logits(self, texts: Sequence[str]) -> Any:
-        """``[N, num_tasks, max_num_labels]`` logits of one batch: `forward_all_tasks` (one encoder pass) where
-        the input does not depend on the task, else one pass per task."""
-        import numpy as np
-        import torch
-
-        if not self.all_tasks_in_one_pass:
-            return np.stack([self.logits(texts, t) for t in self.task_names], axis=1)
-        inputs = self._inputs(texts, self.default_task)
-        inputs.pop("task_ids")
-        with torch.inference_mode():
-            return self.model.forward_all_tasks(**inputs).float().cpu().numpy()
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        task: Any = None,
-        batch_size: int = 32,
-        text_pairs: Sequence[str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """`predict_texts` records in input order (batched longest first); ``task="all"``: every task per text.
-        `text_pairs`: the second text of each sentence pair, None for rows of single-text tasks."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        every = task == ALL_TASKS and ALL_TASKS not in self.task_names
-        if every and not self.all_tasks_in_one_pass and len(self.task_names) > 1:
-            import warnings
-
-            warnings.warn(
-                f"the encoder input of this model depends on the task (prefix {self.processor.prefix!r}), so "
-                f"task='all' runs one encoder pass per task ({len(self.task_names)} passes)",
-                stacklevel=2,
-            )
-        tasks = None if every else _task_list(task, len(texts), self.task_names, self.default_task)
-        return predict_batched(self, texts, tasks, batch_size, text_pairs)
-
-
-def _task_list(task: Any, n: int, task_names: list[str], default: str) -> list[str]:
-    def name(t: Any) -> str:
-        if t is None:
-            return default
-        if isinstance(t, int) and not isinstance(t, bool) and 0 <= t < len(task_names):
-            return task_names[t]
-        if t not in task_names:
-            raise ValueError(f"unknown task {t!r}; valid tasks are {task_names} (or 'all')")
-        return t
-
-    if task is None or isinstance(task, (str, int)):
-        return [name(task)] * n
-    tasks = list(task)
-    if len(tasks) != n:
-        raise ValueError(f"got {n} texts but {len(tasks)} task names")
-    return [name(t) for t in tasks]
-
-
 def load_predictor(
     path: str | os.PathLike, *, quantized: bool = False, num_threads: int | None = None
 ) -> Predictor:
-    """An `OnnxSurgeClassifier` for an exported folder, a `TorchPredictor` for a run folder (model + processor)."""
+    """An `OnnxSurgeClassifier` for an exported folder, else a `TorchPredictor` of whatever
+    `surgellm_hf.inference.load_run_model` reads (run folder, LoRA run, adapter folder)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder not found: {path}")
@@ -159,7 +58,18 @@ def load_predictor(
         import torch
 
         torch.set_num_threads(int(num_threads))
+    from ..inference import TorchPredictor
+
     return TorchPredictor.from_pretrained(path)
+
+
+def __getattr__(name: str) -> Any:
+    """`TorchPredictor` lives in `surgellm_hf.inference` (it needs torch); imported from here on first use."""
+    if name == "TorchPredictor":
+        from ..inference import TorchPredictor
+
+        return TorchPredictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -301,12 +211,8 @@ def stream_predict(
     `progress` is a tqdm-like object whose ``update(n)`` is called per batch (or None). A row with a string
     `pair_field` is a sentence pair (for the model's pair tasks); a missing, null or empty field: a single text.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if window is None:
-        window = batch_size * DEFAULT_WINDOW_BATCHES
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
+    check_positive("batch_size", batch_size)
+    window = check_positive("window", batch_size * DEFAULT_WINDOW_BATCHES if window is None else window)
     every = task == ALL_TASKS
     if task is not None and not every and task not in predictor.task_names:
         raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
@@ -341,6 +247,58 @@ def output_row(row: dict[str, Any], record: dict[str, Any], task_field: str = "t
     return {**{k: v for k, v in row.items() if k != task_field}, **record}
 
 
+def check_positive(name: str, value: Any) -> int:
+    """`value` if it is a positive integer, else a one-line ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_output_path(output_path: str | os.PathLike, input_path: str | os.PathLike = "-") -> Path:
+    """The file `output_path` names, checked before anything is read or written: not a folder, in a folder that
+    exists, and not the input file (predictions written over the texts being read would destroy them)."""
+    path = Path(output_path)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; name a file to write the predictions to")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {path.parent} does not exist")
+    if str(input_path) != "-" and (
+        os.path.realpath(path) == os.path.realpath(input_path)
+        or (path.exists() and Path(input_path).exists() and os.path.samefile(path, input_path))
+    ):
+        raise ValueError(
+            f"output {path} is the input file; write the predictions to another file (the input would be lost)"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def replace_on_success(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """A text file to write `path` through: a temporary file beside it, renamed over `path` only when the block
+    succeeds; on any error it is removed, so an existing `path` is never truncated or half written."""
+    target = Path(os.path.realpath(path))  # a symlink: replace the file it points to, not the link
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    tmp = Path(name)
+    out = open(handle, "w", encoding="utf-8")  # noqa: SIM115 - closed below on every path
+    try:
+        if target.exists():
+            shutil.copymode(target, tmp)
+        else:  # mkstemp makes it private; a new output gets the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o666 & ~umask)
+        yield out
+        out.flush()
+        os.fsync(out.fileno())
+        out.close()
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            out.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def predict_file(
     predictor: Predictor,
     input_path: str | os.PathLike,
@@ -356,12 +314,22 @@ def predict_file(
     pair_field: str = "text_pair",
 ) -> int:
     """Classify every row of `input_path` (``-``: stdin) into JSON lines at `output_path` (``-``: stdout), in
-    input order, with a progress bar on stderr; returns the number of rows. Raises ValueError on empty input
-    (before the output is opened)."""
+    input order, with a progress bar on stderr; returns the number of rows.
+
+    Arguments, the output path and the first input row are checked before anything is written. A file output is
+    written beside its target and renamed over it at the end (`replace_on_success`): an error on the way (a
+    malformed input row, a full disk, an interrupt) leaves an existing file as it was and no partial file.
+    """
     from tqdm.auto import tqdm
 
+    check_positive("batch_size", batch_size)
+    if window is not None:
+        check_positive("window", window)
     if task is not None and task != ALL_TASKS and task not in predictor.task_names:
         raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
+    to_stdout = str(output_path) == "-"
+    if not to_stdout:
+        check_output_path(output_path, input_path)
     rows = read_rows(input_path, fmt=fmt, text_field=text_field)
     first = next(rows, None)
     if first is None:
@@ -369,34 +337,30 @@ def predict_file(
     rows = chain([first], rows)
     total = count_rows(input_path) if str(input_path) != "-" else None
     bar = tqdm(total=total, unit="text", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    to_stdout = str(output_path) == "-"
-    out = sys.stdout if to_stdout else open(output_path, "w", encoding="utf-8")  # noqa: SIM115
     n = 0
     try:
-        for row, record in stream_predict(
-            predictor,
-            rows,
-            task=task,
-            batch_size=batch_size,
-            window=window,
-            text_field=text_field,
-            task_field=task_field,
-            progress=bar,
-            pair_field=pair_field,
-        ):
-            out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
-            n += 1
-        out.flush()
+        with contextlib.nullcontext(sys.stdout) if to_stdout else replace_on_success(output_path) as out:
+            for row, record in stream_predict(
+                predictor,
+                rows,
+                task=task,
+                batch_size=batch_size,
+                window=window,
+                text_field=text_field,
+                task_field=task_field,
+                progress=bar,
+                pair_field=pair_field,
+            ):
+                out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
+                n += 1
+            out.flush()
     finally:
         bar.close()
-        if not to_stdout:
-            out.close()
     return n
 
 
 __all__ = [
     "Predictor",
-    "TorchPredictor",
     "load_predictor",
     "read_rows",
     "count_rows",
@@ -404,5 +368,8 @@ __all__ = [
     "stream_predict",
     "predict_file",
     "output_row",
+    "check_output_path",
+    "check_positive",
+    "replace_on_success",
     "ALL_TASKS",
 ]

@@ -171,6 +171,15 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return stale
 
 
+_SAVED_MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "adapter_config.json",
+    "surge_adapter_config.json",
+    "serving_config.json",
+)
+
+
 def _run_markers(run_dir: Path) -> list[str]:
     """What in `run_dir` shows that a run was made there (empty list: nothing, the folder may be reused)."""
     if not run_dir.is_dir():
@@ -178,8 +187,8 @@ def _run_markers(run_dir: Path) -> list[str]:
     markers = [n for n in (RUN_CONFIG_NAME, "metrics.json") if (run_dir / n).is_file()]
     if _checkpoint_dirs(run_dir / "checkpoints"):
         markers.append("checkpoints/")
-    if (run_dir / "model.safetensors").is_file():
-        markers.append("model.safetensors")
+    # a saved model of any kind (full, LoRA, `save_adapter`, ONNX export) is not an empty folder to train into
+    markers += [n for n in _SAVED_MODEL_FILES if (run_dir / n).is_file()]
     return markers
 
 
@@ -341,6 +350,12 @@ def check_run_dir(cfg: RunConfig) -> str:
             )
         return "new"
     if cfg.overwrite:
+        if not {RUN_CONFIG_NAME, "metrics.json", "checkpoints/"} & set(markers):
+            raise ValueError(
+                f"output_dir {run_dir} holds a saved model ({', '.join(markers)}) but no run record (run_config.json, "
+                "metrics.json, checkpoints): no run wrote it, and --overwrite deletes only what a run wrote; choose "
+                "another output_dir"
+            )
         return "overwrite"
     fresh_hint = "pass overwrite=true (surgellm train --overwrite) to delete it and start fresh, or choose another output_dir"
     saved = read_run_config(run_dir)
