@@ -328,3 +328,20 @@ def test_cache_encoder_outputs_is_compared_below_fp32(tmp_path):
     # with a trained encoder the setting has no effect, in any precision
     write_run_config(_cfg(tmp_path, mixed_precision="bf16"), {})
     assert check_run_dir(_cfg(tmp_path, mixed_precision="bf16", cache_encoder_outputs=False)) == "resume"
+
+
+@pytest.mark.parametrize("saved", [("config.json", "model.safetensors"), ("surge_adapter_config.json",)])
+def test_overwrite_refuses_a_saved_model_that_no_run_wrote(tmp_path, saved):
+    """A `save_adapter` folder or a saved model without run records is the user's model, not a run folder: with or
+    without overwrite it is refused, and every file stays."""
+    from surgellm_hf.training import check_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (*saved, "processor_config.json"):
+        (run / name).write_text("{}")
+    before = sorted(p.name for p in run.iterdir())
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="no run"):
+            check_run_dir(_cfg(tmp_path, overwrite=overwrite))
+    assert sorted(p.name for p in run.iterdir()) == before
