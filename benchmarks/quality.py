@@ -1,4 +1,4 @@
-"""Quality benchmark (issue 6.1): every variant of METHOD.md §6.1 over seeds on a four-task data folder.
+"""Quality benchmark (issue 6.1): every variant of docs/method.md#variants over seeds on a four-task data folder.
 
 Trains one run per (variant label, seed) with `train_run(RunConfig(...))` and the bundled all-MiniLM-L6-v2, into
 `<out>/runs/<label>-seed<k>` (a finished run is reused only when its saved run_config.json has the requested settings,

@@ -1,4 +1,4 @@
-"""A reference implementation of the METHOD §6 patience rule, for tests: the oracle that
+"""A reference implementation of the paper's patience rule (docs/method.md#training-protocol), for tests: the oracle that
 `SurgeEarlyStoppingCallback` and `patience_counter_from_history` are checked against (no Trainer involved)."""
 
 from __future__ import annotations

@@ -125,3 +125,18 @@ def test_the_anchor_check_finds_explicit_ids_generated_headings_and_slugs():
     assert "surgellm-predict" in _anchors(DOCS / "cli.md")  # a heading the hook generates
     assert _slug("What a run folder holds") == "what-a-run-folder-holds"
     assert "no-such-anchor" not in _anchors(DOCS / "method.md")
+
+
+def test_no_file_cites_documents_outside_the_repository():
+    """The method and design notes live in docs/: no source, test, benchmark or example cites the old shared
+    notes (METHOD.md, ARCHITECTURE.md) or a path outside the checkout."""
+    pattern = re.compile(r"METHOD(\.md)?\s*§|METHOD\.md|ARCHITECTURE(\.md)?\b|\.\./shared/docs")
+    offenders = []
+    for folder in ("src", "tests", "benchmarks", "examples"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix not in (".py", ".yaml", ".yml", ".md", ".jinja") or path == Path(__file__):
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()[:100]}")
+    assert not offenders, "\n".join(offenders)

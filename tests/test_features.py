@@ -1,4 +1,4 @@
-"""Feature vectors s(x) (METHOD.md §2): hand-computed cases, a second simple implementation, bad input."""
+"""Feature vectors s(x) (docs/method.md#features): hand-computed cases, a second simple implementation, bad input."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def test_surface_features_helper():
 
 # ----------------------------------------------------------------------------- second implementation
 def reference_features(text: str, groups: dict[str, list[str]]) -> list[float]:
-    """Straightforward reading of METHOD.md §2: one regex per entry on the case-folded text, no shortcuts."""
+    """Straightforward reading of docs/method.md#features: one regex per entry on the case-folded text, no shortcuts."""
     t = unicodedata.normalize("NFC", text)
     low = t.casefold()
     row: list[float] = []
@@ -252,7 +252,7 @@ def test_matches_reference_implementation_on_random_text():
     np.testing.assert_allclose(lex.featurize(texts), expected, rtol=1e-6)
 
 
-# Sentence counts worked out by hand with METHOD.md §2: split on `.`, `!`, `?`; drop empty (and whitespace-only)
+# Sentence counts worked out by hand with docs/method.md#features: split on `.`, `!`, `?`; drop empty (and whitespace-only)
 # pieces; at least 1 for a text with any non-whitespace character. The comment shows the kept pieces.
 SENTENCE_CASES = [
     ("One sentence.", 1),  # "One sentence"

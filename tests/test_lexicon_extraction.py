@@ -1,4 +1,4 @@
-"""Lexicon building from data: log-odds ranking and extraction (METHOD.md §2.1), the random control (§2.2)."""
+"""Lexicon building from data: log-odds ranking and extraction (docs/method.md#lexicon-extraction), the random control (docs/method.md#random-lexicon)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _counts(texts: list[str]) -> dict[str, int]:
 
 
 def test_rank_words_uses_the_informative_prior_of_all_tasks_pooled():
-    """Every z-score equals the independent formula with prior = word counts of all tasks' text (METHOD §2.1)."""
+    """Every z-score equals the independent formula with prior = word counts of all tasks' text (docs/method.md#lexicon-extraction)."""
     texts = [t for task in _PRIOR_TEXTS for t, _ in _PRIOR_TEXTS[task]]
     labels = [y for task in _PRIOR_TEXTS for _, y in _PRIOR_TEXTS[task]]
     tasks = [task for task in _PRIOR_TEXTS for _ in _PRIOR_TEXTS[task]]

@@ -191,7 +191,7 @@ def test_extra_parameter_count_matches_method_for_d768():
         model = SurgeForSequenceClassification(config)
     report = model.trainable_parameters_report()
     trunk = sum(report[k]["total"] for k in ("task_embedding", "feature_proj", "gate", "fusion_norm"))
-    assert trunk == t * d + (f * d + d) + (2 * d * d + d) + 2 * d  # about 1.2 M, as METHOD.md §5 says
+    assert trunk == t * d + (f * d + d) + (2 * d * d + d) + 2 * d  # about 1.2 M, as docs/method.md#model says
     assert 1.15e6 < trunk < 1.25e6
     assert report["heads"]["total"] == t * (d * (d // 2) + d // 2 + (d // 2) * 2 + 2)
 
@@ -566,7 +566,7 @@ def test_minilm_integration(minilm_path, tmp_path):
 
 @pytest.mark.parametrize("norm", ["iwn", "none"])
 def test_bf16_autocast_training_and_evaluation_match_fp32(tiny_bert_dir, norm):
-    """Under autocast the heads return bf16 while LayerNorm returns fp32 (ARCHITECTURE pitfall 12): training steps
+    """Under autocast the heads return bf16 while LayerNorm returns fp32 (docs/architecture.md#pitfall-12): training steps
     and evaluation must run, and bf16 logits and loss stay within bf16 rounding of the fp32 ones."""
     use_gate = norm != "none"
     model = _fitted_model(tiny_bert_dir, norm=norm, use_gate=use_gate)

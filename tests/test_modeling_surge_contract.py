@@ -3,7 +3,7 @@
 What transformers' own common tests check (tests/test_transformers_common.py, which needs the sdist), checked
 here without it: return_dict, output flags from the config, get_text_config and resizing, labels derived from the
 tasks, refused num_labels/problem_type, torch.export / torch.compile(fullgraph=True), mixed-task routing; and the
-config defaults of METHOD.md (task-embedding scale 0.1, eps 1e-6, head dropouts 0.1 / 0.05) as the built modules
+config defaults of docs/method.md#model (task-embedding scale 0.1, eps 1e-6, head dropouts 0.1 / 0.05) as the built modules
 and the forward pass actually use them.
 """
 
@@ -18,7 +18,7 @@ from transformers import BertConfig
 
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification, SurgeModel
 
-# Not alphabetical: task ids follow the given order, never a sorted one (ARCHITECTURE.md pitfall 11).
+# Not alphabetical: task ids follow the given order, never a sorted one (docs/architecture.md#pitfall-11).
 TASKS = {"sst2": 2, "llm7": 3}
 LABEL_NAMES = {"sst2": ["negative", "positive"], "llm7": ["gpt", "llama", "human"]}
 NUM_LAYERS = 2
@@ -376,7 +376,7 @@ def test_built_modules_use_the_default_dropouts_eps_and_widths():
 
 
 def test_forward_uses_scale_0_1_and_eps_1e_6_computed_by_hand():
-    """The default forward equals METHOD.md §5 written out with the literal constants 0.1 and 1e-6.
+    """The default forward equals docs/method.md#model written out with the literal constants 0.1 and 1e-6.
 
     Statistics with a tiny std and a large task embedding make both constants visible in the logits.
     """

@@ -36,7 +36,7 @@ ids_tensor = _modeling_common.ids_tensor
 floats_tensor = _modeling_common.floats_tensor
 random_attention_mask = _modeling_common.random_attention_mask
 
-# Task order is deliberately not alphabetical: ids follow the order given, never a sorted one (pitfall 11).
+# Task order is deliberately not alphabetical: ids follow the order given, never a sorted one (docs/architecture.md#pitfall-11).
 TASKS = {"sst2": 2, "llm7": 3}
 LABEL_NAMES = {"sst2": ["negative", "positive"], "llm7": ["gpt", "llama", "human"]}
 
@@ -152,7 +152,7 @@ class SurgeModelTest(ModelTesterMixin, unittest.TestCase):
     _is_composite = True
     # inputs besides input_ids/attention_mask that tests building their own batches (eager vs sdpa) must pass
     additional_model_inputs = ["token_type_ids", "lexical_features", "task_ids"]
-    # _init_weights must cover every SURGELLM parameter and buffer (pitfall 1): run the check the common tests
+    # _init_weights must cover every SURGELLM parameter and buffer (docs/architecture.md#pitfall-1): run the check the common tests
     # otherwise reserve for models whose config file carries a copyright year of 2023 or later
     test_can_init_all_missing_weights_before_2023 = True
 

@@ -108,7 +108,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"split": args.split, "tasks": metrics, **summarize_tasks(metrics)}
     text = json.dumps(result, indent=2)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        from .atomic_io import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n")
     print(text)
     return 0
 
@@ -209,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-resamples", type=int, default=2000)
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("extract-lexicon", help="extract a lexicon from training data (METHOD.md §2.1)")
+    p = sub.add_parser(
+        "extract-lexicon", help="extract a lexicon from training data (docs/method.md#lexicon-extraction)"
+    )
     p.add_argument("--data", required=True, help="folder laid out as <task>/train.jsonl")
     p.add_argument("--tasks", nargs="*", help="task folders to use (default: all)")
     p.add_argument("--output", required=True, help="lexicon JSON to write")

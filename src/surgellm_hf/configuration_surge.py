@@ -49,9 +49,9 @@ class SurgeConfig(PreTrainedConfig):
             default task, so generic tools (the Hub widget, the text-classification pipeline) show real names.
         default_task (`str`, *optional*):
             Task used when a forward pass gets no `task_ids`; defaults to the first task.
-        use_gate (`bool`): surgical feature gate over [CLS] and lexical features (METHOD §5). Off: z = h.
+        use_gate (`bool`): surgical feature gate over [CLS] and lexical features (docs/method.md#model). Off: z = h.
         use_task_embedding (`bool`): add `task_embedding_scale * E[t]` to h before the gate.
-        norm (`str`): feature normalization, one of "none", "standard", "iwn" (METHOD §3).
+        norm (`str`): feature normalization, one of "none", "standard", "iwn" (docs/method.md#normalization).
         task_embedding_scale (`float`): scale of the task embedding (0.1 in the paper).
         num_features (`int`): width of the raw feature vector s(x) (n_groups + 6; 16 for the curated lexicon).
         feature_names (`list[str]`, *optional*): names of the features, checked against the processor's lexicon.

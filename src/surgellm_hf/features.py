@@ -1,4 +1,4 @@
-"""Lexical and surface features s(x) of METHOD.md §2: one fast batch path from raw texts to a float32 matrix.
+"""Lexical and surface features s(x) (docs/method.md#features): one fast batch path from raw texts to a float32 matrix.
 
 Columns: one per lexicon group (number of DISTINCT entries of the group present in the text), then six surface
 features: word count, mean word length, sentence count, number of `?`, number of `!`, any digit (0/1).

@@ -1,9 +1,9 @@
-"""Lexicon: named groups of entries whose presence counts are the first n_groups lexical features (METHOD.md §2).
+"""Lexicon: named groups of entries whose presence counts are the first n_groups lexical features (docs/method.md#features).
 
 A lexicon is data: it loads from and saves to a plain JSON file (see `Lexicon.to_dict` for the format), travels with
 a processor or model to the Hub, and may hold any number of groups; the feature vector is then `n_groups + 6` long.
-`Lexicon.curated()` is the paper's ten groups; `Lexicon.extract` (METHOD.md §2.1) and `Lexicon.random_like`
-(§2.2) build lexicons from data and live in the non-copied module `lexicon_extraction.py`.
+`Lexicon.curated()` is the paper's ten groups; `Lexicon.extract` (docs/method.md#lexicon-extraction) and `Lexicon.random_like`
+(docs/method.md#random-lexicon) build lexicons from data and live in the non-copied module `lexicon_extraction.py`.
 
 This module is copied to the Hub (trust_remote_code): it imports only stdlib, numpy and its flat sibling `features`.
 """
@@ -172,7 +172,7 @@ def _load_extraction_module() -> Any:
 
 
 class Lexicon:
-    """Named groups of entries; `featurize(texts)` gives the `n_groups + 6` raw feature columns of METHOD.md §2.
+    """Named groups of entries; `featurize(texts)` gives the `n_groups + 6` raw feature columns (docs/method.md#features).
 
     Args:
         groups: mapping group name -> entries, or a sequence of (name, entries) pairs (order is kept; it is the
@@ -393,7 +393,7 @@ class Lexicon:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def curated(cls) -> Lexicon:
-        """The paper's curated lexicon: ten groups, 88 entries (METHOD.md §2)."""
+        """The paper's curated lexicon: ten groups, 88 entries (docs/method.md#curated-lexicon)."""
         return cls(
             CURATED_GROUPS, name="curated", metadata={"source": "SURGELLM paper (arXiv 2606.24259), §3"}
         )
@@ -414,7 +414,7 @@ class Lexicon:
         batch_size: int = 64,
         name: str = "extracted",
     ) -> Lexicon:
-        """Automatic lexicon (METHOD.md §2.1): Monroe et al. log-odds z-scores per class, top words, k-means.
+        """Automatic lexicon (docs/method.md#lexicon-extraction): Monroe et al. log-odds z-scores per class, top words, k-means.
 
         Per class of each task (`tasks` gives each text's task; None means one task), words are ranked by the
         z-scored log-odds ratio of the class against the rest of its task with an informative Dirichlet prior
@@ -443,7 +443,7 @@ class Lexicon:
     def random_like(
         cls, lexicon: Lexicon, seed: int = 0, *, lang: str = "en", pool_size: int = 100_000
     ) -> Lexicon:
-        """Random-lexicon control (METHOD.md §2.2): same group names and sizes, each entry replaced by a random
+        """Random-lexicon control (docs/method.md#random-lexicon): same group names and sizes, each entry replaced by a random
         English word of similar corpus frequency (wordfreq Zipf scale), reproducible for a seed."""
         if not isinstance(lexicon, Lexicon):
             raise TypeError(f"random_like needs a Lexicon, got {type(lexicon).__name__}")

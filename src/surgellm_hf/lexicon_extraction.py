@@ -1,10 +1,10 @@
-"""Building lexicons from data: automatic extraction (METHOD.md §2.1) and the random-frequency control (§2.2).
+"""Building lexicons from data: automatic extraction (docs/method.md#lexicon-extraction) and the random-frequency control (docs/method.md#random-lexicon).
 
 Not copied to the Hub: it needs scikit-learn (k-means), wordfreq (corpus frequencies) and an encoder to embed words.
 `Lexicon.extract` and `Lexicon.random_like` import it lazily; the functions here return plain groups so that they
 work with any `Lexicon` class, including one loaded as remote code.
 
-Choices where the paper is silent (documented in the README through the lead):
+Choices where the paper is silent (docs/method.md#defaults):
 - words (artefact rule, `clean_text` + `_words`): the text's mojibake is repaired with ftfy (D4's `â‚¬` was read
   as the "word" `â`); bracketed all-caps template markers such as D2's `[Q]` and `[CTX]` (`[A-Z][A-Z0-9_]{0,7}` in
   square brackets) are removed, as they are the data's format, not its language; PTB-split clitics are rejoined

@@ -1,6 +1,6 @@
 """SURGELLM modeling: a Hub encoder plus task embedding, surgical feature gate, fusion and per-task heads.
 
-METHOD.md §5. Copied to the Hub for ``trust_remote_code`` loading: imports torch, transformers, huggingface_hub,
+docs/method.md#model. Copied to the Hub for ``trust_remote_code`` loading: imports torch, transformers, huggingface_hub,
 safetensors and its flat siblings only.
 """
 
@@ -134,7 +134,7 @@ class SurgePreTrainedModel(PreTrainedModel):
         """Build a SURGELLM model around a Hub encoder, loading the encoder's real weights (pooler dropped).
 
         Loads the encoder explicitly rather than through ``key_mapping`` (which reverses on save, see
-        ARCHITECTURE.md pitfall 2). ``config_kwargs`` go to [`SurgeConfig`].
+        docs/architecture.md#pitfall-2). ``config_kwargs`` go to [`SurgeConfig`].
         """
         encoder_kwargs = {
             k: config_kwargs.pop(k)
@@ -171,7 +171,9 @@ class SurgeModel(SurgePreTrainedModel):
         super().__init__(config)
         encoder = AutoModel.from_config(config.encoder_config)  # the config checked that it can be wrapped
         if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # unused; DDP fails on parameters that get no gradient (pitfall 7)
+            encoder.pooler = (
+                None  # unused; DDP fails on parameters that get no gradient (docs/architecture.md#pitfall-7)
+            )
         self.encoder = encoder
         config.encoder_config = encoder.config  # one config object, so resizing embeddings updates it
         d = config.hidden_size
@@ -345,7 +347,7 @@ class SurgeModel(SurgePreTrainedModel):
     def fuse(
         self, h: torch.Tensor, lexical_features: torch.Tensor | None, task_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """METHOD.md §5.1-5.4 on first-token states h: (z, gate); without the gate z = h and gate is None.
+        """docs/method.md#model, steps 1-4, on first-token states h: (z, gate); without the gate z = h and gate is None.
 
         Separate from the encoder pass so that one encoder pass can serve every task (`forward_all_tasks`).
         """
@@ -364,7 +366,7 @@ class SurgeModel(SurgePreTrainedModel):
 
 
 class SurgeTaskHead(nn.Sequential):
-    """Dropout -> Linear(d, d/2) -> GELU -> Dropout -> Linear(d/2, C_t) (METHOD.md §5.5)."""
+    """Dropout -> Linear(d, d/2) -> GELU -> Dropout -> Linear(d/2, C_t) (docs/method.md#model, step 5)."""
 
     def __init__(self, config: SurgeConfig, num_labels: int):
         d = config.hidden_size
@@ -836,7 +838,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         return names
 
 
-# Saving copies the remote-code files; save_pretrained then writes the complete auto_map (pitfall 3).
+# Saving copies the remote-code files; save_pretrained then writes the complete auto_map (docs/architecture.md#pitfall-3).
 SurgeModel.register_for_auto_class("AutoModel")
 SurgeForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 

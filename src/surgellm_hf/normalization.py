@@ -1,4 +1,4 @@
-"""Per-task feature statistics: standard and Instance-Weighted Normalization (IWN, METHOD.md §3).
+"""Per-task feature statistics: standard and Instance-Weighted Normalization (IWN, docs/method.md#normalization).
 
 Fitted once on training features, then frozen. Copied to the Hub as remote code: numpy/torch only.
 """
@@ -125,7 +125,7 @@ def fit_normalizer(
     each label, then averaged over labels; a label without a positive or a negative row is an error); regression,
     ``num_bins`` quantile bins of the target (see `regression_bins`). ``labels`` are class ids or the padded
     label matrix (`label_matrix`; ``num_labels`` gives each multi-label task's width). Population std (``ddof=0``)
-    by default, as METHOD.md fixes. A dimension whose std is 0 gets std 1 (centred only, scikit-learn's
+    by default, as docs/method.md#normalization fixes. A dimension whose std is 0 gets std 1 (centred only, scikit-learn's
     convention), since (s - mean) / eps would explode on unseen values.
     """
     if method not in ("standard", "iwn"):

@@ -3,7 +3,7 @@
 `processor(texts, task="sst2")` returns `input_ids`, `attention_mask`, `token_type_ids` (where the tokenizer makes
 them), `lexical_features` (RAW features s(x) of the full text, float32; the model normalises them) and `task_ids`.
 
-Prefix styles (METHOD.md §4):
+Prefix styles (docs/method.md#prefix):
 - "text" (the paper's): the string `[TASK:<task>|F1:<v1>|...|Fn:<vn>]` with v_j = floor(s_j), then a space, then the
   text, tokenized together by the encoder's own tokenizer;
 - "tokens" (compact): one added special token for the task (`[SURGE_TASK_<task>]`) and one per feature holding its

@@ -158,7 +158,7 @@ def _percentile_ci_by_hand(y: np.ndarray, p: np.ndarray, rng: np.random.Generato
 
 
 def test_bootstrap_ci_default_is_2000_resamples():
-    """METHOD §6: 2,000 resamples; every other test passes its own count."""
+    """docs/method.md#training-protocol: 2,000 resamples; every other test passes its own count."""
     y, p = _noisy_predictions(40, 0.75, seed=11)
     ci = ev.bootstrap_ci(y, p)  # all defaults: macro-F1, 2,000 resamples, seed 0, 95 %
     assert ci["n_resamples"] == 2000 and ci["level"] == 0.95

@@ -1,4 +1,4 @@
-"""Two CPU processes: `accelerate launch` runs gloo DDP (ARCHITECTURE pitfall 14); an FSDP config on CPU falls
+"""Two CPU processes: `accelerate launch` runs gloo DDP (docs/architecture.md#pitfall-14); an FSDP config on CPU falls
 back to DDP with a warning; FSDP2 itself (`fully_shard`) trains the SURGELLM model on gloo. The torchrun DDP test
 is `tests/training/test_run.py::test_ddp_two_cpu_processes`."""
 

@@ -1,4 +1,4 @@
-"""The variant table of METHOD.md §6.1."""
+"""The variant table (docs/method.md#variants)."""
 
 from __future__ import annotations
 

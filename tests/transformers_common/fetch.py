@@ -1,7 +1,7 @@
 """Fetch transformers' own common model tests for the installed transformers version.
 
 ``ModelTesterMixin`` and ``ConfigTester`` are not in the transformers wheel; they ship in the source distribution
-of the same version, under ``tests/`` (ARCHITECTURE.md pitfall 17). This script downloads that sdist with pip into
+of the same version, under ``tests/`` (docs/architecture.md#pitfall-17). This script downloads that sdist with pip into
 a cache folder outside the repository, extracts only the two common test modules, and writes small stand-ins for
 the test subpackages they import that the sdist lacks. Nothing from transformers is copied into the repository.
 

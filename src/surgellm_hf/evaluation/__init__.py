@@ -1,4 +1,4 @@
-"""Evaluation for SURGELLM (METHOD.md §6). Metrics come from scikit-learn, tests from scipy.
+"""Evaluation for SURGELLM (docs/method.md#training-protocol). Metrics come from scikit-learn, tests from scipy.
 
 - `metrics`: per-task metrics (`task_metrics`, `roc_auc`) and their unweighted mean over tasks;
 - `predictions`: a model's logits over processed splits, split by task (per-task softmax), scored;

@@ -1,4 +1,4 @@
-"""Per-task metrics (METHOD §6) with scikit-learn/scipy, by problem type.
+"""Per-task metrics (docs/method.md#training-protocol) with scikit-learn/scipy, by problem type.
 
 Single-label: macro-F1 (primary), accuracy, macro precision and recall, ROC-AUC. Multi-label (at the task's threshold):
 micro-F1, macro-F1 (primary), subset accuracy. Regression: Pearson, Spearman, RMSE; primary = (Pearson + Spearman) / 2
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "precision", "recall", "roc_auc")
-"""Per-task metrics reported (METHOD §6); macro-F1 is primary."""
+"""Per-task metrics reported (docs/method.md#training-protocol); macro-F1 is primary."""
 
 TYPE_METRICS: tuple[str, ...] = ("micro_f1", "subset_accuracy", "pearson", "spearman", "rmse")
 """Further per-task metrics of multi-label (micro_f1, subset_accuracy; macro_f1 is shared) and regression tasks."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic_io import atomic_write_text
 from ..data.task_spec import EVALUATION_SPLITS
 from .comparison import Comparison, compare_runs
 from .metrics import AVERAGE, METRICS, TYPE_METRICS
@@ -179,9 +180,7 @@ def write_report(
     if gate_values_by_task:
         plot_gate_distribution(gate_values_by_task, out_dir / "gate_distribution.png")
         parts += ["![gate values per task](gate_distribution.png)", ""]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(parts))
-    return path
+    return atomic_write_text(out_dir / "report.md", "\n".join(parts))
 
 
 def write_run_report(run_dir: str | os.PathLike) -> Path:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic_io import atomic_write_text
 from ..data.task_spec import SPLITS
 from .metrics import AVERAGE, summarize_tasks, undefined_scores
 
@@ -127,10 +128,10 @@ def save_run(
     run_dir = Path(run_dir)
     for name, lines in rows.items():
         (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        (run_dir / "predictions" / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
-    path = run_dir / "metrics.json"
-    path.write_text(text)
-    return path
+        atomic_write_text(run_dir / "predictions" / name, "".join(json.dumps(r) + "\n" for r in lines))
+    return atomic_write_text(
+        run_dir / "metrics.json", text
+    )  # written last: a run with metrics.json is finished
 
 
 def _json_number(v: Any) -> Any:

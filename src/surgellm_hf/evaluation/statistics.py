@@ -1,4 +1,4 @@
-"""Statistics over runs and examples (METHOD §6): mean ± SD over seeds, Welch t-tests with Benjamini-Hochberg
+"""Statistics over runs and examples (docs/method.md#training-protocol): mean ± SD over seeds, Welch t-tests with Benjamini-Hochberg
 correction, and percentile bootstrap confidence intervals (vectorised, equal to scikit-learn's metrics)."""
 
 from __future__ import annotations

@@ -16,14 +16,13 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from ..atomic_io import replace_on_success
 from .runtime import ALL_TASKS, OnnxSurgeClassifier, is_exported_folder, length_order
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -270,33 +269,6 @@ def check_output_path(output_path: str | os.PathLike, input_path: str | os.PathL
             f"output {path} is the input file; write the predictions to another file (the input would be lost)"
         )
     return path
-
-
-@contextlib.contextmanager
-def replace_on_success(path: str | os.PathLike) -> Iterator[IO[str]]:
-    """A text file to write `path` through: a temporary file beside it, renamed over `path` only when the block
-    succeeds; on any error it is removed, so an existing `path` is never truncated or half written."""
-    target = Path(os.path.realpath(path))  # a symlink: replace the file it points to, not the link
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    tmp = Path(name)
-    out = open(handle, "w", encoding="utf-8")  # noqa: SIM115 - closed below on every path
-    try:
-        if target.exists():
-            shutil.copymode(target, tmp)
-        else:  # mkstemp makes it private; a new output gets the usual permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            tmp.chmod(0o666 & ~umask)
-        yield out
-        out.flush()
-        os.fsync(out.fileno())
-        out.close()
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
-            out.close()
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def predict_file(

@@ -1,4 +1,4 @@
-"""Training SURGELLM with `transformers.Trainer` (METHOD.md §6), one concern per module:
+"""Training SURGELLM with `transformers.Trainer` (docs/method.md#training-protocol), one concern per module:
 
 - `variants`: the variant table (`VARIANTS`, `get_variant`);
 - `run_config`: `RunConfig` and `load_run_config` (YAML + `key=value` overrides);

@@ -1,4 +1,4 @@
-"""Early stopping of METHOD §6 for the Trainer: mean per-task validation macro-F1, strictly higher counts, patience 2.
+"""Early stopping of the paper's protocol (docs/method.md#training-protocol) for the Trainer: mean per-task validation macro-F1, strictly higher counts, patience 2.
 
 With multi-label or regression tasks the selected `avg_macro_f1` is the mean of the tasks' primary scores (macro-F1;
 a regression task's (Pearson + Spearman) / 2, an undefined correlation counting 0), see
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def early_stopping_arguments(metric: str = "avg_macro_f1") -> dict[str, Any]:
-    """TrainingArguments keywords for the METHOD §6 protocol: evaluate and save every epoch, select on `metric`
+    """TrainingArguments keywords for the paper's protocol: evaluate and save every epoch, select on `metric`
     (higher is better), restore the best weights at the end."""
     return {
         "eval_strategy": "epoch",
@@ -61,7 +61,7 @@ def patience_counter_from_history(
 
 
 class SurgeEarlyStoppingCallback(EarlyStoppingCallback):
-    """transformers' EarlyStoppingCallback fixed to METHOD §6: patience 2, strictly higher is better (threshold 0).
+    """transformers' EarlyStoppingCallback fixed to the paper's protocol: patience 2, strictly higher is better (threshold 0).
 
     The stock callback compares each evaluation with ``state.best_metric`` before the Trainer updates it
     (``np.greater``, strict), which is exactly the rule; this subclass pins the defaults and turns the stock

@@ -53,7 +53,7 @@ class RunConfig:
         default="text",
         metadata={
             "help": "Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
-            "default: higher average macro-F1 in a CPU full fine-tune, benchmarks/README.md §1c; needs "
+            "default: higher average macro-F1 in a CPU full fine-tune, docs/benchmarks.md#cpu-full-fine-tunes; needs "
             "max_length >= ~90 with MiniLM) or tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
             "faster, and better there on the long-text tasks)."
         },
@@ -154,8 +154,9 @@ class RunConfig:
     overwrite: bool = field(
         default=False,
         metadata={
-            "help": "Start fresh: delete an existing run folder (weights, checkpoints, metrics) before training. "
-            "Without it a folder holding another configuration's run is refused."
+            "help": "Start fresh: delete what an earlier run wrote in the run folder (weights, checkpoints, metrics, "
+            "reports) before training; files no run writes are kept. Without it a folder holding another "
+            "configuration's run is refused."
         },
     )
     eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})

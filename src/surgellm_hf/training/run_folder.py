@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..atomic_io import atomic_write_text
 from .lexicons import fixed_lexicon
 from .run_config import RunConfig, comparable_settings, settings_differences
 from .run_lock import LOCK_FILES
@@ -419,9 +420,7 @@ def write_run_config(cfg: RunConfig, extra: Mapping[str, Any]) -> Path:
         **extra,
     }
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    path = cfg.run_dir / RUN_CONFIG_NAME
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return path
+    return atomic_write_text(cfg.run_dir / RUN_CONFIG_NAME, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def start_fresh(run_dir: Path) -> list[str]:

@@ -80,7 +80,7 @@ def ceil_apportionment(weights: np.ndarray, total: int) -> np.ndarray:
 
 
 class TaskBalancedBatchSampler(Sampler[list[int]]):
-    """Task-homogeneous batches, each task's batches spread evenly over the epoch (METHOD.md §6).
+    """Task-homogeneous batches, each task's batches spread evenly over the epoch (docs/method.md#training-protocol).
 
     Every example is seen once per epoch. Task t with n_t batches places its j-th batch at (j + u_t) / n_t with a
     random phase u_t, and batches run in that order: tasks interleave in proportion, so no task is crowded at

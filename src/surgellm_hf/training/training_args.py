@@ -1,4 +1,4 @@
-"""`TrainingArguments` for a run (METHOD.md §6) and the precision it trains in."""
+"""`TrainingArguments` for a run (docs/method.md#training-protocol) and the precision it trains in."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def check_sharding(cfg: RunConfig) -> None:
     """save_checkpoints: false keeps the best weights in one process's memory: not possible for sharded models.
 
     Also warns that on a machine without a GPU an FSDP or DeepSpeed launch trains as DDP (gloo), with a whole copy
-    of the model per process: the run's `use_cpu` makes Accelerate choose MULTI_CPU (see README, Scaling out).
+    of the model per process: the run's `use_cpu` makes Accelerate choose MULTI_CPU (docs/training-at-scale.md#cpu).
     """
     if not torch.cuda.is_available():
         for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
@@ -84,7 +84,7 @@ def batch_layout(cfg: RunConfig, world: int | None = None) -> tuple[int, int, in
 
 
 def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> TrainingArguments:
-    """TrainingArguments for METHOD.md §6: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
+    """TrainingArguments for the paper's protocol: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
 
     Without checkpoints (`save_checkpoints: false`) the run still evaluates every epoch and stops early; the
     best weights are then kept in memory by `SurgeEarlyStoppingCallback(keep_best_in_memory=True)`.

@@ -1,4 +1,4 @@
-"""The SURGELLM variants of METHOD.md §6.1: which modules a model has and the paper's training budget."""
+"""The SURGELLM variants of the paper (docs/method.md#variants): which modules a model has and the paper's training budget."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of METHOD.md §6.1: switches P (prefix), G (gate), E (extended training), I (IWN) and the paper's budget."""
+    """One row of the variant table (docs/method.md#variants): switches P (prefix), G (gate), E (extended training), I (IWN) and the paper's budget."""
 
     name: str = field(metadata={"help": "Variant name."})
     use_prefix: bool = field(metadata={"help": "P: task/feature prefix in the input."})
