@@ -193,6 +193,12 @@ def _run_markers(run_dir: Path) -> list[str]:
     return markers
 
 
+def _holds_run_records(markers: list[str]) -> bool:
+    """Whether `_run_markers` found what only a run writes (its configuration, metrics or checkpoints), not just a
+    saved model (a `save_adapter` folder, a model saved with `save_pretrained`, an export), which is a user's."""
+    return bool({RUN_CONFIG_NAME, "metrics.json", "checkpoints/"} & set(markers))
+
+
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The saved run_config.json of a run folder, or, for folders written before it existed, the `run_config`
     that metrics.json records; None when neither is there."""
@@ -341,22 +347,18 @@ def check_run_dir(cfg: RunConfig) -> str:
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"output_dir {run_dir} exists and is not a folder")
     markers = _run_markers(run_dir)
-    if not markers:
+    if not _holds_run_records(markers):  # empty, a user's files, or a saved model that no run wrote
         foreign = _entries(run_dir, cfg)
         if foreign:
+            foreign = [m for m in markers if m in foreign] + [n for n in foreign if n not in markers]
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise ValueError(
-                f"output_dir {run_dir} is not empty ({shown}) and holds no run; a run needs a folder of its own "
-                "and never deletes files it did not write, so choose another output_dir (a new or empty folder)"
+                f"output_dir {run_dir} is not empty ({shown}) and holds no run (no {RUN_CONFIG_NAME}, metrics.json "
+                "or checkpoints); a run needs a folder of its own and never deletes files it did not write, so "
+                "choose another output_dir (a new or empty folder)"
             )
         return "new"
     if cfg.overwrite:
-        if not {RUN_CONFIG_NAME, "metrics.json", "checkpoints/"} & set(markers):
-            raise ValueError(
-                f"output_dir {run_dir} holds a saved model ({', '.join(markers)}) but no run record (run_config.json, "
-                "metrics.json, checkpoints): no run wrote it, and --overwrite deletes only what a run wrote; choose "
-                "another output_dir"
-            )
         return "overwrite"
     fresh_hint = "pass overwrite=true (surgellm train --overwrite) to delete it and start fresh, or choose another output_dir"
     saved = read_run_config(run_dir)
@@ -427,7 +429,7 @@ def start_fresh(run_dir: Path) -> list[str]:
     """For `overwrite: true`: delete what a run wrote in `run_dir` (`RUN_WRITTEN`), nothing else, and only in a
     folder that holds a run (see `_run_markers`); call it only while holding the run's lock. Returns the names
     deleted; entries no run writes (a user's files) are kept, and named in a warning."""
-    if not _run_markers(run_dir):
+    if not _holds_run_records(_run_markers(run_dir)):
         return []
     deleted, kept = [], []
     for entry in sorted(run_dir.iterdir()):
