@@ -547,7 +547,8 @@ def pairs_markdown(comparison) -> list[str]:
     md = [
         f"### Pairs ({c.metric}, {c.split}): A - B [{round(c.level * 100)} % Welch CI of the difference] (BH q)",
         "",
-        "A CI that covers 0 means the two are within noise (then the cheaper setting wins, docs/benchmarks.md).",
+        "A CI that covers 0 means the two are within noise (then the cheaper setting wins, docs/benchmarks.md); "
+        "n/a: no test (one run a side, or no spread on either side).",
         "",
         "| A vs B | " + " | ".join(c.columns) + " | within noise (avg) |",
         "|---|" + "---:|" * len(c.columns) + "---|",
@@ -556,7 +557,7 @@ def pairs_markdown(comparison) -> list[str]:
         cells = [
             f"{x['diff']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}] ({x['p_adj']:.2g})"
             if x["p_adj"] == x["p_adj"]
-            else f"{x['diff']:+.3f} (no test: one run a side, or no spread)"
+            else f"{x['diff']:+.3f} (n/a)"
             for x in (by_col[col] for col in c.columns)
         ]
         noise = by_col["average"]["covers_zero"]
