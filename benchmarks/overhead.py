@@ -212,6 +212,13 @@ class Setup:
         }
 
 
+def make_setup(name: str, encoder: str, task_names: list[str], args: argparse.Namespace, fit_rows) -> Setup:
+    """The Setup of one config with the command line's max length, soft prefix length and window overlap."""
+    return Setup(
+        name, encoder, task_names, args.max_length, fit_rows, args.soft_prefix_length, args.long_text_stride
+    )
+
+
 def encode_batches(setup: Setup, texts, tasks, labels, batches, padding: str, device: str) -> list[dict]:
     """Pre-encoded batches (inputs + labels) so the timed loops measure the model only."""
     out = []
@@ -475,15 +482,7 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     mib = 1 / 1024
     result: dict[str, Any] = {"config": args.probe, "padding": args.padding}
     result["rss_base_mib"] = _rss_kib("VmRSS") * mib
-    setup = Setup(
-        args.probe,
-        encoder,
-        names,
-        args.max_length,
-        (texts, tasks, labels),
-        args.soft_prefix_length,
-        args.long_text_stride,
-    )
+    setup = make_setup(args.probe, encoder, names, args, (texts, tasks, labels))
     runner = Runner(setup, args.device)
     batches = encode_batches(setup, texts, tasks, labels, batches_ix, args.padding, args.device)
     result["rss_model_mib"] = _rss_kib("VmRSS") * mib
@@ -800,18 +799,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.rounds} interleaved rounds of {args.per_round} batches per model and mode"
         ),
     }
-    setups = {
-        n: Setup(
-            n,
-            encoder,
-            names,
-            args.max_length,
-            (texts, tasks, labels),
-            args.soft_prefix_length,
-            args.long_text_stride,
-        )
-        for n in args.configs
-    }
+    setups = {n: make_setup(n, encoder, names, args, (texts, tasks, labels)) for n in args.configs}
     result["parameters"] = {n: s.parameters() for n, s in setups.items()}
     runners = {n: Runner(s, args.device) for n, s in setups.items()}
     result["throughput"] = {}
