@@ -7,6 +7,10 @@ rotating between rounds), medians over rounds and per-round ratios to the plain 
 - surge-baseline    SurgeForSequenceClassification, no gate, no normalization, no prefix;
 - surge-iwn-text    gate + task embedding + IWN, the paper's text prefix `[TASK:..|F1:..|..]`;
 - surge-iwn-tokens  gate + task embedding + IWN, the compact prefix (n_features + 1 added tokens);
+- surge-iwn-soft    gate + task embedding + IWN, the soft prefix (--soft-prefix-length virtual tokens, 2 by default);
+- surge-iwn-soft-long4 / surge-iwn-text-long4
+                    the soft / text prefix with long_text (up to 4 windows of max_length per text, overlap
+                    --long-text-stride): long texts cost more windows, the price of reading them whole;
 - lora              PEFT LoRA (r=8, alpha 16, on query/value) on the plain model.
 
 Measured: train examples/s (forward + backward + clipping + AdamW step, batch 32, task-homogeneous batches),
@@ -15,10 +19,12 @@ lengthens short texts, so sequence lengths are reported too); peak RSS of each m
 (CPU: resident-set high-water mark per phase, reset through /proc/self/clear_refs; CUDA: max_memory_allocated);
 the processor's cost against the fast tokenizer (featurize, each prefix style); prefix length per style.
 
-Targets: surge-iwn-tokens trains and infers at >= 0.9x the plain model's examples/s; the compact prefix costs
-n_features + 1 tokens; features run at >= 2x the tokenizer.
+Targets: surge-iwn-tokens trains and infers at >= 0.9x the plain model's examples/s; surge-iwn-soft at >= 0.95x
+with dynamic padding, on the mix and on its shortest-text task (run with --tasks D1 for D1 alone); the compact prefix
+costs n_features + 1 tokens; features run at >= 2x the tokenizer.
 
-    python benchmarks/overhead.py [--data ../shared/data] [--rounds 5] [--threads 2] [--out benchmarks/results]
+    python benchmarks/overhead.py [--data ../shared/data] [--tasks D1 ...] [--rounds 5] [--threads 2]
+        [--configs ...] [--out benchmarks/results] [--tag overhead]
 """
 
 from __future__ import annotations
@@ -40,22 +46,47 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import DEFAULT_DATA, machine_line  # noqa: E402
 
-CONFIGS = ("plain", "surge-baseline", "surge-iwn-text", "surge-iwn-tokens", "lora")
+CONFIGS = (
+    "plain",
+    "surge-baseline",
+    "surge-iwn-text",
+    "surge-iwn-tokens",
+    "surge-iwn-soft",
+    "surge-iwn-soft-long4",
+    "surge-iwn-text-long4",
+    "lora",
+)
 PADDINGS = ("max_length", "longest")
 REFERENCE = "plain"
 TARGET_CONFIG = "surge-iwn-tokens"
+SOFT_CONFIG = "surge-iwn-soft"
+SOFT_TARGET = 0.95
+LONG_CHUNKS = 4
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
 
 
-def load_texts(data: Path, per_task: int, seed: int) -> tuple[list[str], list[str], list[int]]:
-    """`per_task` seeded random training rows of every task folder: texts, their task names and labels."""
-    texts, tasks, labels = [], [], []
-    rng = np.random.default_rng(seed)
+def task_folders(data: Path, only: list[str] | None = None) -> list[Path]:
+    """The task folders (with a train.jsonl) under `data`, or only those named."""
     folders = sorted(p for p in data.iterdir() if (p / "train.jsonl").is_file())
+    if only:
+        missing = sorted(set(only) - {p.name for p in folders})
+        if missing:
+            raise SystemExit(f"--tasks {missing}: no <task>/train.jsonl under {data}")
+        folders = [p for p in folders if p.name in only]
     if not folders:
         raise SystemExit(f"no <task>/train.jsonl under {data}")
+    return folders
+
+
+def load_texts(
+    data: Path, per_task: int, seed: int, only: list[str] | None = None
+) -> tuple[list[str], list[str], list[int]]:
+    """`per_task` seeded random training rows of every task folder (or of `only`): texts, task names, labels."""
+    texts, tasks, labels = [], [], []
+    rng = np.random.default_rng(seed)
+    folders = task_folders(data, only)
     for folder in folders:
         with open(folder / "train.jsonl", encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -66,10 +97,10 @@ def load_texts(data: Path, per_task: int, seed: int) -> tuple[list[str], list[st
     return texts, tasks, labels
 
 
-def all_train_texts(data: Path) -> tuple[list[str], list[str]]:
-    """Every training text of every task folder, with its task name."""
+def all_train_texts(data: Path, only: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Every training text of every task folder (or of `only`), with its task name."""
     texts, tasks = [], []
-    for folder in sorted(p for p in data.iterdir() if (p / "train.jsonl").is_file()):
+    for folder in task_folders(data, only):
         with open(folder / "train.jsonl", encoding="utf-8") as f:
             for line in f:
                 if line.strip():
@@ -96,7 +127,16 @@ def task_batches(tasks: list[str], batch_size: int) -> list[list[int]]:
 class Setup:
     """One benchmarked configuration: its model and a function turning (texts, task) into model inputs."""
 
-    def __init__(self, name: str, encoder: str, task_names: list[str], max_length: int, fit_rows):
+    def __init__(
+        self,
+        name: str,
+        encoder: str,
+        task_names: list[str],
+        max_length: int,
+        fit_rows,
+        soft_prefix_length: int = 2,
+        long_text_stride: int = 0,
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from surgellm_hf.lexicon import Lexicon
@@ -123,10 +163,19 @@ class Setup:
             self.model = model
             return
         gate = name.startswith("surge-iwn")
-        prefix = {"surge-baseline": None, "surge-iwn-text": "text", "surge-iwn-tokens": "tokens"}[name]
+        prefix = None if name == "surge-baseline" else name.split("-")[2]
+        long_text = (
+            {"max_chunks": LONG_CHUNKS, "stride": long_text_stride} if name.endswith("-long4") else None
+        )
         lexicon = Lexicon.curated()
         self.processor = SurgeProcessor.from_encoder_pretrained(
-            encoder, lexicon=lexicon, tasks=task_names, prefix=prefix, max_length=max_length
+            encoder,
+            lexicon=lexicon,
+            tasks=task_names,
+            prefix=prefix,
+            max_length=max_length,
+            soft_prefix_length=soft_prefix_length,
+            long_text=long_text,
         )
         self.tokenizer = self.processor.tokenizer
         self.model = SurgeForSequenceClassification.from_encoder_pretrained(
@@ -137,6 +186,7 @@ class Setup:
             norm="iwn" if gate else "none",
             num_features=lexicon.num_features,
             feature_names=lexicon.feature_names,
+            soft_prefix_length=soft_prefix_length if prefix == "soft" else 0,
         )
         self.processor.prepare_model(self.model)
         if gate:
@@ -162,6 +212,13 @@ class Setup:
         }
 
 
+def make_setup(name: str, encoder: str, task_names: list[str], args: argparse.Namespace, fit_rows) -> Setup:
+    """The Setup of one config with the command line's max length, soft prefix length and window overlap."""
+    return Setup(
+        name, encoder, task_names, args.max_length, fit_rows, args.soft_prefix_length, args.long_text_stride
+    )
+
+
 def encode_batches(setup: Setup, texts, tasks, labels, batches, padding: str, device: str) -> list[dict]:
     """Pre-encoded batches (inputs + labels) so the timed loops measure the model only."""
     out = []
@@ -172,9 +229,21 @@ def encode_batches(setup: Setup, texts, tasks, labels, batches, padding: str, de
     return out
 
 
-def sequence_stats(batches: list[dict], batch_tasks: list[str]) -> dict[str, Any]:
-    """Mean real tokens per example (overall and per task) and mean padded width of the batches."""
-    lengths = [b["attention_mask"].sum(dim=1).float() for b in batches]
+def sequence_stats(batches: list[dict], batch_tasks: list[str], extra_tokens: int = 0) -> dict[str, Any]:
+    """Mean tokens per example the encoder reads (overall and per task; all windows of a long text, and the
+    `extra_tokens` virtual tokens a soft prefix adds to each), mean windows per example and mean padded width."""
+
+    def per_example(b: dict) -> torch.Tensor:
+        tokens = b["attention_mask"].sum(dim=1).float() + extra_tokens
+        if "num_windows" not in b:
+            return tokens
+        owner = torch.repeat_interleave(torch.arange(len(b["num_windows"])), b["num_windows"])
+        return torch.zeros(len(b["num_windows"])).index_add_(0, owner, tokens)
+
+    lengths = [per_example(b) for b in batches]
+    windows = [
+        b["num_windows"].float() if "num_windows" in b else torch.ones(len(b["labels"])) for b in batches
+    ]
     per_task = {
         t: float(torch.cat([x for x, bt in zip(lengths, batch_tasks) if bt == t]).mean())
         for t in dict.fromkeys(batch_tasks)
@@ -182,8 +251,11 @@ def sequence_stats(batches: list[dict], batch_tasks: list[str]) -> dict[str, Any
     return {
         "mean_tokens": float(torch.cat(lengths).mean()),
         "per_task_tokens": per_task,
-        "mean_padded_width": float(np.mean([b["input_ids"].shape[1] for b in batches])),
-        "token_slots": int(sum(b["input_ids"].numel() for b in batches)),
+        "mean_windows": float(torch.cat(windows).mean()),
+        "mean_padded_width": float(np.mean([b["input_ids"].shape[1] + extra_tokens for b in batches])),
+        "token_slots": int(
+            sum((b["input_ids"].shape[1] + extra_tokens) * b["input_ids"].shape[0] for b in batches)
+        ),
     }
 
 
@@ -314,15 +386,20 @@ def processor_costs(args: argparse.Namespace, encoder: str, repeats: int) -> dic
     from surgellm_hf.lexicon import Lexicon
     from surgellm_hf.processing_surge import SurgeProcessor
 
-    texts, tasks = all_train_texts(args.data)
+    texts, tasks = all_train_texts(args.data, args.tasks)
     names = sorted(set(tasks))
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     lexicon = Lexicon.curated()
     procs = {
         p or "none": SurgeProcessor.from_encoder_pretrained(
-            encoder, lexicon=lexicon, tasks=names, prefix=p, max_length=args.max_length
+            encoder,
+            lexicon=lexicon,
+            tasks=names,
+            prefix=p,
+            max_length=args.max_length,
+            soft_prefix_length=args.soft_prefix_length,
         )
-        for p in (None, "text", "tokens")
+        for p in (None, "text", "tokens", "soft")
     }
     jobs = {
         "tokenizer": lambda: tokenizer(texts, truncation=True, max_length=args.max_length),
@@ -343,7 +420,7 @@ def processor_costs(args: argparse.Namespace, encoder: str, repeats: int) -> dic
         med = statistics.median(ts)
         out[name] = {"texts_per_s": len(texts) / med, "median_s": med, "vs_tokenizer": tok / med}
     prefix_len = {}
-    for style in ("text", "tokens"):
+    for style in ("text", "tokens", "soft"):
         lengths = np.asarray(procs[style].prefix_length(texts, task=tasks))
         prefix_len[style] = {
             "mean": float(lengths.mean()),
@@ -399,13 +476,13 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     """In this (fresh) process: RSS after imports+data, after building one model, peak in inference, peak in
     training; then the tensor accounting: weights, optimizer state and the largest per-step tensor peak."""
     encoder = _encoder_path(args.encoder)
-    texts, tasks, labels = load_texts(args.data, args.per_task, args.seed)
+    texts, tasks, labels = load_texts(args.data, args.per_task, args.seed, args.tasks)
     names = sorted(set(tasks))
     batches_ix = task_batches(tasks, args.batch_size)[: args.probe_batches]
     mib = 1 / 1024
     result: dict[str, Any] = {"config": args.probe, "padding": args.padding}
     result["rss_base_mib"] = _rss_kib("VmRSS") * mib
-    setup = Setup(args.probe, encoder, names, args.max_length, (texts, tasks, labels))
+    setup = make_setup(args.probe, encoder, names, args, (texts, tasks, labels))
     runner = Runner(setup, args.device)
     batches = encode_batches(setup, texts, tasks, labels, batches_ix, args.padding, args.device)
     result["rss_model_mib"] = _rss_kib("VmRSS") * mib
@@ -478,6 +555,11 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         args.device,
         "--probe-batches",
         str(args.probe_batches),
+        "--soft-prefix-length",
+        str(args.soft_prefix_length),
+        "--long-text-stride",
+        str(args.long_text_stride),
+        *(["--tasks", *args.tasks] if args.tasks else []),
     ]
 
 
@@ -507,15 +589,16 @@ def render(result: dict[str, Any]) -> str:
             f"## Throughput, padding={padding!r}",
             "",
             "| config | train ex/s | train ratio: mix / totals / paired (IQR) | infer ex/s | "
-            "infer ratio: mix / totals / paired (IQR) | tokens/example | padded width | trainable params |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "infer ratio: mix / totals / paired (IQR) | tokens/example | windows/example | padded width | "
+            "trainable params |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         block = result["throughput"][padding]
         for name in block["train"]:
             tr, inf, seq = block["train"][name], block["inference"][name], block["sequence"][name]
             lines.append(
                 f"| {name} | {tr['median_ex_per_s']:.1f} | {_ratio(tr)} | {inf['median_ex_per_s']:.1f} | "
-                f"{_ratio(inf)} | {seq['mean_tokens']:.1f} | "
+                f"{_ratio(inf)} | {seq['mean_tokens']:.1f} | {seq.get('mean_windows', 1.0):.2f} | "
                 f"{seq['mean_padded_width']:.1f} | {result['parameters'][name]['trainable']:,} |"
             )
         lines += _per_task_lines(block)
@@ -554,7 +637,14 @@ def render(result: dict[str, Any]) -> str:
             "| step | texts/s | x tokenizer |",
             "|---|---:|---:|",
         ]
-        for name in ("tokenizer", "featurize", "processor-none", "processor-text", "processor-tokens"):
+        for name in (
+            "tokenizer",
+            "featurize",
+            "processor-none",
+            "processor-text",
+            "processor-tokens",
+            "processor-soft",
+        ):
             lines.append(f"| {name} | {proc[name]['texts_per_s']:.0f} | {proc[name]['vs_tokenizer']:.2f} |")
         lines += [
             "",
@@ -613,6 +703,25 @@ def targets(result: dict[str, Any]) -> list[str]:
                     f"{TARGET_CONFIG} {mode} >= 0.9x plain (padding={padding}): {r:.3f}x on the task mix "
                     f"(ratio of totals {total:.3f}x): {'MET' if r >= 0.9 else 'MISSED'}"
                 )
+    for padding, block in result["throughput"].items():
+        if padding != "longest" or SOFT_CONFIG not in block["train"]:
+            continue
+        timed = block["train"][SOFT_CONFIG]["per_task"]  # the tasks the rounds timed
+        every = block["sequence"].get(REFERENCE, {}).get("per_task_tokens", {})
+        plain_tokens = {t: n for t, n in every.items() if t in timed}
+        shortest = min(plain_tokens, key=plain_tokens.get) if plain_tokens else None
+        for mode in ("train", "inference"):
+            entry = block[mode][SOFT_CONFIG]
+            checks = [("the task mix", entry["ratio_mix"])]
+            if shortest is not None and len(plain_tokens) > 1:
+                checks.append(
+                    (f"{shortest} (shortest texts)", entry["per_task"][shortest]["paired_ratio_median"])
+                )
+            for where, r in checks:
+                out.append(
+                    f"{SOFT_CONFIG} {mode} >= {SOFT_TARGET}x plain (dynamic padding) on {where}: {r:.3f}x "
+                    f"{'MET' if r >= SOFT_TARGET else 'MISSED'}"
+                )
     proc = result.get("processor")
     if proc:
         p = proc["prefix_length_tokens"]["tokens"]
@@ -633,6 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="bundled:all-MiniLM-L6-v2")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--paddings", nargs="+", default=list(PADDINGS), choices=PADDINGS)
+    p.add_argument("--tasks", nargs="+", default=None, help="only these task folders (e.g. D1 alone)")
+    p.add_argument("--soft-prefix-length", type=int, choices=(1, 2), default=2, help="k of surge-iwn-soft*")
+    p.add_argument("--long-text-stride", type=int, default=0, help="overlap of the *-long4 configs' windows")
     p.add_argument("--per-task", type=int, default=64, help="training texts per task (seeded sample)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
@@ -672,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     encoder = _encoder_path(args.encoder)
-    texts, tasks, labels = load_texts(args.data, args.per_task, args.seed)
+    texts, tasks, labels = load_texts(args.data, args.per_task, args.seed, args.tasks)
     names = sorted(set(tasks))
     batches_ix = task_batches(tasks, args.batch_size)
     batch_tasks = [tasks[ix[0]] for ix in batches_ix]
@@ -687,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.rounds} interleaved rounds of {args.per_round} batches per model and mode"
         ),
     }
-    setups = {n: Setup(n, encoder, names, args.max_length, (texts, tasks, labels)) for n in args.configs}
+    setups = {n: make_setup(n, encoder, names, args, (texts, tasks, labels)) for n in args.configs}
     result["parameters"] = {n: s.parameters() for n, s in setups.items()}
     runners = {n: Runner(s, args.device) for n, s in setups.items()}
     result["throughput"] = {}
@@ -698,7 +810,12 @@ def main(argv: list[str] | None = None) -> int:
             for n, s in setups.items()
         }
         result["throughput"][padding] = {
-            "sequence": {n: sequence_stats(b, batch_tasks) for n, b in batches.items()},
+            "sequence": {
+                n: sequence_stats(
+                    b, batch_tasks, setups[n].model.config.soft_prefix_length if setups[n].processor else 0
+                )
+                for n, b in batches.items()
+            },
             "train": interleaved(runners, batches, batch_tasks, "train", args.rounds, args.per_round),
             "inference": interleaved(runners, batches, batch_tasks, "inference", args.rounds, args.per_round),
         }

@@ -7,11 +7,20 @@ compares the labels with `evaluation.compare_runs` (mean ± SD over seeds, boots
 against the baseline) and writes `<out>/results.json`, `<out>/results.md` and `<out>/task_f1_by_variant.png`.
 
 Variant labels: baseline, S, G, FULL, IWN (the paper's rows, curated lexicon) and IWN-random / IWN-extracted (IWN
-with the random-lexicon control / the lexicon extracted from the training split); any `<variant>-<lexicon>` works.
+with the random-lexicon control / the lexicon extracted from the training split). A label is `<variant>` followed by
+`-<part>`s that set one run setting each, so one --out holds the settings side by side: a lexicon (curated,
+extracted, random), a prefix style (text, tokens, soft, or soft1 / soft2 for a soft prefix of 1 / 2 tokens),
+`long<K>` (long_text with K windows; `long` alone: 4) and `x<scale>` (module_lr_scale), e.g. IWN-soft-long4,
+IWN-tokens, IWN-x10. A part overrides the flag (--prefix-style, --long-text, --module-lr-scale) for that label.
+
+Select on one split, report on another: --selection-split F carves a stratified slice F of each task's training
+rows (seed --selection-seed) for early stopping; validation is then only reported. --pairs A:B ... adds Welch
+differences with their CIs between labels (e.g. prefix styles), BH-corrected over all pairs.
 
     python benchmarks/quality.py [--data ../shared/data] [--out DIR] [--variants ...] [--seeds 0 1 2]
         [--max-train-rows N] [--max-eval-rows N] [--max-length L] [--epoch-scale X | --epochs N] [--threads 2]
-        [--overwrite]
+        [--selection-split F [--selection-seed S]] [--long-text K --long-text-stride S --long-text-pool P]
+        [--prefix-style text|tokens|soft --soft-prefix-length k] [--pairs A:B ...] [--overwrite]
     python benchmarks/quality.py --aggregate-only --out DIR      # tables and plot from the runs already there
     python benchmarks/quality.py --score RUN_DIR --data FOLDER [--split test] [--output scores.json]
 """
@@ -24,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -40,17 +50,75 @@ SINGLE_PREFIX = "single-"
 FROZEN_LABELS = ("baseline", "G", "S", "FULL", "IWN", "IWN-random", "IWN-extracted")
 
 
-def parse_label(label: str) -> tuple[str, str]:
-    """`IWN-random` -> ("IWN", "random"); a plain variant name uses the curated lexicon."""
+PREFIX_PARTS = {"text": ("text", None), "tokens": ("tokens", None), "soft": ("soft", None),
+                "soft1": ("soft", 1), "soft2": ("soft", 2)}  # fmt: skip
+DEFAULT_LONG_CHUNKS = 4
+
+
+def label_settings(label: str) -> dict[str, Any]:
+    """What a label sets: variant and lexicon always; prefix_style, soft_prefix_length, long_chunks and
+    module_lr_scale where a part names them (see the module docstring). `IWN-soft-long4` -> {variant: IWN, lexicon:
+    curated, prefix_style: soft, long_chunks: 4}."""
     from surgellm_hf.training import LEXICON_CHOICES, get_variant
 
     if label.startswith(SINGLE_PREFIX):  # single-<task>: the plain single-task reference (baseline, one task)
-        return "baseline", "curated"
-    name, _, lexicon = label.partition("-")
-    lexicon = lexicon or "curated"
-    if lexicon not in LEXICON_CHOICES:
-        raise ValueError(f"label {label!r}: lexicon {lexicon!r} is not one of {LEXICON_CHOICES}")
-    return get_variant(name).name, lexicon
+        return {"variant": "baseline", "lexicon": "curated"}
+    name, *parts = label.split("-")
+    out: dict[str, Any] = {"variant": get_variant(name).name, "lexicon": "curated"}
+    seen: set[str] = set()
+    for part in parts:
+        if part in LEXICON_CHOICES:
+            kind, values = "lexicon", {"lexicon": part}
+        elif part in PREFIX_PARTS:
+            style, k = PREFIX_PARTS[part]
+            kind, values = "prefix", {"prefix_style": style, **({"soft_prefix_length": k} if k else {})}
+        elif m := re.fullmatch(r"long(\d*)", part):
+            kind, values = "long", {"long_chunks": int(m.group(1) or DEFAULT_LONG_CHUNKS)}
+            if values["long_chunks"] < 1:
+                raise ValueError(f"label {label!r}: long<K> needs K >= 1, got {part!r}")
+        elif m := re.fullmatch(r"x(\d+(?:\.\d+)?)", part):
+            kind, values = "lr", {"module_lr_scale": float(m.group(1))}
+        else:
+            raise ValueError(
+                f"label {label!r}: part {part!r} is none of a lexicon {LEXICON_CHOICES}, a prefix style "
+                f"{tuple(PREFIX_PARTS)}, long<K> or x<module lr scale>"
+            )
+        if kind in seen:
+            raise ValueError(f"label {label!r} sets its {kind} twice")
+        seen.add(kind)
+        out.update(values)
+    return out
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """`IWN-random` -> ("IWN", "random"); a plain variant name uses the curated lexicon."""
+    settings = label_settings(label)
+    return settings["variant"], settings["lexicon"]
+
+
+def resolved_settings(label: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a label's runs train with: its own parts, else the flags (prefix style, soft prefix length,
+    long_text, module learning-rate scale)."""
+    own = label_settings(label)
+    chunks = own.get("long_chunks", args.long_text)
+    long_text = (
+        {"max_chunks": chunks, "stride": args.long_text_stride, "pool": args.long_text_pool}
+        if chunks > 1
+        else None
+    )
+    return {
+        "prefix_style": own.get("prefix_style", args.prefix_style),
+        "soft_prefix_length": own.get("soft_prefix_length", args.soft_prefix_length),
+        "long_text": long_text,
+        "module_lr_scale": own.get("module_lr_scale", args.module_lr_scale),
+    }
+
+
+def selection_split(args: argparse.Namespace) -> dict[str, Any] | None:
+    """RunConfig.selection_split of every run: {fraction, seed} with --selection-split, else None."""
+    if args.selection_split is None:
+        return None
+    return {"fraction": args.selection_split, "seed": args.selection_seed}
 
 
 def variant_epochs(variant: str, args: argparse.Namespace) -> tuple[int, bool]:
@@ -93,8 +161,15 @@ def run_config(label: str, seed: int, args: argparse.Namespace):
             "encoder_cache_dir": str(args.encoder_cache_dir),
             "patience": args.patience,
         }
-    if args.module_lr_scale is not None:
-        extra["module_lr_scale"] = args.module_lr_scale
+    settings = resolved_settings(label, args)
+    if settings["module_lr_scale"] is not None:
+        extra["module_lr_scale"] = settings["module_lr_scale"]
+    if settings["long_text"] is not None:
+        extra["long_text"] = settings["long_text"]
+    if settings["prefix_style"] == "soft":
+        extra["soft_prefix_length"] = settings["soft_prefix_length"]
+    if args.selection_split is not None:
+        extra["selection_split"] = selection_split(args)
     if args.task_sampling != "proportional":
         extra["task_sampling"] = args.task_sampling
         extra["temperature"] = args.temperature
@@ -108,7 +183,7 @@ def run_config(label: str, seed: int, args: argparse.Namespace):
         equal_budget=equal,
         learning_rate=variant_lr(variant, args),
         lexicon=lexicon,
-        prefix_style=args.prefix_style,
+        prefix_style=settings["prefix_style"],
         seed=seed,
         batch_size=args.batch_size,
         max_length=args.max_length,
@@ -187,7 +262,15 @@ def _upgrade_budget(old: dict[str, Any]) -> dict[str, Any]:
             old["epochs"] = dict.fromkeys(old.get("learning_rate", {}), n)
     old.setdefault("labels", list(old.get("learning_rate", {})))
     old.setdefault("task_sampling", "proportional")
+    old.setdefault("selection_split", None)  # written before these settings existed: they were off
+    old.setdefault("long_text", long_text_default(1, 0, "mean"))
+    old.setdefault("soft_prefix_length", 2)
     return old
+
+
+def long_text_default(chunks: int, stride: int, pool: str) -> dict[str, Any]:
+    """budget.json's folder-wide long_text flags (a label's long<K> part overrides max_chunks)."""
+    return {"max_chunks": chunks, "stride": stride, "pool": pool}
 
 
 FOLDER_SETTINGS = (
@@ -200,6 +283,9 @@ FOLDER_SETTINGS = (
     "prefix_style",
     "equal_budget",
     "task_sampling",
+    "selection_split",
+    "long_text",
+    "soft_prefix_length",
 )
 """budget.json keys that hold for every run under one --out: a different value needs another --out."""
 
@@ -213,17 +299,17 @@ def merge_budget(old: dict[str, Any] | None, new: dict[str, Any], overwrite: boo
     """
     if old is None:
         return new
-    old = _upgrade_budget(old)
+    old, new = _upgrade_budget(old), _upgrade_budget(new)  # keys a budget lacks hold their "off" value
     diffs = [
         f"{k}: {old.get(k)!r} there, {new.get(k)!r} now"
         for k in FOLDER_SETTINGS
         if (_same_path(old.get(k), new.get(k)) if k == "data" else old.get(k) == new.get(k)) is False
     ]
-    for key in ("epochs", "learning_rate"):
+    for key in ("epochs", "learning_rate", "label_settings"):
         before = old.get(key) if isinstance(old.get(key), dict) and not overwrite else {}
         diffs += [
             f"{key} of {lab}: {before[lab]!r} there, {value!r} now"
-            for lab, value in new[key].items()
+            for lab, value in new.get(key, {}).items()
             if lab in before and before[lab] != value
         ]
     if diffs:
@@ -231,7 +317,11 @@ def merge_budget(old: dict[str, Any] | None, new: dict[str, Any], overwrite: boo
             "[quality] the --out folder holds runs of other settings (budget.json: "
             + "; ".join(diffs)
             + "); choose another --out"
-            + ("" if overwrite else " (--overwrite retrains a label's runs at new epochs / learning rate)")
+            + (
+                ""
+                if overwrite
+                else " (--overwrite retrains a label's runs at new epochs / learning rate / settings)"
+            )
         )
     merged = {
         **old,
@@ -241,8 +331,8 @@ def merge_budget(old: dict[str, Any] | None, new: dict[str, Any], overwrite: boo
     }
     merged["labels"] = list(dict.fromkeys([*old.get("labels", []), *new["labels"]]))
     merged["seeds"] = list(dict.fromkeys([*old.get("seeds", []), *new["seeds"]]))
-    for key in ("epochs", "learning_rate"):
-        merged[key] = {**old.get(key, {}), **new[key]}
+    for key in ("epochs", "learning_rate", "label_settings"):
+        merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged
 
 
@@ -308,7 +398,12 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
     """results.json, results.md and the macro-F1 plot from every finished run under `<out>/runs`."""
     import numpy as np
 
-    from surgellm_hf.evaluation import compare_runs, plot_task_f1_by_variant, render_markdown_table
+    from surgellm_hf.evaluation import (
+        compare_pairs,
+        compare_runs,
+        plot_task_f1_by_variant,
+        render_markdown_table,
+    )
 
     grouped = collect_runs(args.out, args.variants if not args.all_labels else None)
     if not grouped:
@@ -326,6 +421,10 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         }
         for split in splits
     }
+    pairs = [p for p in parse_pairs(args.pairs) if p[0] in grouped and p[1] in grouped]
+    pair_comparisons = {
+        split: compare_pairs(grouped, pairs, split=split, metric=DETAIL_METRIC) for split in splits if pairs
+    }
     runs = []
     for label, recs in {**grouped, **singles}.items():
         for r in recs:
@@ -340,6 +439,8 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
                     "epochs_budget": training.get("epochs_budget"),
                     "epochs_run": training.get("epochs_run"),
                     "best_validation_avg_macro_f1": training.get("best_validation_avg_macro_f1"),
+                    "selected_on": training.get("selected_on", "validation"),
+                    "selection_avg_macro_f1": (r.extra.get("selection") or {}).get("avg_macro_f1"),
                     "avg_macro_f1": r.avg_macro_f1,
                     "tasks": {
                         t: {s: {m: by_split[s].get(m) for m in (*REPORTED_METRICS, "n")} for s in by_split}
@@ -367,6 +468,7 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         "comparisons": {s: {m: _cells_json(c) for m, c in by_m.items()} for s, by_m in comparisons.items()},
         "single_task_references": single_task_table(singles, splits),
         "gates": gate_table(runs),
+        "pairs": {split: _pairs_json(c) for split, c in pair_comparisons.items()},
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     main_split = "test" if "test" in splits else "validation"
@@ -386,9 +488,22 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
         + f". Total training wall time {sum(r['wall_s'] or 0 for r in runs) / 60:.1f} min.",
         "",
     ]
+    selected = {r["selected_on"] for r in runs}
+    md += [
+        "Early stopping selected the epoch on: "
+        + ", ".join(sorted(selected))
+        + (
+            " (a stratified slice of train; validation below was not used for selection)"
+            if selected == {"selection"}
+            else ""
+        ),
+        "",
+    ]
     for split in splits:
         md += [f"## {split}", "", render_markdown_table(comparisons[split][DETAIL_METRIC]), ""]
         md += [_short_table(comparisons[split][m]) for m in REPORTED_METRICS if m != DETAIL_METRIC]
+        if split in pair_comparisons:
+            md += pairs_markdown(pair_comparisons[split])
     md += [
         "## Per run",
         "",
@@ -405,6 +520,51 @@ def aggregate(args: argparse.Namespace, budget: dict[str, Any]) -> None:
     md += gate_markdown(result["gates"]) + single_task_markdown(result["single_task_references"], grouped)
     (args.out / "results.md").write_text("\n".join(md))
     print("\n".join(md))
+
+
+def parse_pairs(items: list[str] | None) -> list[tuple[str, str]]:
+    """--pairs A:B ... as (A, B) tuples (A - B is reported)."""
+    pairs = []
+    for item in items or []:
+        a, sep, b = item.partition(":")
+        if not sep or not a or not b:
+            raise SystemExit(f"--pairs takes LABEL:LABEL items, got {item!r}")
+        pairs.append((a, b))
+    return pairs
+
+
+def _pairs_json(comparison) -> dict[str, Any]:
+    keep = ("mean_a", "mean_b", "diff", "ci_low", "ci_high", "covers_zero", "p", "p_adj", "reject")
+    return {
+        pair: {col: {k: cell.get(k) for k in keep} for col, cell in by_col.items()}
+        for pair, by_col in comparison.cells.items()
+    }
+
+
+def pairs_markdown(comparison) -> list[str]:
+    """The pairwise table: A - B per task and on average, the Welch CI of the difference and the BH q."""
+    c = comparison
+    md = [
+        f"### Pairs ({c.metric}, {c.split}): A - B [{round(c.level * 100)} % Welch CI of the difference] (BH q)",
+        "",
+        "A CI that covers 0 means the two are within noise (then the cheaper setting wins, docs/benchmarks.md); "
+        "n/a: no test (one run a side, or no spread on either side).",
+        "",
+        "| A vs B | " + " | ".join(c.columns) + " | within noise (avg) |",
+        "|---|" + "---:|" * len(c.columns) + "---|",
+    ]
+    for pair, by_col in c.cells.items():
+        cells = [
+            f"{x['diff']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}] ({x['p_adj']:.2g})"
+            if x["p_adj"] == x["p_adj"]
+            else f"{x['diff']:+.3f} (n/a)"
+            for x in (by_col[col] for col in c.columns)
+        ]
+        noise = by_col["average"]["covers_zero"]
+        md.append(
+            f"| {pair} | " + " | ".join(cells) + f" | {'–' if noise is None else 'yes' if noise else 'no'} |"
+        )
+    return [*md, ""]
 
 
 def single_task_table(singles: dict[str, list[Any]], splits: list[str]) -> dict[str, Any]:
@@ -702,7 +862,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument(
-        "--prefix-style", choices=("text", "tokens"), default="text", help="RunConfig.prefix_style"
+        "--prefix-style",
+        choices=("text", "tokens", "soft"),
+        default="text",
+        help="RunConfig.prefix_style (a label's text/tokens/soft part overrides it)",
+    )
+    p.add_argument(
+        "--soft-prefix-length", type=int, choices=(1, 2), default=2, help="RunConfig.soft_prefix_length"
+    )
+    p.add_argument(
+        "--long-text",
+        type=int,
+        default=1,
+        metavar="K",
+        help="RunConfig.long_text max_chunks for every label (1: truncation; a label's long<K> part overrides it)",
+    )
+    p.add_argument("--long-text-stride", type=int, default=0, help="long_text stride: tokens of overlap")
+    p.add_argument(
+        "--long-text-pool", choices=("mean", "max", "first"), default="mean", help="long_text pool"
+    )
+    p.add_argument(
+        "--selection-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="select the epoch on a stratified slice F of each task's train (RunConfig.selection_split); "
+        "validation is then only reported",
+    )
+    p.add_argument("--selection-seed", type=int, default=0, help="seed of the --selection-split slice")
+    p.add_argument(
+        "--pairs",
+        nargs="+",
+        default=None,
+        metavar="A:B",
+        help="label pairs compared directly (A - B, Welch CI of the difference, BH over all pairs)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
@@ -774,7 +967,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.score is not None:
         return score(args)
     for label in args.variants:
-        parse_label(label)  # bad labels fail before any training
+        try:
+            label_settings(label)  # bad labels fail before any training
+        except ValueError as err:
+            raise SystemExit(f"[quality] {err}") from None
+    parse_pairs(args.pairs)
+    if args.long_text < 1 or args.long_text_stride < 0:
+        raise SystemExit("--long-text must be >= 1 and --long-text-stride >= 0")
+    if args.selection_split is not None and not 0 < args.selection_split < 1:
+        raise SystemExit(f"--selection-split must lie in (0, 1), got {args.selection_split}")
     for name in ("max_train_rows", "max_eval_rows", "epochs"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -787,6 +988,13 @@ def main(argv: list[str] | None = None) -> int:
         args.out = REPO_ROOT / "benchmarks" / "results" / f"quality-{dt.date.today().isoformat()}"
     if args.protocol == "frozen":
         args.prefix_style = "text"  # the compact prefix's new embeddings would stay untrained
+        other = [lab for lab in args.variants if label_settings(lab).get("prefix_style", "text") != "text"]
+        if other:
+            raise SystemExit(
+                f"[quality] the frozen protocol trains on cached encoder states, which neither the compact prefix "
+                f"(untrained new embeddings) nor the soft prefix (trainable encoder inputs) can use: {other}; "
+                "measure them with --protocol budget"
+            )
         if args.learning_rate is None:
             args.learning_rate = 2e-5
         if args.epochs is None:
@@ -826,6 +1034,10 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": args.tasks or "all",
         "class_ratio": args.class_ratio,
         "patience": args.patience,
+        "selection_split": selection_split(args),
+        "long_text": long_text_default(args.long_text, args.long_text_stride, args.long_text_pool),
+        "soft_prefix_length": args.soft_prefix_length,
+        "label_settings": {lab: resolved_settings(lab, args) for lab in args.variants},
     }
     budget_path = args.out / "budget.json"
     old_budget = json.loads(budget_path.read_text()) if budget_path.is_file() else None

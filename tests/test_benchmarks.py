@@ -144,6 +144,8 @@ def test_overhead_benchmark_runs(tmp_path, tiny_bert_with_tokenizer):
         "--configs",
         "plain",
         "surge-iwn-tokens",
+        "surge-iwn-soft",
+        "surge-iwn-soft-long4",
         "--per-task",
         "4",
         "--batch-size",
@@ -170,4 +172,68 @@ def test_overhead_benchmark_runs(tmp_path, tiny_bert_with_tokenizer):
         )
     seq = result["throughput"]["max_length"]["sequence"]
     assert seq["surge-iwn-tokens"]["mean_tokens"] > seq["plain"]["mean_tokens"]  # the prefix adds tokens
+    # the soft prefix adds its 2 virtual tokens to every example; at max_length 32 the long texts take windows
+    dynamic = result["throughput"]["longest"]["sequence"]
+    assert dynamic["surge-iwn-soft"]["mean_tokens"] == pytest.approx(dynamic["plain"]["mean_tokens"] + 2)
+    assert dynamic["surge-iwn-soft-long4"]["mean_windows"] >= 1.0
+    assert any(
+        t.startswith("surge-iwn-soft train >= 0.95x plain (dynamic padding) on the task mix")
+        for t in result["targets"]
+    )
     assert (tmp_path / "overhead.md").is_file()
+
+
+def test_quality_labels_set_prefix_long_text_and_module_lr_side_by_side(tmp_path):
+    quality = _load("quality")
+    args = quality.build_parser().parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--selection-split",
+            "0.2",
+            "--selection-seed",
+            "3",
+            "--long-text-stride",
+            "8",
+        ]
+    )
+    assert quality.label_settings("IWN-random") == {"variant": "IWN", "lexicon": "random"}
+    cfg = quality.run_config("IWN-soft1-long4-x10", 0, args)
+    assert (cfg.variant, cfg.prefix_style, cfg.soft_prefix_length, cfg.module_lr_scale) == (
+        "IWN",
+        "soft",
+        1,
+        10.0,
+    )
+    assert cfg.long_text == {"max_chunks": 4, "stride": 8, "pool": "mean", "tasks": {}}
+    assert cfg.selection_split == {"fraction": 0.2, "seed": 3}
+    assert cfg.run_dir.name == "IWN-soft1-long4-x10-seed0"
+    plain = quality.run_config("IWN-tokens", 0, args)
+    assert (plain.prefix_style, plain.long_text, plain.module_lr_scale) == ("tokens", None, None)
+    assert quality.run_config("IWN-long", 0, args).long_text["max_chunks"] == 4
+    for bad, match in (("IWN-soft-tokens", "sets its prefix twice"), ("IWN-fast", "part 'fast' is none of")):
+        with pytest.raises(ValueError, match=match):
+            quality.label_settings(bad)
+    with pytest.raises(SystemExit, match="--pairs takes LABEL:LABEL items"):
+        quality.parse_pairs(["IWN-text"])
+
+
+def test_quality_selects_on_a_slice_of_train_and_compares_pairs(tmp_path, tiny_bert_with_tokenizer):
+    quality = _load("quality")
+    extra = ["--epochs", "1", "--selection-split", "0.25", "--pairs", "IWN-soft:IWN"]
+    args = _quality_args(tmp_path, tiny_bert_with_tokenizer, *extra)
+    args[args.index("baseline")] = "IWN-soft"
+    assert quality.main(args) == 0
+    budget = json.loads((tmp_path / "budget.json").read_text())
+    assert budget["selection_split"] == {"fraction": 0.25, "seed": 0}
+    assert budget["label_settings"]["IWN-soft"]["prefix_style"] == "soft"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["selected_on"] for r in results["runs"]} == {"selection"}
+    assert all(r["selection_avg_macro_f1"] is not None for r in results["runs"])
+    cell = results["pairs"]["validation"]["IWN-soft vs IWN"]["average"]
+    by_label = {r["label"]: r["avg_macro_f1"]["validation"] for r in results["runs"]}
+    assert cell["diff"] == pytest.approx(by_label["IWN-soft"] - by_label["IWN"])
+    assert "### Pairs (macro_f1, validation)" in (tmp_path / "results.md").read_text()
+    # another selection slice is another folder setting: refused before anything trains
+    with pytest.raises(SystemExit, match="selection_split"):
+        quality.main([*args, "--selection-seed", "1"])

@@ -462,6 +462,8 @@ def test_saved_files_are_processor_mixins_plus_lexicon(tokenizer_dirs, tmp_path)
     assert isinstance(stock.pop("lexicon"), Lexicon)
     # pair_tasks is written only when there are some (tests/test_sentence_pairs.py)
     assert stock.pop("pair_tasks") == []
+    # so are long_text and soft_prefix_length (tests/test_long_text.py, tests/test_soft_prefix.py)
+    assert stock.pop("long_text") == {} and stock.pop("soft_prefix_length") == 2
     assert set(config) == set(stock) | SURGE_CONFIG_KEYS
     assert {k: config[k] for k in stock} == stock
     assert config["tasks"] == ["sst2", "hotpot"]  # an ordered list, not alphabetical

@@ -14,6 +14,13 @@ from transformers.configuration_utils import SubConfigSpec
 
 NORM_CHOICES = ("none", "standard", "iwn")
 
+LONG_TEXT_POOLS = ("mean", "max", "first")
+"""How the first-token states of a long text's windows become one state: their mean, their element-wise max, or the
+first window's (`long_text` in the run config; `SurgeConfig.long_text_pool`)."""
+
+SOFT_PREFIX_LENGTHS = (0, 1, 2)
+"""Virtual tokens of the soft prefix: 0 (none), 1 (task and features summed into one) or 2 (task, then features)."""
+
 PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 """Per-task problem types: one class (cross-entropy), any subset of labels (BCE with logits), one float (MSE)."""
 
@@ -61,6 +68,12 @@ class SurgeConfig(PreTrainedConfig):
         norm_eps (`float`): epsilon added to the standard deviation (1e-6).
         encoder_name_or_path (`str`, *optional*): where the encoder weights came from (used by adapters).
         initializer_range (`float`): std of the normal init of new weights (0.02).
+        soft_prefix_length (`int`): virtual tokens of the soft prefix (`prefix_style: soft`), inserted after the
+            first token as input embeddings: 0 (none, the default), 1 (task prompt + feature projection summed) or 2
+            (the task prompt, then the feature projection).
+        long_text_pool (`str`, `dict[str, str]` or `list[[str, str]]`, *optional*): how the window states of a
+            long text are pooled ("mean", "max" or "first"): one name for every task, or per task (saved as an
+            ordered list); tasks not named pool by "mean". Used only when the inputs carry `num_windows`.
     """
 
     model_type = "surge"
@@ -86,6 +99,8 @@ class SurgeConfig(PreTrainedConfig):
     encoder_name_or_path: str | None = None
     initializer_range: float = 0.02
     variant: str | None = None
+    soft_prefix_length: int = 0
+    long_text_pool: str | dict[str, str] | list | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         num_labels = kwargs.pop("num_labels", None)
@@ -166,7 +181,38 @@ class SurgeConfig(PreTrainedConfig):
             )
         if not self.norm_eps > 0:
             raise ValueError(f"`norm_eps` must be > 0, got {self.norm_eps!r}.")
+        if isinstance(self.soft_prefix_length, bool) or self.soft_prefix_length not in SOFT_PREFIX_LENGTHS:
+            raise ValueError(
+                f"`soft_prefix_length` must be one of {SOFT_PREFIX_LENGTHS} (0: no soft prefix), got "
+                f"{self.soft_prefix_length!r}."
+            )
+        self.long_text_pool = self._validated_pools(self.long_text_pool)
         check_encoder_config(self.encoder_config)
+
+    def _validated_pools(self, value: Any) -> str | dict[str, str] | None:
+        """`long_text_pool` checked: None, one pool name, or {task: pool name} in task order."""
+        if value is None or isinstance(value, str):
+            if value is not None and value not in LONG_TEXT_POOLS:
+                raise ValueError(f"`long_text_pool` must be one of {LONG_TEXT_POOLS}, got {value!r}.")
+            return value
+        pools = _pairs_to_dict(value, "long_text_pool")
+        unknown = [n for n in pools if n not in self.tasks]
+        if unknown:
+            raise ValueError(
+                f"`long_text_pool` names unknown task(s) {unknown}; tasks are {self.task_names}."
+            )
+        bad = {n: p for n, p in pools.items() if p not in LONG_TEXT_POOLS}
+        if bad:
+            raise ValueError(f"`long_text_pool` {bad}: each pool must be one of {list(LONG_TEXT_POOLS)}.")
+        return {n: pools[n] for n in self.tasks if n in pools}
+
+    def pool_of(self, task: str | int | None = None) -> str:
+        """How the window states of a long text of `task` are pooled ("mean" unless `long_text_pool` says)."""
+        name = self.task_names[self.task_id(task)]
+        pools = self.long_text_pool
+        if isinstance(pools, str):
+            return pools
+        return (pools or {}).get(name, "mean")
 
     def _validate_problem_types(self) -> None:
         """Resolve `task_problem_types` (all single-label by default) against `problem_type` and the label counts;
@@ -255,6 +301,8 @@ class SurgeConfig(PreTrainedConfig):
         output["tasks"] = [[name, count] for name, count in self.tasks.items()]
         output["task_problem_types"] = [[name, self.task_problem_types[name]] for name in self.tasks]
         output["task_thresholds"] = [[name, value] for name, value in self.task_thresholds.items()]
+        if isinstance(self.long_text_pool, Mapping):
+            output["long_text_pool"] = [[name, pool] for name, pool in self.long_text_pool.items()]
         if self.task_label_names is not None:
             output["task_label_names"] = [
                 [name, list(self.task_label_names[name])]
@@ -389,6 +437,8 @@ _VALIDATED_ON_LOAD = (
     "num_features",
     "feature_names",
     "norm",
+    "soft_prefix_length",
+    "long_text_pool",
 )
 
 _UNORDERED_TASKS_MESSAGE = (
@@ -461,6 +511,8 @@ SurgeConfig.register_for_auto_class()
 __all__ = [
     "SurgeConfig",
     "NORM_CHOICES",
+    "LONG_TEXT_POOLS",
+    "SOFT_PREFIX_LENGTHS",
     "PROBLEM_TYPES",
     "HF_PROBLEM_TYPES",
     "check_encoder_config",

@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_surge import PROBLEM_TYPES, SurgeConfig
+from .configuration_surge import LONG_TEXT_POOLS, PROBLEM_TYPES, SurgeConfig
 from .normalization import apply_normalizer, fit_normalizer, label_matrix
 from .pipeline_surge import surge_custom_pipelines
 
@@ -27,6 +28,8 @@ ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
 ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
 ADAPTER_FORMAT_VERSION = 1
 _ENCODER_PREFIX = "surge.encoder."
+_SURGE_MODULES = ("task_embedding", "feature_proj", "gate", "fusion_norm", "soft_prefix")
+"""The trainable SURGELLM modules of `SurgeModel` (each None when the config has no use for it)."""
 
 
 def encoder_names(name_or_path: str | os.PathLike) -> tuple[str, str]:
@@ -89,6 +92,53 @@ class SurgeFeatureNormalizer(nn.Module):
         return apply_normalizer(features, self.mean, self.std, task_ids, self.eps)
 
 
+class SurgeSoftPrefix(nn.Module):
+    """The soft prefix: k virtual token embeddings per example, in the encoder's input-embedding space, from a
+    learned task prompt E_p[t] and a learned projection W_v s + b of the normalized features s.
+
+    k = 2: [E_p[t], W_v s + b]; k = 1: [E_p[t] + W_v s + b]. `SurgeModel` inserts them after the first token.
+    """
+
+    def __init__(self, num_tasks: int, num_features: int, embedding_dim: int, length: int):
+        super().__init__()
+        self.length = length
+        self.task_prompt = nn.Embedding(num_tasks, embedding_dim)
+        self.feature_prompt = nn.Linear(num_features, embedding_dim)
+
+    def forward(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """``[rows, length, embedding_dim]`` virtual tokens of rows with these normalized features and task ids."""
+        task = self.task_prompt(task_ids)
+        feats = self.feature_prompt(features.to(self.feature_prompt.weight.dtype))
+        if self.length == 1:
+            return (task + feats).unsqueeze(1)
+        return torch.stack([task, feats], dim=1)
+
+
+def window_sample_index(num_windows: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """``[num_rows]`` example index of each window row, from ``num_windows`` ([batch], windows per example, rows in
+    example order); a comparison against the running ends, so torch.export and ONNX see no data-dependent shape."""
+    ends = torch.cumsum(num_windows, dim=0)
+    rows = torch.arange(num_rows, device=num_windows.device)
+    return (rows.unsqueeze(1) >= ends.unsqueeze(0)).sum(dim=1)
+
+
+def pool_windows(states: torch.Tensor, num_windows: torch.Tensor, pool: str) -> torch.Tensor:
+    """``[batch, hidden]`` pooled window states: each example's ``num_windows[i]`` consecutive rows of ``states``
+    ([windows, hidden]) by their mean, element-wise max or first row, for the whole batch at once (no loop)."""
+    if pool not in LONG_TEXT_POOLS:
+        raise ValueError(f"pool must be one of {LONG_TEXT_POOLS}, got {pool!r}")
+    ends = torch.cumsum(num_windows, dim=0)
+    if pool == "first":
+        return states.index_select(0, ends - num_windows)
+    sample = window_sample_index(num_windows, states.shape[0])
+    member = sample.unsqueeze(0) == torch.arange(num_windows.shape[0], device=states.device).unsqueeze(1)
+    if pool == "mean":
+        total = member.to(states.dtype) @ states
+        return total / num_windows.to(states.dtype).unsqueeze(1)
+    low = torch.finfo(states.dtype).min
+    return torch.where(member.unsqueeze(-1), states.unsqueeze(0), low).amax(dim=1)
+
+
 class SurgePreTrainedModel(PreTrainedModel):
     """Base class: config class, weight init of the SURGELLM modules, Auto-class metadata on save."""
 
@@ -111,6 +161,11 @@ class SurgePreTrainedModel(PreTrainedModel):
             init.zeros_(module.fitted)
         elif isinstance(module, SurgeModel) and module.task_embedding is not None:
             init.normal_(module.task_embedding.weight, mean=0.0, std=0.02)
+        elif isinstance(module, SurgeSoftPrefix):
+            std = self.config.initializer_range
+            init.normal_(module.task_prompt.weight, mean=0.0, std=std)
+            init.normal_(module.feature_prompt.weight, mean=0.0, std=std)
+            init.zeros_(module.feature_prompt.bias)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """Save weights and config with a complete ``auto_map`` so remote code loads every Auto class."""
@@ -187,6 +242,16 @@ class SurgeModel(SurgePreTrainedModel):
             self.fusion_norm = nn.LayerNorm(d, eps=getattr(config.encoder_config, "layer_norm_eps", 1e-12))
         else:
             self.feature_proj = self.gate = self.fusion_norm = None
+        self.soft_prefix = (
+            SurgeSoftPrefix(
+                config.num_tasks,
+                config.num_features,
+                encoder.get_input_embeddings().embedding_dim,  # ELECTRA/ALBERT: embedding_size != hidden_size
+                config.soft_prefix_length,
+            )
+            if config.soft_prefix_length
+            else None
+        )
         forward_params = inspect.signature(encoder.forward).parameters
         self._encoder_takes_token_type_ids = "token_type_ids" in forward_params
         self.post_init()
@@ -227,8 +292,9 @@ class SurgeModel(SurgePreTrainedModel):
 
     def _check_features(self, lexical_features, batch_size: int) -> torch.Tensor:
         if lexical_features is None:
+            uses = "the feature gate (use_gate=True)" if self.config.use_gate else "the soft prefix"
             raise ValueError(
-                "This model uses the feature gate (use_gate=True) and needs `lexical_features` of shape "
+                f"This model uses {uses} and needs `lexical_features` of shape "
                 f"[batch, {self.config.num_features}]; compute them with SurgeProcessor or Lexicon.featurize."
             )
         if not isinstance(lexical_features, torch.Tensor):
@@ -240,6 +306,77 @@ class SurgeModel(SurgePreTrainedModel):
             )
         return lexical_features
 
+    def _check_windows(self, num_windows, num_rows: int, device) -> torch.Tensor:
+        """``num_windows`` ([batch] windows per example, each >= 1, summing to the rows of the token inputs)."""
+        num_windows = torch.as_tensor(num_windows, device=device)
+        if num_windows.dim() != 1 or num_windows.dtype.is_floating_point or num_windows.dtype == torch.bool:
+            raise ValueError(
+                f"`num_windows` must be a 1-D integer tensor (windows per example), got shape "
+                f"{tuple(num_windows.shape)} of {num_windows.dtype}."
+            )
+        if not _tracing():
+            if bool((num_windows < 1).any()):
+                raise ValueError(f"`num_windows` must be >= 1 for every example, got {num_windows.tolist()}.")
+            if int(num_windows.sum()) != num_rows:
+                raise ValueError(
+                    f"`num_windows` sums to {int(num_windows.sum())} windows but the token inputs have {num_rows} "
+                    "rows (one per window, examples in order)."
+                )
+        return num_windows.long()
+
+    def pool(self, states: torch.Tensor, num_windows: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """Window first-token states ``[windows, hidden]`` -> one state per example ``[batch, hidden]``, by each
+        task's `long_text_pool` (every pool used is computed for the batch; rows take their task's)."""
+        pools = [self.config.pool_of(t) for t in range(self.config.num_tasks)]
+        used = list(dict.fromkeys(pools))
+        pooled = {p: pool_windows(states, num_windows, p) for p in used}
+        if len(used) == 1:
+            return pooled[used[0]]
+        codes = torch.tensor([used.index(p) for p in pools], device=states.device)[task_ids]
+        out = pooled[used[0]]
+        for i, p in enumerate(used[1:], start=1):
+            out = torch.where((codes == i).unsqueeze(1), pooled[p], out)
+        return out
+
+    def soft_features(self, lexical_features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The features the soft prefix projects: normalized by the fitted statistics, or (``norm="none"``)
+        sign(s) log(1 + |s|) of the raw ones, so counts of hundreds do not swamp the embedding scale."""
+        feats = lexical_features.to(device=task_ids.device, dtype=torch.float32)
+        if self.config.norm != "none":
+            return self.normalizer(feats, task_ids)
+        return torch.sign(feats) * torch.log1p(feats.abs())
+
+    def _insert_soft_prefix(
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        lexical_features: torch.Tensor,
+        task_ids: torch.Tensor,
+        num_windows: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Input embeddings, attention mask and token type ids with the k virtual tokens after the first token
+        (mask 1, the first token's segment id); with windows every window of an example gets its virtual tokens."""
+        if inputs_embeds is None:
+            inputs_embeds = self.encoder.get_input_embeddings()(input_ids)
+        rows, length = inputs_embeds.shape[0], inputs_embeds.shape[1]
+        feats = self.soft_features(lexical_features, task_ids)
+        if num_windows is not None:
+            sample = window_sample_index(num_windows, rows)
+            feats, task_ids = feats[sample], task_ids[sample]
+        virtual = self.soft_prefix(feats, task_ids).to(inputs_embeds.dtype)
+        k = virtual.shape[1]
+        embeds = torch.cat([inputs_embeds[:, :1], virtual, inputs_embeds[:, 1:]], dim=1)
+        if attention_mask is None:
+            attention_mask = torch.ones(rows, length, dtype=torch.long, device=embeds.device)
+        ones = torch.ones(rows, k, dtype=attention_mask.dtype, device=attention_mask.device)
+        mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        if token_type_ids is not None:
+            first = token_type_ids[:, :1]
+            token_type_ids = torch.cat([first, first.expand(rows, k), token_type_ids[:, 1:]], dim=1)
+        return embeds, mask, token_type_ids
+
     @can_return_tuple
     def forward(
         self,
@@ -250,6 +387,7 @@ class SurgeModel(SurgePreTrainedModel):
         task_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         first_token_state: torch.Tensor | None = None,
+        num_windows: torch.LongTensor | None = None,
         output_gate: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -261,6 +399,14 @@ class SurgeModel(SurgePreTrainedModel):
         ``first_token_state`` (``[batch, hidden_size]``) replaces the encoder pass with cached first-token states of a
         frozen encoder (training the SURGELLM modules and heads on states computed once). ``output_hidden_states``,
         ``output_attentions`` and ``return_dict`` default to the config's values.
+
+        Long texts (``long_text``): ``num_windows`` (``[batch]``) says how many consecutive rows of the token inputs
+        (or of ``first_token_state``) belong to each example; the windows are encoded together and their first-token
+        states pooled per example (`config.long_text_pool`) before the gate. ``lexical_features``, ``task_ids`` and
+        the output stay per example. ``last_hidden_state`` and ``hidden_states`` are then per window.
+
+        With a soft prefix (``config.soft_prefix_length`` k > 0) the k virtual tokens go in after the first token, so
+        ``last_hidden_state`` holds them at positions 1..k.
         """
         given = [n for n, v in (("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
                                 ("first_token_state", first_token_state)) if v is not None]  # fmt: skip
@@ -275,9 +421,12 @@ class SurgeModel(SurgePreTrainedModel):
             if inputs_embeds is not None
             else first_token_state
         )
-        batch_size, device = ref.shape[0], ref.device
+        device = ref.device
+        if num_windows is not None:
+            num_windows = self._check_windows(num_windows, ref.shape[0], device)
+        batch_size = ref.shape[0] if num_windows is None else num_windows.shape[0]
         task_ids = self._resolve_task_ids(task_ids, batch_size, device)
-        if self.config.use_gate:
+        if self.config.use_gate or self.soft_prefix is not None:
             lexical_features = self._check_features(lexical_features, batch_size)
             if self.config.norm != "none" and not _tracing() and not self.feature_normalizer_fitted:
                 raise ValueError(
@@ -285,28 +434,85 @@ class SurgeModel(SurgePreTrainedModel):
                     "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
                 )
         if first_token_state is not None:
-            if first_token_state.shape != (batch_size, self.config.hidden_size):
+            if self.soft_prefix is not None:
                 raise ValueError(
-                    f"`first_token_state` must have shape ({batch_size}, {self.config.hidden_size}) (the encoder's "
+                    "This model has a soft prefix (soft_prefix_length > 0): its virtual tokens are encoder inputs "
+                    "built from trainable parameters, so cached first-token states cannot stand in for the encoder."
+                )
+            if first_token_state.shape != (ref.shape[0], self.config.hidden_size):
+                rows = "windows" if num_windows is not None else str(batch_size)
+                raise ValueError(
+                    f"`first_token_state` must have shape ({rows}, {self.config.hidden_size}) (the encoder's "
                     f"hidden size), got {tuple(first_token_state.shape)}."
                 )
             dtype = self.encoder.get_input_embeddings().weight.dtype
-            z, gate = self.fuse(first_token_state.to(dtype), lexical_features, task_ids)
+            h = first_token_state.to(dtype)
+            if num_windows is not None:
+                h = self.pool(h, num_windows, task_ids)
+            z, gate = self.fuse(h, lexical_features, task_ids)
             return SurgeModelOutput(pooled_output=z, gate=gate if output_gate else None)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if output_attentions is None:
             output_attentions = self.config.output_attentions
 
-        encoder_kwargs = {"attention_mask": attention_mask}
+        token_type_ids = self._encoder_token_types(token_type_ids)
+        if self.soft_prefix is not None:
+            inputs_embeds, attention_mask, token_type_ids = self._insert_soft_prefix(
+                input_ids,
+                inputs_embeds,
+                attention_mask,
+                token_type_ids,
+                lexical_features,
+                task_ids,
+                num_windows,
+            )
+            input_ids = None
+        enc = self.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
+        h = enc.last_hidden_state[:, 0]
+        if num_windows is not None:
+            h = self.pool(h, num_windows, task_ids)
+        z, gate = self.fuse(h, lexical_features, task_ids)
+        return SurgeModelOutput(
+            pooled_output=z,
+            last_hidden_state=enc.last_hidden_state,
+            gate=gate if output_gate else None,
+            hidden_states=getattr(enc, "hidden_states", None),
+            attentions=getattr(enc, "attentions", None),
+        )
+
+    def _encoder_token_types(self, token_type_ids: torch.Tensor | None) -> torch.Tensor | None:
+        """``token_type_ids`` for the encoder: None for an encoder that takes none (non-zero ones are refused)."""
+        if token_type_ids is None or self._encoder_takes_token_type_ids:
+            return token_type_ids
+        if not _tracing() and bool((token_type_ids != 0).any()):
+            raise ValueError(
+                f"Encoder {self.config.encoder_config.model_type!r} takes no `token_type_ids`, but non-zero "
+                "ones were passed."
+            )
+        return None
+
+    def encode(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = False,
+        output_attentions: bool | None = False,
+    ) -> Any:
+        """The encoder's output for these rows (windows or examples), as they are: no soft prefix, no pooling."""
+        encoder_kwargs: dict[str, Any] = {"attention_mask": attention_mask}
+        token_type_ids = self._encoder_token_types(token_type_ids)
         if token_type_ids is not None:
-            if self._encoder_takes_token_type_ids:
-                encoder_kwargs["token_type_ids"] = token_type_ids
-            elif not _tracing() and bool((token_type_ids != 0).any()):
-                raise ValueError(
-                    f"Encoder {self.config.encoder_config.model_type!r} takes no `token_type_ids`, but non-zero "
-                    "ones were passed."
-                )
+            encoder_kwargs["token_type_ids"] = token_type_ids
         encoder_kwargs["output_hidden_states"] = (
             output_hidden_states  # a bool or, in transformers 5, layer indices
         )
@@ -315,15 +521,7 @@ class SurgeModel(SurgePreTrainedModel):
             encoder_kwargs["input_ids"] = input_ids
         else:
             encoder_kwargs["inputs_embeds"] = inputs_embeds
-        enc = self.encoder(**encoder_kwargs, return_dict=True)
-        z, gate = self.fuse(enc.last_hidden_state[:, 0], lexical_features, task_ids)
-        return SurgeModelOutput(
-            pooled_output=z,
-            last_hidden_state=enc.last_hidden_state,
-            gate=gate if output_gate else None,
-            hidden_states=getattr(enc, "hidden_states", None),
-            attentions=getattr(enc, "attentions", None),
-        )
+        return self.encoder(**encoder_kwargs, return_dict=True)
 
     @torch.no_grad()
     def first_token_states(
@@ -566,6 +764,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         first_token_state: torch.Tensor | None = None,
+        num_windows: torch.LongTensor | None = None,
         output_gate: bool = False,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -585,11 +784,15 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         (`SurgeDataCollator`'s layout): column 0 holds a single-label row's class id or a regression row's target,
         the first L columns a multi-label row's multi-hot vector, the other columns are ignored (the collator pads
         with 0). A 1-D ``labels`` is column 0 of that matrix for every row.
+
+        Long texts: ``num_windows`` (``[batch]``) groups the rows of the token inputs into examples (see
+        `SurgeModel.forward`); ``labels``, ``task_ids``, ``lexical_features`` and the logits stay per example.
         """
         ref = next((x for x in (input_ids, inputs_embeds, first_token_state) if x is not None), None)
         if ref is None:
             raise ValueError("Pass exactly one of `input_ids`, `inputs_embeds` or `first_token_state`.")
-        task_ids = self.surge._resolve_task_ids(task_ids, ref.shape[0], ref.device)
+        batch_size = ref.shape[0] if num_windows is None else torch.as_tensor(num_windows).shape[0]
+        task_ids = self.surge._resolve_task_ids(task_ids, batch_size, ref.device)
         if labels is not None:  # checked (and refused) before the encoder runs
             labels = self._label_matrix(torch.as_tensor(labels, device=ref.device), task_ids)
         out = self.surge(
@@ -600,6 +803,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
             task_ids=task_ids,
             inputs_embeds=inputs_embeds,
             first_token_state=first_token_state,
+            num_windows=num_windows,
             output_gate=output_gate,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
@@ -641,29 +845,42 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         lexical_features: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        num_windows: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """``[batch, num_tasks, max_num_labels]`` logits of every task from ONE encoder pass.
 
-        Valid when the encoder input does not depend on the task (no prefix, or a prefix without the task token):
-        the light modules (normalization, task embedding, gate, fusion) and each head then run once per task on the
-        shared first-token states. Padding columns hold the dtype's minimum, as in `forward`.
+        Valid when the encoder input does not depend on the task (no prefix, or a prefix without the task token;
+        never with a soft prefix, whose virtual tokens carry the task): the light modules (normalization, task
+        embedding, gate, fusion) and each head then run once per task on the shared first-token states (pooled per
+        task's `long_text_pool` when ``num_windows`` is given). Padding columns hold the dtype's minimum, as in
+        `forward`.
         """
+        if self.surge.soft_prefix is not None:
+            raise ValueError(
+                "forward_all_tasks needs an encoder input that does not depend on the task, but this model's soft "
+                "prefix puts the task into the encoder input; run `forward` once per task instead."
+            )
         ref = input_ids if input_ids is not None else inputs_embeds
         if ref is None:
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        batch_size = ref.shape[0]
-        base = self.surge(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            lexical_features=lexical_features,
-            inputs_embeds=inputs_embeds,
-            return_dict=True,
-        )
-        h = base.last_hidden_state[:, 0]
+        if num_windows is not None:
+            num_windows = self.surge._check_windows(num_windows, ref.shape[0], ref.device)
+        batch_size = ref.shape[0] if num_windows is None else num_windows.shape[0]
+        if self.config.use_gate:
+            lexical_features = self.surge._check_features(lexical_features, batch_size)
+        if self.config.use_gate and self.config.norm != "none" and not _tracing():
+            if not self.feature_normalizer_fitted:
+                raise ValueError(
+                    f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
+                    "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
+                )
+        states = self.surge.encode(
+            input_ids, attention_mask, token_type_ids, inputs_embeds
+        ).last_hidden_state[:, 0]
         out = []
         for t in range(len(self.heads)):
-            task_ids = torch.full((batch_size,), t, dtype=torch.long, device=h.device)
+            task_ids = torch.full((batch_size,), t, dtype=torch.long, device=states.device)
+            h = states if num_windows is None else self.surge.pool(states, num_windows, task_ids)
             out.append(self._head_logits(t, self.surge.fuse(h, lexical_features, task_ids)[0]))
         return torch.stack(out, dim=1)
 
@@ -706,11 +923,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
     def trainable_parameters_report(self) -> dict[str, dict[str, int]]:
         """Trainable and total parameter counts per component (encoder, SURGELLM modules, heads, all)."""
         groups = {"encoder": self.surge.encoder, "heads": self.heads}
-        modules = {
-            n: getattr(self.surge, n)
-            for n in ("task_embedding", "feature_proj", "gate", "fusion_norm")
-            if getattr(self.surge, n) is not None
-        }
+        modules = {n: getattr(self.surge, n) for n in _SURGE_MODULES if getattr(self.surge, n) is not None}
         report = {}
         for name, mod in {**groups, **modules}.items():
             params = list(mod.parameters())
@@ -830,11 +1043,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
     def surge_modules_to_save(self) -> list[str]:
         """Module names to pass as PEFT ``modules_to_save`` when LoRA adapts the encoder."""
         names = ["normalizer"] + [f"heads.{i}" for i in range(len(self.heads))]
-        names += [
-            n
-            for n in ("task_embedding", "feature_proj", "gate", "fusion_norm")
-            if getattr(self.surge, n) is not None
-        ]
+        names += [n for n in _SURGE_MODULES if getattr(self.surge, n) is not None]
         return names
 
 
@@ -849,4 +1058,7 @@ __all__ = [
     "SurgeModelOutput",
     "SurgeSequenceClassifierOutput",
     "SurgeFeatureNormalizer",
+    "SurgeSoftPrefix",
+    "pool_windows",
+    "window_sample_index",
 ]

@@ -21,6 +21,8 @@ from transformers import Pipeline
 from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
 
 PIPELINE_TASK = "text-classification"
+_WINDOWS = "windows"
+_PER_TEXT = ("lexical_features", "task_ids", "num_windows")
 PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
 # What a SURGELLM config stores under `custom_pipelines` (see `surge_custom_pipelines`).
 _CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
@@ -145,7 +147,7 @@ class SurgeTextClassificationPipeline(Pipeline):
             return [result]  # the stock text-classification pipeline wraps a single text's answer in a list
         return result
 
-    def preprocess(self, inputs: str | dict[str, str], task: str | None = None) -> dict[str, torch.Tensor]:
+    def preprocess(self, inputs: str | dict[str, str], task: str | None = None) -> dict[str, Any]:
         task = self._resolve_task(task)
         if isinstance(inputs, dict):
             encoded = self.processor(
@@ -153,11 +155,39 @@ class SurgeTextClassificationPipeline(Pipeline):
             )
         else:
             encoded = self.processor([inputs], task=task, return_tensors="pt")
-        return dict(encoded)
+        encoded = dict(encoded)
+        if "num_windows" in encoded:
+            # a long text's windows ([windows, length]) travel as one item: the stock batching pads each
+            # tensor input as one row per text, so they are joined in `_forward` instead
+            encoded[_WINDOWS] = {k: encoded.pop(k) for k in list(encoded) if k not in _PER_TEXT}
+        return encoded
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        model_inputs = dict(model_inputs)
+        if _WINDOWS in model_inputs:
+            model_inputs.update(self._join_windows(model_inputs.pop(_WINDOWS)))
         outputs = self.model(**model_inputs)
         return {"logits": outputs.logits, "task_ids": model_inputs["task_ids"]}
+
+    def _join_windows(
+        self, windows: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]
+    ) -> dict[str, Any]:
+        """The windows of one text (unbatched) or of a batch of texts (a list, one entry per text), as the token
+        inputs of the batch: every window one row, padded on the tokenizer's side with its pad values."""
+        if isinstance(windows, dict):
+            return windows
+        tokenizer = self.processor.tokenizer
+        pad_values = {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id}
+        width = max(w["input_ids"].shape[1] for w in windows)
+        out = {}
+        for key in windows[0]:
+            parts = []
+            for w in windows:
+                missing = width - w[key].shape[1]
+                pad = (missing, 0) if tokenizer.padding_side == "left" else (0, missing)
+                parts.append(torch.nn.functional.pad(w[key], pad, value=pad_values.get(key, 0) or 0))
+            out[key] = torch.cat(parts, dim=0)
+        return out
 
     def postprocess(
         self, model_outputs, task: str | None = None, function_to_apply=None, top_k=1, _legacy=True

@@ -10,6 +10,9 @@ Prefix styles (docs/method.md#prefix):
   bucket (`[SURGE_F<j>_B<b>]`), so the prefix costs exactly n_features + 1 tokens. Buckets of floor(s_j):
   mean word length is linear, b = min(v, 15) (16 buckets); every other feature is a count with log2 buckets,
   b = 0 for 0, else min(bit_length(v), 9): 0 | 1 | 2-3 | 4-7 | 8-15 | 16-31 | 32-63 | 64-127 | 128-255 | 256+;
+- "soft": no text at all: the model puts k = `soft_prefix_length` (1 or 2) virtual token embeddings, built from
+  the task and the normalized features, after the first token (`SurgeConfig.soft_prefix_length`); the processor
+  reserves those k positions of `max_length` (the text is cut at max_length - k tokens);
 - None: no prefix.
 The prefix is never truncated: the tokenizer cuts from the right (the text) and the processor raises an error when
 the prefix and the special tokens alone do not fit `max_length`.
@@ -30,6 +33,16 @@ Sentence pairs (`processor(texts, text_pair=others, task="nli")`, for the tasks 
   its size; the gate, the statistics and IWN work unchanged;
 - a pair task called without `text_pair`, or a single-text task called with one, is an error. In a batch,
   `text_pair` holds one entry per text: a string for rows of pair tasks, None for rows of single-text tasks.
+
+Long texts (`long_text={"max_chunks": K, "stride": S}`, for every task, or `{task: {...}}` per task): a text longer
+than one input is split into up to K overlapping windows. Each window holds the special tokens, the prefix (computed
+once, from the features of the whole text) and T = max_length - special tokens - prefix tokens text tokens; window
+j starts at token j (T - S) of the text (S = `stride`, the overlap between consecutive windows, as in the
+tokenizers' `stride`); the text after the K-th window is dropped. Window 1 is exactly what truncation gives, so
+K = 1 is today's truncation. Once any task has K > 1 the processor is "windowed": every example (K = 1 tasks: one
+window) comes as its windows, `input_ids` etc. of shape ``[windows, length]`` with tensors (each row an example's
+list of windows without), plus `num_windows` (windows per example); `lexical_features` and `task_ids` stay one per
+example. Sentence-pair tasks cannot be windowed (refused).
 
 Saving, loading and pushing are ProcessorMixin's (`save_pretrained`, `from_pretrained`, `push_to_hub`): the
 tokenizer files, `processor_config.json` (the settings of `__init__`, `processor_class` and the `auto_map` for
@@ -58,7 +71,8 @@ from .features import as_text_list, pair_feature_text
 from .lexicon import LEXICON_FILE_NAME, Lexicon
 
 PROCESSOR_CONFIG_VERSION = 1
-PREFIX_STYLES = ("text", "tokens")
+PREFIX_STYLES = ("text", "tokens", "soft")
+LONG_TEXT_KEYS = ("max_chunks", "stride")
 TASK_TOKEN = "[SURGE_TASK_{task}]"
 FEATURE_TOKEN = "[SURGE_F{index}_B{bucket}]"
 COUNT_BUCKETS = 10  # log2 buckets 0 | 1 | 2-3 | ... | 128-255 | 256+
@@ -148,6 +162,52 @@ def pair_lengths(len_text: int, len_pair: int, budget: int) -> tuple[int, int]:
     return (long_, short) if swap else (short, long_)
 
 
+def _check_long_text(long_text: Any, tasks: list[str], pair_tasks: list[str]) -> dict[str, dict[str, int]]:
+    """`long_text` as {task: {"max_chunks": K, "stride": S}} for the tasks with K > 1 (JSON-safe); a mapping of
+    the two keys applies to every task, a mapping of mappings names tasks. Bad values raise, naming them."""
+    if long_text is None:
+        return {}
+    if not isinstance(long_text, Mapping):
+        raise TypeError(f"long_text must be a mapping, got {long_text!r:.80}")
+    if long_text and all(isinstance(v, Mapping) for v in long_text.values()):
+        unknown = [t for t in long_text if t not in tasks]
+        if unknown:
+            raise ValueError(f"long_text names unknown task(s) {unknown}; tasks: {tasks}")
+        per_task = dict(long_text)
+    else:
+        per_task = dict.fromkeys(tasks, long_text)
+    out = {}
+    for task, spec in per_task.items():
+        extra = sorted(set(spec) - set(LONG_TEXT_KEYS))
+        if extra:
+            hint = " (pool is the model's setting: SurgeConfig.long_text_pool)" if "pool" in extra else ""
+            raise ValueError(
+                f"long_text of task {task!r} has unknown key(s) {extra}{hint}; keys: {LONG_TEXT_KEYS}"
+            )
+        k, stride = spec.get("max_chunks", 1), spec.get("stride", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"long_text.max_chunks of task {task!r} must be a positive integer, got {k!r}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+            raise ValueError(f"long_text.stride of task {task!r} must be an integer >= 0, got {stride!r}")
+        if k > 1:
+            if task in pair_tasks:
+                raise ValueError(
+                    f"long_text (max_chunks {k}) is not supported for the sentence-pair task {task!r}: its two texts "
+                    "are cut by the longest-first rule; set max_chunks 1 for it"
+                )
+            out[task] = {"max_chunks": k, "stride": stride}
+    return {t: out[t] for t in tasks if t in out}
+
+
+def window_starts(n_text: int, window: int, stride: int, max_chunks: int) -> list[int]:
+    """Start offsets (in text tokens) of the windows of a text of `n_text` tokens: windows of `window` tokens,
+    consecutive ones overlapping by `stride`, at most `max_chunks`; one window when the text fits in one."""
+    starts = [0]
+    while len(starts) < max_chunks and starts[-1] + window < n_text:
+        starts.append(starts[-1] + window - stride)
+    return starts
+
+
 def _rows_shown(rows: list[int], limit: int = 5) -> str:
     return "rows " + ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
 
@@ -194,11 +254,16 @@ class SurgeProcessor(ProcessorMixin):
         lexicon: the `Lexicon` whose features the model was built for (default: `Lexicon.curated()`).
         tasks: task names in the model's order (`list(model.config.tasks)`); a mapping is taken by its keys.
             Default: a single task "default", as in SurgeConfig.
-        prefix: "text" (the paper's prefix string), "tokens" (compact added tokens) or None (no prefix).
-        max_length: maximum sequence length in tokens; the text is truncated, never the prefix.
+        prefix: "text" (the paper's prefix string), "tokens" (compact added tokens), "soft" (virtual tokens the model
+            adds; the processor reserves their positions) or None (no prefix).
+        max_length: maximum sequence length in tokens, prefix included; the text is truncated, never the prefix.
         default_task: task used when a call names none (default: the first task).
         pair_tasks: the tasks whose examples are sentence pairs (`text` + `text_pair`), e.g. NLI or paraphrase;
             saved in processor_config.json in the order of `tasks`. Default: none.
+        soft_prefix_length: virtual tokens of the soft prefix (1 or 2; only with prefix="soft"), reserved in
+            `max_length`; must equal the model's `soft_prefix_length`.
+        long_text: split long texts into overlapping windows (see the module docstring): {"max_chunks": K,
+            "stride": S} for every task, or {task: {...}} per task. Default: none (truncation).
     """
 
     def __init__(
@@ -210,6 +275,8 @@ class SurgeProcessor(ProcessorMixin):
         max_length: int = 128,
         default_task: str | None = None,
         pair_tasks: Sequence[str] | None = None,
+        soft_prefix_length: int = 2,
+        long_text: Mapping[str, Any] | None = None,
     ):
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
             raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}")
@@ -221,7 +288,9 @@ class SurgeProcessor(ProcessorMixin):
             raise TypeError(f"lexicon must be a Lexicon, got {type(lexicon).__name__}")
         tasks = _check_tasks(tasks)
         if prefix not in (None, *PREFIX_STYLES):
-            raise ValueError(f"prefix must be one of 'text', 'tokens' or None, got {prefix!r}")
+            raise ValueError(f"prefix must be one of 'text', 'tokens', 'soft' or None, got {prefix!r}")
+        if isinstance(soft_prefix_length, bool) or soft_prefix_length not in (1, 2):
+            raise ValueError(f"soft_prefix_length must be 1 or 2, got {soft_prefix_length!r}")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
         if default_task is None:
@@ -229,6 +298,7 @@ class SurgeProcessor(ProcessorMixin):
         elif default_task not in tasks:
             raise ValueError(f"default_task {default_task!r} is not one of the tasks {tasks}")
         pair_tasks = _check_pair_tasks(pair_tasks, tasks)
+        long_text = _check_long_text(long_text, tasks, pair_tasks)
         # all checks passed: only now touch the tokenizer
         super().__init__(tokenizer)
         self.lexicon = lexicon
@@ -237,6 +307,9 @@ class SurgeProcessor(ProcessorMixin):
         self.max_length = max_length
         self.default_task = default_task
         self.pair_tasks = pair_tasks
+        self.soft_prefix_length = soft_prefix_length
+        self.long_text = long_text
+        self._special_layout_cache: tuple[int, int] | None = None
         self._linear = [name in LINEAR_FEATURES for name in lexicon.feature_names]
         self._prefix_len_cache: dict[str, int] = {}
         if prefix == "tokens":
@@ -257,7 +330,7 @@ class SurgeProcessor(ProcessorMixin):
         values = [math.floor(float(v)) for v in features]
         if len(values) != self.lexicon.num_features:
             raise ValueError(f"expected {self.lexicon.num_features} features, got {len(values)}")
-        if self.prefix is None:
+        if self.prefix in (None, "soft"):
             return ""
         if self.prefix == "text":
             return "[TASK:" + task_name + "".join(f"|F{j}:{v}" for j, v in enumerate(values, start=1)) + "]"
@@ -267,7 +340,8 @@ class SurgeProcessor(ProcessorMixin):
         return "".join(tokens)
 
     def _prefix_token_count(self, prefix: str) -> int:
-        if self.prefix is None:
+        """Tokens of the prefix inside the token ids (the soft prefix has none there: see `reserved_tokens`)."""
+        if self.prefix in (None, "soft"):
             return 0
         if self.prefix == "tokens":
             return self.lexicon.num_features + 1
@@ -293,8 +367,22 @@ class SurgeProcessor(ProcessorMixin):
         if pairs is not None:
             texts = [t if p is None else pair_feature_text(t, p) for t, p in zip(texts, pairs)]
         features = self.lexicon.featurize(texts)
-        lengths = [self._prefix_token_count(self.make_prefix(f, t)) for f, t in zip(features, task_ids)]
+        reserved = self.reserved_tokens
+        lengths = [
+            self._prefix_token_count(self.make_prefix(f, t)) + reserved for f, t in zip(features, task_ids)
+        ]
         return lengths[0] if isinstance(text, str) else lengths
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Positions of `max_length` held for the model's virtual tokens (the soft prefix's k; else 0)."""
+        return self.soft_prefix_length if self.prefix == "soft" else 0
+
+    @property
+    def windowed(self) -> bool:
+        """Whether long texts are split into windows (some task has `long_text` max_chunks > 1): then every
+        example comes as its windows plus `num_windows`."""
+        return bool(self.long_text)
 
     # ------------------------------------------------------------------ tasks
     def _task_id(self, task: str | int | None) -> int:
@@ -360,13 +448,37 @@ class SurgeProcessor(ProcessorMixin):
             else [t if p is None else pair_feature_text(t, p) for t, p in zip(texts, pairs)]
         )
         features = self.lexicon.featurize(feature_texts)
-        if self.prefix is None:
+        if self.prefix in (None, "soft"):
             prefixes = [""] * len(texts)
             inputs = texts
         else:
             prefixes = [self.make_prefix(f, t) for f, t in zip(features, task_ids)]
             inputs = [p + " " + t for p, t in zip(prefixes, texts)]
-        if pairs is None:
+        if self.reserved_tokens:  # the soft prefix's virtual tokens take k positions of max_length
+            n_special = self.tokenizer.num_special_tokens_to_add(pair=pairs is not None)
+            if max_length - self.reserved_tokens < n_special + 1:
+                raise ValueError(
+                    f"the soft prefix takes {self.reserved_tokens} positions and the special tokens {n_special}, "
+                    f"which leaves no text in max_length={max_length}; raise max_length"
+                )
+            max_length -= self.reserved_tokens
+        if self.windowed:
+            if pairs is not None:  # the pair tasks are never windowed: refused when long_text was set
+                raise ValueError(
+                    "this processor splits long texts into windows (long_text), which sentence pairs cannot use"
+                )
+            encoded = self._encode_windows(
+                inputs,
+                prefixes,
+                task_ids,
+                single,
+                return_tensors,
+                padding,
+                truncation,
+                max_length,
+                tokenizer_kwargs,
+            )
+        elif pairs is None:
             if truncation and self.prefix is not None:
                 self._check_prefix_fits(prefixes, max_length)
             encoded = self.tokenizer(
@@ -515,6 +627,86 @@ class SurgeProcessor(ProcessorMixin):
             return BatchEncoding({k: v[0] for k, v in batch.items()})
         return batch
 
+    def _special_layout(self) -> tuple[int, int]:
+        """(special tokens before the text, after it) of one single-text encoding, e.g. (1, 1) for [CLS] x [SEP]."""
+        if self._special_layout_cache is None:
+            full = self.tokenizer("a")["input_ids"]
+            body = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            head = next(i for i in range(len(full) - len(body) + 1) if full[i : i + len(body)] == body)
+            self._special_layout_cache = (head, len(full) - head - len(body))
+        return self._special_layout_cache
+
+    def _encode_windows(
+        self,
+        inputs: list[str],
+        prefixes: list[str],
+        task_ids: list[int],
+        single: bool,
+        return_tensors: Any,
+        padding: bool | str,
+        truncation: bool,
+        max_length: int,
+        tokenizer_kwargs: dict[str, Any],
+    ) -> BatchEncoding:
+        """Encode a batch into windows (see the module docstring): one tokenizer call for the whole batch, cut at
+        the longest text any row's windows can hold, then each row's windows sliced from its encoding."""
+        unsupported = sorted(set(tokenizer_kwargs) - {"return_attention_mask", "return_token_type_ids"})
+        if unsupported:
+            raise TypeError(f"SurgeProcessor does not take {unsupported} together with long_text windows")
+        if not truncation:
+            raise ValueError("long_text windows need truncation=True (each window holds max_length tokens)")
+        self._check_prefix_fits(prefixes, max_length)
+        n_special = self.tokenizer.num_special_tokens_to_add(pair=False)
+        head, tail = self._special_layout()
+        plans = []
+        for prefix, task in zip(prefixes, task_ids):
+            spec = self.long_text.get(self.tasks[task], {"max_chunks": 1, "stride": 0})
+            n_prefix = self._prefix_token_count(prefix)
+            window = max_length - n_special - n_prefix
+            if spec["max_chunks"] > 1 and spec["stride"] >= window:
+                raise ValueError(
+                    f"long_text.stride {spec['stride']} of task {self.tasks[task]!r} must be smaller than the "
+                    f"{window} text tokens a window holds (max_length {max_length + self.reserved_tokens} less "
+                    f"{n_special} special, {n_prefix + self.reserved_tokens} prefix tokens)"
+                )
+            plans.append((n_prefix, window, spec["max_chunks"], spec["stride"]))
+        cap = max(n_special + p + w + (k - 1) * (w - s) for p, w, k, s in plans)
+        enc = self.tokenizer(inputs, truncation=True, max_length=cap, **tokenizer_kwargs)
+        keys = list(enc.keys())
+        flat, num_windows = [], []
+        for i, (n_prefix, window, k, stride) in enumerate(plans):
+            row = {key: enc[key][i] for key in keys}
+            text_start, text_end = head + n_prefix, len(row["input_ids"]) - tail
+            starts = window_starts(text_end - text_start, window, stride, k)
+            for start in starts:
+                lo, hi = text_start + start, min(text_start + start + window, text_end)
+                flat.append({key: v[:text_start] + v[lo:hi] + v[text_end:] for key, v in row.items()})
+            num_windows.append(len(starts))
+        if return_tensors is not None or padding:
+            padded = self.tokenizer.pad(
+                flat,
+                padding=padding or True,  # tensors need one width: an example's windows differ in length
+                max_length=max_length if padding == "max_length" else None,
+                return_tensors=return_tensors,
+                return_attention_mask=tokenizer_kwargs.get("return_attention_mask"),
+            )
+            flat = [{key: padded[key][j] for key in padded} for j in range(len(flat))]
+        else:
+            padded = None
+        if return_tensors is not None:
+            out = BatchEncoding(dict(padded))
+            out["num_windows"] = _to_tensor(num_windows, return_tensors, "int64")
+            return out
+        grouped: dict[str, Any] = {key: [] for key in flat[0]}
+        pos = 0
+        for n in num_windows:
+            for key in grouped:
+                grouped[key].append([w[key] for w in flat[pos : pos + n]])
+            pos += n
+        if single:
+            return BatchEncoding({**{k: v[0] for k, v in grouped.items()}, "num_windows": num_windows[0]})
+        return BatchEncoding({**grouped, "num_windows": num_windows})
+
     def _check_prefix_fits(self, prefixes: list[str], max_length: int, pair: bool = False) -> None:
         if self.tokenizer.truncation_side != "right":
             raise ValueError(
@@ -539,8 +731,10 @@ class SurgeProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        """Names of the model inputs this processor returns (the tokenizer's, then lexical_features, task_ids)."""
-        return [*self.tokenizer.model_input_names, "lexical_features", "task_ids"]
+        """Names of the model inputs this processor returns (the tokenizer's, then lexical_features, task_ids, and
+        num_windows when it splits long texts)."""
+        windows = ["num_windows"] if self.windowed else []
+        return [*self.tokenizer.model_input_names, "lexical_features", "task_ids", *windows]
 
     # ------------------------------------------------------------------ model checks
     def check_model(self, model: Any) -> None:
@@ -571,6 +765,12 @@ class SurgeProcessor(ProcessorMixin):
                 f"tasks differ (names and order must match): model {list(model_tasks)} vs processor "
                 f"{self.tasks}"
             )
+        model_soft = getattr(config, "soft_prefix_length", 0) or 0
+        if model_soft != self.reserved_tokens:
+            problems.append(
+                f"the model has a soft prefix of {model_soft} virtual tokens but the processor reserves "
+                f"{self.reserved_tokens} (prefix {self.prefix!r}, soft_prefix_length {self.soft_prefix_length})"
+            )
         get_emb = getattr(model, "get_input_embeddings", None)
         if callable(get_emb) and get_emb() is not None and get_emb().num_embeddings < len(self.tokenizer):
             problems.append(
@@ -596,6 +796,10 @@ class SurgeProcessor(ProcessorMixin):
         out.pop("lexicon", None)
         if not out.get("pair_tasks"):  # no pair tasks: the file stays as before sentence pairs existed
             out.pop("pair_tasks", None)
+        if not out.get("long_text"):  # likewise without long-text windows and without a soft prefix
+            out.pop("long_text", None)
+        if self.prefix != "soft":
+            out.pop("soft_prefix_length", None)
         out.update(
             surge_processor_version=PROCESSOR_CONFIG_VERSION,
             prefix_buckets=BUCKET_SCHEME,
@@ -714,6 +918,8 @@ class SurgeProcessor(ProcessorMixin):
         max_length: int = 128,
         default_task: str | None = None,
         pair_tasks: Sequence[str] | None = None,
+        soft_prefix_length: int = 2,
+        long_text: Mapping[str, Any] | None = None,
         **tokenizer_kwargs: Any,
     ) -> SurgeProcessor:
         """A new processor around the tokenizer of an encoder checkpoint (path or Hub id)."""
@@ -726,9 +932,11 @@ class SurgeProcessor(ProcessorMixin):
             max_length=max_length,
             default_task=default_task,
             pair_tasks=pair_tasks,
+            soft_prefix_length=soft_prefix_length,
+            long_text=long_text,
         )
 
 
 SurgeProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["SurgeProcessor", "feature_bucket", "pair_lengths", "PREFIX_STYLES"]
+__all__ = ["SurgeProcessor", "feature_bucket", "pair_lengths", "window_starts", "PREFIX_STYLES"]

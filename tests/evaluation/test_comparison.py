@@ -61,3 +61,40 @@ def test_compare_runs_without_predictions_and_mismatched_tasks():
     assert comp.cells["S"]["a"]["ci_low"] is None and comp.cells["S"]["a"]["mean"] == pytest.approx(0.81)
     with pytest.raises(ValueError, match="has tasks"):
         ev.compare_runs([*recs, ev.RunRecord("S", 9, {"b": {"test": {"macro_f1": 0.5}}})])
+
+
+def test_compare_pairs_gives_welch_differences_with_their_confidence_intervals(tmp_path):
+    """Each pair and column: a - b, the Welch CI of the difference (scipy's), p and BH q over every pair test;
+    a CI that covers 0 says the two are within noise."""
+    dirs, truth = _write_runs(tmp_path, {"text": 0.7, "tokens": 0.9, "soft": 0.72})
+    grouped = {}
+    for d in dirs:
+        rec = ev.load_run(d)
+        grouped.setdefault(rec.variant, []).append(rec)
+    pairs = [("tokens", "text"), ("soft", "text"), ("soft", "tokens")]
+    comp = ev.compare_pairs(grouped, pairs, split="test", level=0.9)
+    assert comp.pairs == pairs and comp.columns == ["t1", "t2", "average"]
+    p_values = []
+    for a, b in pairs:
+        for col in comp.columns:
+            if col == "average":
+                va, vb = (
+                    [np.mean([truth[(v, s, t)] for t in ("t1", "t2")]) for s in (0, 1, 2)] for v in (a, b)
+                )
+            else:
+                va, vb = ([truth[(v, s, col)] for s in (0, 1, 2)] for v in (a, b))
+            res = stats.ttest_ind(va, vb, equal_var=False)
+            low, high = res.confidence_interval(0.9)
+            cell = comp.cells[f"{a} vs {b}"][col]
+            assert cell["diff"] == pytest.approx(np.mean(va) - np.mean(vb))
+            assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((low, high))
+            assert cell["p"] == pytest.approx(res.pvalue) and cell["covers_zero"] == (low <= 0 <= high)
+            p_values.append(res.pvalue)
+    q = stats.false_discovery_control(p_values, method="bh")
+    got = [comp.cells[f"{a} vs {b}"][c]["p_adj"] for a, b in pairs for c in comp.columns]
+    assert got == pytest.approx(list(q))
+    assert comp.cells["tokens vs text"]["average"]["covers_zero"] is False  # 0.9 vs 0.7 accuracy: a real gap
+    with pytest.raises(ValueError, match=r"without runs; variants"):
+        ev.compare_pairs(grouped, [("text", "nope")], split="test")
+    with pytest.raises(ValueError, match="compares a variant with itself"):
+        ev.compare_pairs(grouped, [("text", "text")], split="test")

@@ -115,6 +115,48 @@ class MultiTaskData:
             dict(self.thresholds),
         )
 
+    def with_selection_split(self, fraction: float, seed: int = 0, name: str = "selection") -> MultiTaskData:
+        """A new MultiTaskData in which a stratified, seeded `fraction` of each task's training rows (at least one
+        row, and one per class where the split allows) forms the split `name` and train keeps the rest, order kept:
+        a split to select on (early stopping) that is neither trained on nor the one reported."""
+        import datasets
+
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            raise ValueError(f"the selection fraction must be a number in (0, 1), got {fraction!r}")
+        out = {}
+        for task, dd in self.datasets.items():
+            if name in dd:
+                raise ValueError(
+                    f"task {task!r} already has a {name!r} split; cannot carve another from train"
+                )
+            train = dd["train"]
+            n = max(1, round(fraction * len(train)))
+            if n >= len(train):
+                raise ValueError(
+                    f"task {task!r}: a selection fraction of {fraction:g} takes {n} of its {len(train)} training rows "
+                    "and leaves none to train on; use a smaller fraction"
+                )
+            picked = set(_stratified_indices(strata(train["label"], self.problem_type(task)), n, seed))
+            keep = [i for i in range(len(train)) if i not in picked]
+            out[task] = datasets.DatasetDict(
+                {**dict(dd), "train": train.select(keep), name: train.select(sorted(picked))}
+            )
+        sources = {
+            t: {
+                **where,
+                name: f"{where.get('train', 'train')} (stratified selection {fraction:g}, seed {seed})",
+            }
+            for t, where in self.sources.items()
+        }
+        return MultiTaskData(
+            out,
+            dict(self.num_labels),
+            {k: list(v) for k, v in self.label_names.items()},
+            sources,
+            dict(self.problem_types),
+            dict(self.thresholds),
+        )
+
     def __repr__(self) -> str:
         sizes = ", ".join(f"{t}({self.num_labels[t]}): {sz}" for t, sz in self.split_sizes().items())
         return f"MultiTaskData({sizes})"

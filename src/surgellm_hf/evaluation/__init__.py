@@ -4,11 +4,11 @@
 - `predictions`: a model's logits over processed splits, split by task (per-task softmax), scored;
 - `statistics`: mean ± SD over seeds, Welch + Benjamini-Hochberg, bootstrap confidence intervals;
 - `run_io`: the run-folder format (`save_run`, `load_run`, `RunRecord`);
-- `comparison`: variants compared over seeds (`compare_runs`);
+- `comparison`: variants compared over seeds (`compare_runs`), and named pairs of them (`compare_pairs`);
 - `report`: Markdown tables, plots, report.md of a comparison (`write_report`) or of one run (`write_run_report`).
 """
 
-from .comparison import Comparison, compare_runs
+from .comparison import Comparison, PairComparison, compare_pairs, compare_runs
 from .metrics import AVERAGE, METRICS, roc_auc, summarize_tasks, task_metrics
 from .predictions import evaluate_predictions, per_task_predictions, predict_split
 from .report import (
@@ -29,10 +29,12 @@ __all__ = [
     "METRICS",
     "RUN_FORMAT",
     "Comparison",
+    "PairComparison",
     "RunRecord",
     "aggregate_runs",
     "benjamini_hochberg",
     "bootstrap_ci",
+    "compare_pairs",
     "compare_runs",
     "evaluate_predictions",
     "gate_figure",

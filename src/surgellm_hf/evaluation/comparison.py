@@ -80,30 +80,10 @@ def compare_runs(
         raise ValueError(f"unknown metric {metric!r}; known: {list(METRICS)}")
     if baseline is not None and baseline not in grouped:
         raise ValueError(f"baseline {baseline!r} not among the variants {list(grouped)}")
-    first = next(iter(grouped.values()))[0]
-    tasks = list(first.tasks)
+    tasks = list(next(iter(grouped.values()))[0].tasks)
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for variant, records in grouped.items():
-        per_run = []
-        for rec in records:
-            if set(rec.tasks) != set(tasks):
-                raise ValueError(
-                    f"run {rec.path or rec.variant} has tasks {sorted(rec.tasks)}, expected {sorted(tasks)}"
-                )
-            scored = {t: _with_primary(rec.tasks[t][split], metric) for t in tasks if split in rec.tasks[t]}
-            missing = [t for t in tasks if t not in scored or metric not in scored[t]]
-            if missing:
-                raise ValueError(f"run {rec.path or rec.variant}: no {split} {metric} for task(s) {missing}")
-            per_run.append(scored)
-        agg = aggregate_runs(per_run)
-        cells[variant] = {}
-        for col in [*tasks, AVERAGE]:
-            values = (
-                [float(np.mean([float(r[t][metric]) for t in tasks])) for r in per_run]
-                if col == AVERAGE
-                else [float(r[col][metric]) for r in per_run]
-            )
-            cells[variant][col] = {**agg[col][metric], "values": values, "ci_low": None, "ci_high": None}
+        cells[variant] = _variant_cells(records, tasks, split, metric)
         _add_bootstrap(cells[variant], records, tasks, split, metric, n_resamples, level, seed)
     if baseline is not None:
         keys = [(v, c) for v in grouped if v != baseline for c in [*tasks, AVERAGE]]
@@ -129,6 +109,122 @@ def compare_runs(
         alpha,
         level,
     )
+
+
+@dataclass
+class PairComparison:
+    """Named pairs of variants (a vs b) over seeds, per task and average: the difference of the means with its
+    Welch confidence interval, Welch p and Benjamini-Hochberg q over every pair and column together."""
+
+    split: str = field(metadata={"help": "Split compared."})
+    metric: str = field(metadata={"help": "Metric compared."})
+    tasks: list[str] = field(metadata={"help": "Task names in order ('average' comes after them)."})
+    pairs: list[tuple[str, str]] = field(metadata={"help": "The (a, b) pairs, in the order asked."})
+    cells: dict[str, dict[str, dict[str, Any]]] = field(
+        metadata={
+            "help": "'a vs b' -> task|'average' -> {mean_a, mean_b, diff (a - b), ci_low, ci_high, t, df, p, "
+            "p_adj, reject, covers_zero}."
+        }
+    )
+    alpha: float = field(default=0.05, metadata={"help": "BH false discovery rate."})
+    level: float = field(default=0.95, metadata={"help": "Level of the CI of the difference."})
+
+    @property
+    def columns(self) -> list[str]:
+        """Tasks followed by 'average'."""
+        return [*self.tasks, AVERAGE]
+
+
+def pair_name(a: str, b: str) -> str:
+    """The key of pair (a, b) in `PairComparison.cells`."""
+    return f"{a} vs {b}"
+
+
+def compare_pairs(
+    runs: Mapping[str, Sequence[RunRecord | str | os.PathLike]],
+    pairs: Sequence[tuple[str, str]],
+    split: str = "test",
+    metric: str = "macro_f1",
+    alpha: float = 0.05,
+    level: float = 0.95,
+) -> PairComparison:
+    """Compare named pairs of variants (e.g. prefix styles with each other, or a setting against the default):
+    for every task and the average, a - b with the Welch CI of the difference (``diff ± t(df) * SE``; when the CI
+    covers 0 the two are within noise), Welch p and BH q over all pairs and columns.
+
+    `runs` maps variant -> runs, as for `compare_runs`, whose per-run values (macro-F1, or a regression task's
+    primary score) are the ones compared.
+    """
+    from scipy import stats
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    pairs = [(str(a), str(b)) for a, b in pairs]
+    missing = sorted({v for pair in pairs for v in pair} - set(runs))
+    if missing:
+        raise ValueError(f"pairs name variant(s) {missing} without runs; variants: {list(runs)}")
+    if any(a == b for a, b in pairs):
+        raise ValueError(f"a pair compares a variant with itself: {pairs}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {list(METRICS)}")
+    grouped = _as_records({v: runs[v] for v in dict.fromkeys(v for pair in pairs for v in pair)})
+    tasks = list(next(iter(grouped.values()))[0].tasks)
+    values = {v: _variant_cells(records, tasks, split, metric) for v, records in grouped.items()}
+    columns = [*tasks, AVERAGE]
+    keys = [(a, b, c) for a, b in pairs for c in columns]
+    tests = welch_bh(
+        {f"{a}\x00{b}\x00{c}": values[a][c]["values"] for a, b, c in keys},
+        {f"{a}\x00{b}\x00{c}": values[b][c]["values"] for a, b, c in keys},
+        alpha=alpha,
+    )
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for a, b, c in keys:
+        t = tests[f"{a}\x00{b}\x00{c}"]
+        va, vb = (np.asarray(values[v][c]["values"], dtype=np.float64) for v in (a, b))
+        se = (
+            float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
+            if min(va.size, vb.size) > 1
+            else np.nan
+        )
+        if np.isfinite(t["df"]):
+            half = float(stats.t.ppf((1 + level) / 2, t["df"])) * se
+        else:  # one run a side (no SE), or no spread at all (the difference is exact)
+            half = 0.0 if se == 0 else float("nan")
+        low, high = t["diff"] - half, t["diff"] + half
+        cells.setdefault(pair_name(a, b), {})[c] = {
+            **t,
+            "ci_low": low,
+            "ci_high": high,
+            "covers_zero": bool(low <= 0 <= high) if np.isfinite(half) else None,
+        }
+    return PairComparison(split, metric, tasks, pairs, cells, alpha, level)
+
+
+def _variant_cells(
+    records: Sequence[RunRecord], tasks: Sequence[str], split: str, metric: str
+) -> dict[str, dict[str, Any]]:
+    """Per task and the average: mean, SD, n and the per-run values of one variant's runs (no CI yet)."""
+    per_run = []
+    for rec in records:
+        if set(rec.tasks) != set(tasks):
+            raise ValueError(
+                f"run {rec.path or rec.variant} has tasks {sorted(rec.tasks)}, expected {sorted(tasks)}"
+            )
+        scored = {t: _with_primary(rec.tasks[t][split], metric) for t in tasks if split in rec.tasks[t]}
+        missing = [t for t in tasks if t not in scored or metric not in scored[t]]
+        if missing:
+            raise ValueError(f"run {rec.path or rec.variant}: no {split} {metric} for task(s) {missing}")
+        per_run.append(scored)
+    agg = aggregate_runs(per_run)
+    cells = {}
+    for col in [*tasks, AVERAGE]:
+        values = (
+            [float(np.mean([float(r[t][metric]) for t in tasks])) for r in per_run]
+            if col == AVERAGE
+            else [float(r[col][metric]) for r in per_run]
+        )
+        cells[col] = {**agg[col][metric], "values": values, "ci_low": None, "ci_high": None}
+    return cells
 
 
 def _with_primary(metrics: Mapping[str, float], metric: str) -> dict[str, float]:

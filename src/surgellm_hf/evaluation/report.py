@@ -222,13 +222,14 @@ def write_run_report(run_dir: str | os.PathLike) -> Path:
     training = record.extra.get("training", {})
     if training:
         lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in training.items()] + [""]
-    history = record.extra.get("validation_history", [])
-    if history:
-        lines += [
-            "Validation mean macro-F1 by epoch: "
-            + ", ".join(f"{h['epoch']:.0f}: {h['avg_macro_f1']:.4f}" for h in history),
-            "",
-        ]
+    for split in ("validation", "selection"):  # the split early stopping selected on
+        history = record.extra.get(f"{split}_history", [])
+        if history:
+            lines += [
+                f"{split.capitalize()} mean macro-F1 by epoch: "
+                + ", ".join(f"{h['epoch']:.0f}: {h['avg_macro_f1']:.4f}" for h in history),
+                "",
+            ]
     with open(path, "a", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path

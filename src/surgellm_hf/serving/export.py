@@ -54,6 +54,8 @@ DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = range(18, 26)
 """ONNX opsets an export may target: torch.onnx's dynamo exporter writes opset 18 and converts upward (under 18
 its converter fails on LayerNormalization, or leaves the graph at 18); ONNX Runtime 1.32 runs up to 25."""
+LONG_PROBE_TEXT = " ".join([PROBE_TEXTS[1], PROBE_TEXTS[2]] * 40)
+"""A text several windows long: traced and checked when the processor splits long texts (`long_text`)."""
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps one file at 2 GiB: larger models keep weights beside it
 ONNX_EXTRA_HINT = 'install the ONNX extras: pip install "surgellm_hf[onnx]"'
 
@@ -88,6 +90,7 @@ class _ExportWrapper(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         lexical_features: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        num_windows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         given = {
             "input_ids": input_ids,
@@ -95,6 +98,7 @@ class _ExportWrapper(nn.Module):
             "token_type_ids": token_type_ids,
             "lexical_features": lexical_features,
             "task_ids": task_ids,
+            "num_windows": num_windows,
         }
         inputs = {k: v for k, v in given.items() if k in self.input_names}
         out = self.model(**inputs, output_gate=self.output_gate, return_dict=True)
@@ -113,9 +117,11 @@ def graph_input_names(model: nn.Module, processor: Any) -> list[str]:
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in tokenizer_inputs and model.surge._encoder_takes_token_type_ids:
         names.append("token_type_ids")
-    if model.config.use_gate:
+    if model.config.use_gate or model.config.soft_prefix_length:
         names.append("lexical_features")
     names.append("task_ids")
+    if getattr(processor, "windowed", False):
+        names.append("num_windows")  # long texts: token inputs are [windows, sequence]
     return names
 
 
@@ -182,6 +188,8 @@ def _sample_inputs(
     processor: Any, input_names: Sequence[str], texts: Sequence[str]
 ) -> dict[str, torch.Tensor]:
     tasks = [processor.tasks[i % len(processor.tasks)] for i in range(len(texts))]
+    if getattr(processor, "windowed", False):  # one text split into windows, so windows != batch in the trace
+        texts, tasks = [*texts, LONG_PROBE_TEXT], [*tasks, next(iter(processor.long_text))]
     enc = processor(list(texts), task=tasks, return_tensors="pt", padding=True)
     return {name: enc[name] for name in input_names}
 
@@ -243,11 +251,15 @@ def export_onnx(
     wrapper = _ExportWrapper(export_model, input_names, output_gate, all_tasks).eval()
     probe = list(sample_texts or PROBE_TEXTS)
     sample = _sample_inputs(processor, input_names, probe[: max(2, min(len(probe), 4))])
+    if getattr(processor, "windowed", False) and sample_texts is None:
+        probe.append(LONG_PROBE_TEXT)  # the parity check covers a text of several windows
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence")
-    dynamic: dict[str, dict[int, Any]] = {n: {0: batch, 1: sequence} for n in input_names}
+    rows = torch.export.Dim("windows") if "num_windows" in input_names else batch
+    dynamic: dict[str, dict[int, Any]] = {n: {0: rows, 1: sequence} for n in input_names}
     dynamic["lexical_features"] = {0: batch}
     dynamic["task_ids"] = {0: batch}
+    dynamic["num_windows"] = {0: batch}
     dynamic_shapes = {n: dynamic[n] for n in input_names}
     n_bytes = sum(p.numel() * p.element_size() for p in export_model.parameters())
 
@@ -354,6 +366,8 @@ def _serving_config(
         "uses_gate": bool(config.use_gate),
         "norm": config.norm,
         "prefix": processor.prefix,
+        "soft_prefix_length": config.soft_prefix_length,
+        "long_text": getattr(processor, "long_text", None) or None,
         "max_length": processor.max_length,
         "input_depends_on_task": not all_tasks,
         "inputs": input_names,

@@ -141,10 +141,12 @@ def processing_module() -> ModuleType:
 
 
 def input_depends_on_task(processor: Any) -> bool:
-    """Whether the processor's token ids for a text change with the task (a prefix that names the task)."""
+    """Whether the encoder input for a text changes with the task (a prefix that names the task, or a soft prefix)."""
     tasks = list(processor.tasks)
     if processor.prefix is None or len(tasks) < 2:
         return False
+    if processor.prefix == "soft":
+        return True  # the task enters the encoder as the soft prefix's virtual tokens, not as token ids
     pair_tasks = set(getattr(processor, "pair_tasks", None) or [])
     if pair_tasks and len(pair_tasks) < len(tasks):
         return True  # pair and single-text tasks: the encoder input (one text or two) depends on the task

@@ -28,6 +28,7 @@ from ..data.loading import load_run_data
 from ..data.multitask import MultiTaskData
 from ..data.task_spec import EVALUATION_SPLITS
 from ..encoders import encoder_display_name, resolve_encoder
+from ..evaluation.metrics import summarize_tasks
 from ..evaluation.predictions import evaluate_predictions, predict_split
 from ..evaluation.report import write_run_report
 from ..evaluation.run_io import save_run
@@ -39,7 +40,7 @@ from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
 from .class_weights import class_weight_table, class_weights_applied, resolve_class_weights
 from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
 from .lexicons import build_lexicon
-from .run_config import RunConfig
+from .run_config import RunConfig, long_text_settings
 from .run_folder import (
     check_lexicon_matches,
     check_run_dir,
@@ -52,8 +53,12 @@ from .run_folder import (
 from .run_lock import LOCK_NAME, RunFolderLock, is_main_process
 from .trainer import SurgeTrainer, build_compute_metrics
 from .training_args import check_sharding, precision_used, resolve_precision, training_arguments
+from .window_cache import cache_window_states
 
 logger = logging.getLogger(__name__)
+
+SELECTION_SPLIT = "selection"
+"""The split `selection_split` carves from train for early stopping to select on."""
 
 
 def train_run(cfg: RunConfig) -> Path:
@@ -89,7 +94,8 @@ def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
     set_seed(cfg.seed)  # model init does not depend on what building the lexicon drew
     processor, model = _build_processor_and_model(cfg, encoder, task_data, lexicon)
     train_ds = encode_split(task_data, processor, "train")
-    eval_ds = encode_split(task_data, processor, "validation")
+    eval_split = selection_split_name(cfg)
+    eval_ds = encode_split(task_data, processor, eval_split)
     if model.config.norm != "none":
         model.fit_feature_normalizer(
             np.asarray(train_ds["lexical_features"], dtype=np.float32),
@@ -143,10 +149,12 @@ def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
         return cfg.run_dir
     model = trainer.model
     metrics, predictions = _evaluate(
-        model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size, prepare
+        model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size, prepare, eval_split
     )
     _save_model_and_processor(cfg, model, processor)
     extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
+    if cfg.selection_split:
+        extra["selection"] = _selection_record(cfg, metrics, predictions)
     extra["training"].update(_sampling_record(cfg, class_weights, task_data))
     if cfg.lora:
         extra["training"]["lora"] = {
@@ -219,12 +227,39 @@ def _sampling_record(
 
 
 def _load_task_data(cfg: RunConfig) -> MultiTaskData:
-    """The run's tasks; every task needs a validation split (early stopping selects on it)."""
+    """The run's tasks; every task needs a validation split (early stopping selects on it, or, with
+    `selection_split`, it is reported). The selection split is carved from train before anything else uses it."""
     task_data = load_run_data(cfg.data)
     for name in task_data.task_names:
         if "validation" not in task_data[name]:
             raise ValueError(f"Task {name!r} has no validation split; early stopping needs one.")
+    if cfg.selection_split:
+        task_data = task_data.with_selection_split(
+            cfg.selection_split["fraction"], cfg.selection_split["seed"], SELECTION_SPLIT
+        )
     return task_data
+
+
+def selection_split_name(cfg: RunConfig) -> str:
+    """The split early stopping selects on: `selection` (carved from train) with `selection_split`, else validation."""
+    return SELECTION_SPLIT if cfg.selection_split else "validation"
+
+
+def _selection_record(
+    cfg: RunConfig, metrics: dict[str, dict[str, Any]], predictions: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The selection split's settings and metrics, moved out of the per-task metrics (which report validation and
+    test) into metrics.json's `selection` entry."""
+    per_task = {
+        t: by_split.pop(SELECTION_SPLIT) for t, by_split in metrics.items() if SELECTION_SPLIT in by_split
+    }
+    for by_split in predictions.values():
+        by_split.pop(SELECTION_SPLIT, None)
+    return {
+        **cfg.selection_split,
+        "tasks": per_task,
+        "avg_macro_f1": summarize_tasks(per_task)["avg_macro_f1"] if per_task else None,
+    }
 
 
 def _build_processor_and_model(
@@ -232,6 +267,8 @@ def _build_processor_and_model(
 ) -> tuple[SurgeProcessor, SurgeForSequenceClassification]:
     """Processor and model of the run's variant around the encoder (embeddings resized for a compact prefix)."""
     variant = cfg.variant_spec
+    long_text = long_text_settings(cfg.long_text, task_data.task_names)
+    soft = variant.use_prefix and cfg.prefix_style == "soft"
     processor = SurgeProcessor.from_encoder_pretrained(
         encoder,
         lexicon=lexicon,
@@ -239,6 +276,8 @@ def _build_processor_and_model(
         prefix=cfg.prefix_style if variant.use_prefix else None,
         max_length=cfg.max_length,
         pair_tasks=pair_task_names(task_data),
+        soft_prefix_length=cfg.soft_prefix_length,
+        long_text={t: {k: s[k] for k in ("max_chunks", "stride")} for t, s in long_text.items()},
     )
     model = SurgeForSequenceClassification.from_encoder_pretrained(
         encoder,
@@ -252,6 +291,8 @@ def _build_processor_and_model(
         num_features=lexicon.num_features,
         feature_names=lexicon.feature_names,
         variant=variant.name,
+        soft_prefix_length=cfg.soft_prefix_length if soft else 0,
+        long_text_pool={t: s["pool"] for t, s in long_text.items() if s["pool"] != "mean"} or None,
     )
     processor.prepare_model(model)
     if cfg.freeze_encoder:
@@ -278,8 +319,10 @@ def _split_preparer(
         else None
     )
 
+    cache_split = cache_window_states if processor.windowed else cache_first_token_states
+
     def prepare(ds: Any) -> Any:
-        return cache_first_token_states(model, ds, collator, cfg.eval_batch_size, cache=cache)
+        return cache_split(model, ds, collator, cfg.eval_batch_size, cache=cache)
 
     return prepare
 
@@ -318,12 +361,15 @@ def _evaluate(
     collator: SurgeDataCollator,
     batch_size: int,
     prepare: Callable[[Any], Any] = lambda ds: ds,
+    eval_split: str = "validation",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Metrics and prediction records of the trained model, task -> split -> ..., for every evaluation split."""
+    """Metrics and prediction records of the trained model, task -> split -> ..., for every evaluation split (and
+    the selection split, when early stopping selected on one); `eval_ds` is `eval_split` already prepared."""
     metrics: dict[str, dict[str, Any]] = {}
     predictions: dict[str, dict[str, Any]] = {}
-    for split in EVALUATION_SPLITS:
-        ds = eval_ds if split == "validation" else prepare(encode_split(task_data, processor, split))
+    splits = EVALUATION_SPLITS if eval_split in EVALUATION_SPLITS else (*EVALUATION_SPLITS, eval_split)
+    for split in splits:
+        ds = eval_ds if split == eval_split else prepare(encode_split(task_data, processor, split))
         if ds is None:
             continue
         pred = predict_split(model, ds, collator, batch_size, with_gate=True)
@@ -389,7 +435,9 @@ def _run_record(
             "stopped_early": bool(history) and len(history) < cfg.num_epochs,
             "best_epoch": best.get("epoch") if best else None,
             "best_checkpoint": trainer.state.best_model_checkpoint,
-            "best_validation_avg_macro_f1": trainer.state.best_metric,
+            "selected_on": selection_split_name(cfg),
+            "best_validation_avg_macro_f1": trainer.state.best_metric if not cfg.selection_split else None,
+            **({"best_selection_avg_macro_f1": trainer.state.best_metric} if cfg.selection_split else {}),
             "learning_rate": cfg.lr,
             "module_lr_scale": cfg.module_lr_multiplier,
             "cached_encoder_outputs": uses_encoder_cache(cfg),
@@ -403,9 +451,10 @@ def _run_record(
             "global_steps": trainer.state.global_step,
             "resumed_from": resumed_from,
         },
-        "validation_history": [
+        f"{selection_split_name(cfg)}_history": [
             {"epoch": h.get("epoch"), "avg_macro_f1": h["eval_avg_macro_f1"]} for h in history
         ],
+        "long_text": processor.long_text or None,
         "data": task_data.split_sizes(),
         "run_config": cfg.to_dict(),
     }

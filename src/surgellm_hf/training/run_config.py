@@ -54,8 +54,36 @@ class RunConfig:
         metadata={
             "help": "Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
             "default: higher average macro-F1 in a CPU full fine-tune, docs/benchmarks.md#cpu-full-fine-tunes; needs "
-            "max_length >= ~90 with MiniLM) or tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
-            "faster, and better there on the long-text tasks)."
+            "max_length >= ~90 with MiniLM), tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
+            "faster, and better there on the long-text tasks) or soft (`soft_prefix_length` virtual token "
+            "embeddings built from a learned task prompt and a learned projection of the normalized features, "
+            "inserted after the first token: 1-2 positions)."
+        },
+    )
+    soft_prefix_length: int = field(
+        default=2,
+        metadata={
+            "help": "Virtual tokens of `prefix_style: soft`: 2 (the task prompt, then the feature projection) or 1 "
+            "(their sum). Ignored by the other prefix styles."
+        },
+    )
+    long_text: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Read long texts whole: {max_chunks: K, stride: S, pool: mean | max | first, tasks: {name: "
+            "{...}}}. A text longer than one input is split into up to K windows of max_length tokens (the prefix "
+            "on each, the features of the whole text), consecutive windows overlapping by S tokens; the windows' "
+            "first-token states are pooled before the gate. `tasks` overrides keys per task (a task not named "
+            "takes the run-wide values). null or max_chunks 1: truncation, as without it. Not for sentence-pair "
+            "tasks."
+        },
+    )
+    selection_split: float | dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Select on one split, report on another: a fraction (or {fraction: f, seed: s}) of each task's "
+            "training rows, stratified and seeded, is carved out before anything else as the `selection` split; "
+            "early stopping selects the epoch on it, and validation is only reported. null: select on validation."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
@@ -179,10 +207,16 @@ class RunConfig:
             )
         if self.equal_budget and self.epochs is None:
             raise ValueError("`equal_budget: true` needs `epochs`, the budget shared by every variant.")
-        if self.prefix_style not in ("text", "tokens"):
-            raise ValueError(f"`prefix_style` must be 'text' or 'tokens', got {self.prefix_style!r}.")
+        if self.prefix_style not in PREFIX_STYLE_CHOICES:
+            raise ValueError(
+                f"`prefix_style` must be one of {list(PREFIX_STYLE_CHOICES)}, got {self.prefix_style!r}."
+            )
+        if isinstance(self.soft_prefix_length, bool) or self.soft_prefix_length not in (1, 2):
+            raise ValueError(f"`soft_prefix_length` must be 1 or 2, got {self.soft_prefix_length!r}.")
         if self.mixed_precision is False:  # YAML 1.1 reads `mixed_precision: no` as false
             self.mixed_precision = "no"
+        self.long_text = _normalize_long_text(self.long_text)
+        self.selection_split = _normalize_selection_split(self.selection_split)
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ValueError(
                 f"`mixed_precision` must be auto, no, bf16 or fp16, got {self.mixed_precision!r}."
@@ -226,6 +260,18 @@ class RunConfig:
                 "(mean-initialised) that a frozen encoder never trains, so the prefix would carry no learned "
                 "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
                 "variant without the prefix (baseline)."
+            )
+        if (
+            self.freeze_encoder
+            and self.cache_encoder_outputs
+            and self.variant_spec.use_prefix
+            and self.prefix_style == "soft"
+        ):
+            raise ValueError(
+                "freeze_encoder with prefix_style: soft cannot use cached encoder outputs: the soft prefix's virtual "
+                "tokens are encoder inputs built from trainable parameters, so the encoder's states change every "
+                "step. Set cache_encoder_outputs: false (the frozen encoder then runs every step, as prompt tuning "
+                "does), or use prefix_style: text."
             )
         from .sampler import check_task_sampling
 
@@ -349,6 +395,91 @@ def _check_output_dir(output_dir: Any, variant: str, seed: int) -> None:
 
 
 LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
+PREFIX_STYLE_CHOICES = ("text", "tokens", "soft")
+LONG_TEXT_DEFAULTS: dict[str, Any] = {"max_chunks": 1, "stride": 0, "pool": "mean"}
+LONG_TEXT_POOL_CHOICES = ("mean", "max", "first")
+
+
+def _check_long_text_keys(spec: Any, where: str) -> dict[str, Any]:
+    """One `long_text` entry (run-wide or a task's): only max_chunks / stride / pool, each valid."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"`{where}` must be a mapping of max_chunks, stride, pool; got {spec!r}.")
+    unknown = sorted(set(spec) - set(LONG_TEXT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown `{where}` key(s) {unknown}; valid keys are {list(LONG_TEXT_DEFAULTS)}.")
+    k, stride, pool = spec.get("max_chunks", 1), spec.get("stride", 0), spec.get("pool", "mean")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"`{where}.max_chunks` must be a positive integer, got {k!r}.")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+        raise ValueError(f"`{where}.stride` must be an integer >= 0 (tokens of overlap), got {stride!r}.")
+    if pool not in LONG_TEXT_POOL_CHOICES:
+        raise ValueError(f"`{where}.pool` must be one of {list(LONG_TEXT_POOL_CHOICES)}, got {pool!r}.")
+    return dict(spec)
+
+
+def _normalize_long_text(value: Any) -> dict[str, Any] | None:
+    """`long_text`: null (off) or {max_chunks, stride, pool, tasks: {name: {...}}} with the run-wide defaults
+    filled in; task entries keep only the keys they override."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`long_text` must be a mapping (max_chunks, stride, pool, tasks) or null, got {value!r}."
+        )
+    base = _check_long_text_keys({k: v for k, v in value.items() if k != "tasks"}, "long_text")
+    tasks = value.get("tasks") or {}
+    if not isinstance(tasks, Mapping):
+        raise ValueError(f"`long_text.tasks` must map task names to settings, got {tasks!r}.")
+    per_task = {str(t): _check_long_text_keys(spec, f"long_text.tasks.{t}") for t, spec in tasks.items()}
+    return {**LONG_TEXT_DEFAULTS, **base, "tasks": per_task}
+
+
+def long_text_settings(
+    long_text: Mapping[str, Any] | None, task_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """{task: {max_chunks, stride, pool}} of every task: the run-wide `long_text` values, then the task's own
+    overrides; a task named in `long_text.tasks` that the run does not have is an error."""
+    if not long_text:
+        return {t: dict(LONG_TEXT_DEFAULTS) for t in task_names}
+    unknown = [t for t in long_text.get("tasks", {}) if t not in task_names]
+    if unknown:
+        raise ValueError(
+            f"`long_text.tasks` names unknown task(s) {unknown}; the run's tasks are {list(task_names)}."
+        )
+    base = {k: long_text.get(k, v) for k, v in LONG_TEXT_DEFAULTS.items()}
+    return {t: {**base, **long_text.get("tasks", {}).get(t, {})} for t in task_names}
+
+
+def splits_long_texts(long_text: Mapping[str, Any] | None) -> bool:
+    """Whether a normalized `long_text` gives any task more than one window (else it is plain truncation)."""
+    if not long_text:
+        return False
+    overrides = long_text.get("tasks", {}).values()
+    return long_text["max_chunks"] > 1 or any(spec.get("max_chunks", 1) > 1 for spec in overrides)
+
+
+def _normalize_selection_split(value: Any) -> dict[str, Any] | None:
+    """`selection_split`: null, a fraction in (0, 1), or {fraction, seed} -> {fraction, seed} (seed 0 by default)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = {"fraction": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`selection_split` must be a fraction or {{fraction, seed}}, got {value!r}.")
+    unknown = sorted(set(value) - {"fraction", "seed"})
+    if unknown:
+        raise ValueError(f"Unknown `selection_split` key(s) {unknown}; valid keys are ['fraction', 'seed'].")
+    fraction, seed = value.get("fraction"), value.get("seed", 0)
+    if isinstance(fraction, str):
+        try:
+            fraction = float(fraction)
+        except ValueError:
+            raise ValueError(f"`selection_split.fraction` must be a number, got {fraction!r}.") from None
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise ValueError(f"`selection_split.fraction` must be a number in (0, 1), got {fraction!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`selection_split.seed` must be a non-negative integer, got {seed!r}.")
+    return {"fraction": float(fraction), "seed": seed}
 
 
 def _check_class_weights_shape(value: Any) -> None:
@@ -441,6 +572,10 @@ def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
         values["lexicon_seed"] = None
     if cfg.task_sampling != "temperature":
         values["temperature"] = None  # only the temperature rule reads it
+    if cfg.prefix_style != "soft" or not cfg.variant_spec.use_prefix:
+        values["soft_prefix_length"] = None  # only the soft prefix reads it
+    if not splits_long_texts(cfg.long_text):
+        values["long_text"] = None  # max_chunks 1 everywhere is truncation, as without long_text
     data = dict(cfg.data)
     if isinstance(data.get("folder"), str):
         data["folder"] = os.path.abspath(os.path.expanduser(data["folder"]))
