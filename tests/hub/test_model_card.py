@@ -124,3 +124,147 @@ def test_adapter_card_explains_how_to_load(tokenizer):
     text = str(data.to_model_card())
     assert "holds only the **adapter**" in text and 'from_adapter("org/adapter")' in text
     assert 'pipeline("text-classification"' not in text and "| prefix style | none |" in text
+
+
+# ------------------------------------------------------------------------ metadata the Hub understands (issue 20)
+
+MIX = {"sts": "regression", "topics": "multi_label", "nli": "single_label"}
+MIX_LABELS = {"sts": ["LABEL_0"], "topics": ["sport", "politics", "tech"], "nli": ["yes", "maybe", "no"]}
+MIX_METRICS = {
+    "sts": {"test": {"pearson": 0.61, "spearman": float("nan"), "rmse": 0.4, "n": 6}},
+    "topics": {"test": {"micro_f1": 0.7, "macro_f1": 0.55, "subset_accuracy": 0.5, "n": 6}},
+    "nli": {
+        "validation": {"macro_f1": 0.4, "accuracy": 0.5, "n": 6},  # the test split wins where a task has it
+        "test": {"macro_f1": 0.45, "accuracy": 0.5, "precision": 0.4, "recall": 0.5, "roc_auc": 0.6, "n": 6},
+    },
+}
+
+
+def _mix_model(base: str | None = "org/tiny-encoder") -> SurgeForSequenceClassification:
+    encoder = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    config = SurgeConfig(
+        encoder_config=encoder,
+        tasks={t: len(v) for t, v in MIX_LABELS.items()},
+        task_label_names=MIX_LABELS,
+        task_problem_types=MIX,
+        encoder_name_or_path=base,
+    )
+    return SurgeForSequenceClassification(config)
+
+
+def test_model_index_carries_each_types_primary_metrics_and_the_repo_kind():
+    card = SurgeModelCardData.from_model(
+        _mix_model(), None, repo_id="org/mix", metrics=_by_split(MIX_METRICS)
+    )
+    data = ModelCard(str(card.to_model_card())).data  # the YAML header as the Hub parses it
+    got = [
+        (r.dataset_name, r.metric_type, r.metric_config, r.metric_value, r.dataset_split)
+        for r in data.eval_results
+    ]
+    assert got == [
+        (
+            "sts",
+            "pearsonr",
+            None,
+            0.61,
+            "test",
+        ),  # Spearman is undefined (NaN): left out, never written as nan
+        ("topics", "f1", "micro", 0.7, "test"),
+        ("topics", "f1", "macro", 0.55, "test"),
+        ("nli", "f1", "macro", 0.45, "test"),
+        ("nli", "accuracy", None, 0.5, "test"),
+    ]
+    assert data.metrics == ["pearsonr", "f1", "accuracy"]
+    assert (data.library_name, data.base_model, data.get("base_model_relation")) == (
+        "transformers",
+        "org/tiny-encoder",
+        "finetune",
+    )
+    assert data.license is None  # no fixed apache-2.0: a run's license, or its base encoder's, or none
+    card.adapter_only = (
+        True  # the SURGELLM-modules adapter (save_adapter): transformers loads it, PEFT cannot
+    )
+    data = ModelCard(str(card.to_model_card())).data
+    assert (data.library_name, data.get("base_model_relation")) == ("transformers", "adapter")
+    card.lora_adapter = True  # a PEFT LoRA adapter: PeftModel.from_pretrained loads it
+    data = ModelCard(str(card.to_model_card())).data
+    assert (data.library_name, data.get("base_model_relation")) == ("peft", "adapter")
+    local = SurgeModelCardData.from_model(_mix_model(base="/tmp/enc"), None, metrics=_by_split(MIX_METRICS))
+    assert "base_model_relation" not in ModelCard(str(local.to_model_card())).data.to_dict()  # no Hub base
+
+
+def _by_split(metrics: dict) -> dict:
+    out: dict = {}
+    for task, by_split in metrics.items():
+        for split, values in by_split.items():
+            out.setdefault(split, {})[task] = values
+    return out
+
+
+def test_card_renders_data_history_hardware_versions_and_dashes(tmp_path):
+    extra = {
+        "training": {"learning_rate": 1e-3, "train_runtime_s": 125.4},
+        "data": {"sts": {"train": 12, "test": 6}, "topics": {"train": 12, "test": 6}, "nli": {"train": 12, "test": 6}},
+        "label_counts": {
+            "sts": {"train": [12], "test": [6]},
+            "topics": {"train": [5, 7, 2], "test": [3, 2, 1]},
+            "nli": {"train": [4, 4, 4], "test": [1, 2, 3]},
+        },
+        "validation_history": [
+            {"epoch": 1.0, "avg_macro_f1": 0.3, "tasks": {"sts": {"pearson": 0.2, "spearman": None},
+                                                          "topics": {"macro_f1": 0.4}, "nli": {"macro_f1": 0.3}}},
+            {"epoch": 2.0, "avg_macro_f1": 0.5, "tasks": {"sts": {"pearson": 0.6, "spearman": 0.4},
+                                                          "topics": {"macro_f1": 0.5}, "nli": {"macro_f1": 0.5}}},
+        ],
+        "environment": {
+            "hardware": {"cpu": "AMD EPYC", "cpu_cores": 2, "gpus": ["NVIDIA H200", "NVIDIA H200"], "gpu_count": 2,
+                         "processes": 2},
+            "versions": {"transformers": "5.25.0", "torch": "2.13.0"},
+        },
+        "license": "mit",
+    }  # fmt: skip
+    save_run(tmp_path, "IWN", 0, MIX_METRICS, extra=extra)
+    card = SurgeModelCardData.from_run(tmp_path, _mix_model(), None, repo_id="org/mix")
+    text = str(card.to_model_card())
+    assert ModelCard(text).data.license == "mit"
+    for snippet in (
+        "| `sts` | train | 12 | – |",  # regression: no classes to count
+        "| `topics` | train | 12 | sport 5, politics 7, tech 2 |",
+        "| `nli` | test | 6 | yes 1, maybe 2, no 3 |",
+        "| epoch | average | `sts` | `topics` | `nli` |",
+        "| 1 | 0.300 | – | 0.400 | 0.300 |",  # an undefined correlation: no primary score that epoch
+        "| 2 | 0.500 | 0.500 | 0.500 | 0.500 |",
+        "- CPU: AMD EPYC (2 cores)",
+        "- GPUs: 2 × NVIDIA H200",
+        "- Training time: 2 min 05 s",
+        "| transformers | 5.25.0 |",
+    ):
+        assert snippet in text, snippet
+    results = text[text.index("## Results") : text.index("## Lexicon")]
+    assert "nan" not in results.lower()
+    assert (
+        "| `sts` | – | – | – | – | – | – | – | 0.610 | – | 0.400 |" in results
+    )  # "–": not its type's metric
+
+
+def test_run_report_shows_a_dash_where_a_metric_does_not_apply(tmp_path):
+    from surgellm_hf.evaluation.report import write_run_report
+
+    metrics = {t: {"validation": dict(m["test"]), "test": m["test"]} for t, m in MIX_METRICS.items()}
+    metrics["sentiment"] = {s: {"macro_f1": 0.8, "accuracy": 0.8, "precision": 0.8, "recall": 0.8,
+                                "roc_auc": 0.9, "n": 6} for s in ("validation", "test")}  # fmt: skip
+    save_run(tmp_path, "IWN", 0, metrics)
+    text = write_run_report(tmp_path).read_text()
+    table = text[text.index("### test") :]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "nan" not in text.lower()
+    header = [c.strip() for c in rows["task"].split("|")[2:-1]]
+    cells = {task: [c.strip() for c in rows[task].split("|")[2:-1]] for task in MIX_METRICS}
+    sts = dict(zip(header, cells["sts"]))
+    assert sts["pearson"] == "0.6100" and sts["rmse"] == "0.4000" and sts["spearman"] == "–"  # undefined
+    assert all(sts[m] == "–" for m in ("macro_f1", "accuracy", "precision", "recall", "roc_auc", "micro_f1"))
+    topics = dict(zip(header, cells["topics"]))
+    assert topics["micro_f1"] == "0.7000" and all(
+        topics[m] == "–" for m in ("accuracy", "roc_auc", "pearson")
+    )
+
