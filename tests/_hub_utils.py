@@ -116,7 +116,8 @@ def run_python(
 
     Raises AssertionError carrying the child's stdout/stderr when it exits non-zero.
     """
-    prelude = "" if surgellm else _BLOCK_SURGELLM
+    # the author's side imports this checkout's package (not another installed copy: PYTHONPATH is not passed on)
+    prelude = f"import sys as _sys\n_sys.path.insert(0, {str(SRC_DIR)!r})\n" if surgellm else _BLOCK_SURGELLM
     helper = (
         "import json as _json\n"
         "def result(obj):\n"

@@ -22,7 +22,9 @@ class CLIError(Exception):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import check_run_dir, load_run_config, resolve_precision, train_run
+    from .training import check_run_dir, load_run_config, resolve_precision
+    from .training.tracking import check_report_to
+    from .workflow import train_run
 
     sweep = [
         [
@@ -46,14 +48,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     statuses = []
     for cfg in configs:  # every run folder checked before any run trains
         resolve_precision(cfg.mixed_precision)
+        check_report_to(cfg.report_to)
         refuse_if_in_use(cfg.run_dir)  # before its content is read: another process may be writing it
         statuses.append(check_run_dir(cfg))
     for cfg, status in zip(configs, statuses):
         run_dir = train_run(cfg)
         if int(os.environ.get("RANK", "0")) == 0:
             done = "Run already finished (nothing trained)" if status == "finished" else "Run finished"
-            print(f"{done}. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
+            print(f"{done}. Report: {run_dir / 'report.md'}  ({_run_folder_summary(run_dir)})")
     return 0
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.0f} kB"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _run_folder_summary(run_dir: Path) -> str:
+    """What a finished run folder keeps: its size, and whether its checkpoints are kept (and how large)."""
+    checkpoints = run_dir / "checkpoints"
+    kept = _folder_bytes(checkpoints) if checkpoints.is_dir() else 0
+    total = _folder_bytes(run_dir)
+    where = f"model + processor: {run_dir}, {_size(total - kept)}"
+    if checkpoints.is_dir():
+        return f"{where}; checkpoints kept: {_size(kept)}"
+    return f"{where}; no checkpoints kept"
 
 
 def _run_data_section(run_dir: Path) -> dict:

@@ -14,6 +14,7 @@ from surgellm_hf.evaluation import save_run
 from surgellm_hf.hub import SurgeModelCardData, template_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+pytest_plugins = ["_hub_utils"]  # the hub_server fixture
 LABELS = {"sst2": ["negative", "positive"], "llm7": [f"model_{i}" for i in range(7)]}
 
 
@@ -268,3 +269,116 @@ def test_run_report_shows_a_dash_where_a_metric_does_not_apply(tmp_path):
         topics[m] == "–" for m in ("accuracy", "roc_auc", "pearson")
     )
 
+
+PUSHED_CARDS = """
+import json
+from pathlib import Path
+from huggingface_hub import ModelCard
+from surgellm_hf import train_run
+from surgellm_hf.cli import main
+from surgellm_hf.lora import load_lora_model
+from surgellm_hf.training import load_run_config
+
+out = {{}}
+for name, overrides in {runs!r}.items():
+    repo = f"tester/mix-{{name}}"
+    cfg = load_run_config({config!r}, [f"output_dir={tmp}/{{name}}", f"hub_model_id={{repo}}", *overrides])
+    run = train_run(cfg)
+    if not cfg.push_to_hub:
+        assert main(["push", str(run), repo, "--adapter-only"]) == 0
+    card = ModelCard.load(repo)  # over HTTP, as a Hub user gets it
+    results = [[r.dataset_name, r.metric_type, r.metric_config, r.metric_value, r.dataset_split]
+               for r in card.data.eval_results]
+    out[name] = {{"data": card.data.to_dict(), "results": results, "text": card.text,
+                 "metrics": json.loads((run / "metrics.json").read_text())}}
+load_lora_model("tester/mix-lora")  # PEFT (PeftModel.from_pretrained) loads the adapter repo it says it can
+result(out)
+"""
+
+_PRIMARY = {
+    "single_label": (("macro_f1", "f1", "macro"), ("accuracy", "accuracy", None)),
+    "multi_label": (("micro_f1", "f1", "micro"), ("macro_f1", "f1", "macro")),
+    "regression": (("pearson", "pearsonr", None), ("spearman", "spearmanr", None)),
+}
+
+
+def test_pushed_cards_metadata_matches_the_runs_metrics(tmp_path, hub_server):
+    """Three runs of a four-task mix (every problem type) on a base encoder from the Hub, pushed as a full model
+    (push_to_hub), a LoRA adapter (push_to_hub of a LoRA run) and a SURGELLM-modules adapter (surgellm push
+    --adapter-only of a frozen run); each pushed card, parsed by huggingface_hub.ModelCard, names every task's
+    primary metrics as metrics.json has them, the repo kind, the base model and its license."""
+    import math
+
+    import yaml
+
+    from _task_mix_utils import MIX_TASKS, MIX_TYPES, build_small_vocab_bert, write_task_mix
+
+    encoder = build_small_vocab_bert(tmp_path / "encoder")
+    (encoder / "README.md").write_text("---\nlicense: mit\n---\n# a tiny encoder\n")
+    hub_server.hub.add_folder("tester/tiny-mix-encoder", encoder, "base encoder")
+    config = tmp_path / "mix.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "encoder": "tester/tiny-mix-encoder",
+                "data": {"tasks": write_task_mix(tmp_path / "data")},
+                "epochs": 2,
+                "learning_rate": 5e-3,
+                "batch_size": 8,
+                "max_length": 40,
+                "prefix_style": "tokens",
+                "disable_tqdm": True,
+                "push_to_hub": True,
+                "hub_strategy": "end",
+            }  # fmt: skip
+        )
+    )
+    runs = {
+        "full": [],
+        "lora": ["lora={r: 4, alpha: 8}", "license=apache-2.0"],
+        "frozen": ["freeze_encoder=true", "variant=baseline", "push_to_hub=false"],
+    }
+    pushed = hub_server.run_python(
+        PUSHED_CARDS.format(runs=runs, config=str(config), tmp=str(tmp_path)), surgellm=True, timeout=900
+    )
+    kinds = {
+        "full": ("transformers", "finetune"),
+        "lora": ("peft", "adapter"),
+        "frozen": ("transformers", "adapter"),
+    }
+    for name, got in pushed.items():
+        data, metrics = got["data"], got["metrics"]
+        assert (data["library_name"], data["base_model_relation"]) == kinds[name], name
+        assert data["base_model"] == "tester/tiny-mix-encoder"
+        assert data["license"] == ("apache-2.0" if name == "lora" else "mit")  # the key, else the base's card
+        want = [
+            [task, hub_metric, config, round(metrics["tasks"][task]["test"][key], 4), "test"]
+            for task in MIX_TASKS
+            for key, hub_metric, config in _PRIMARY[MIX_TYPES[task]]
+            if metrics["tasks"][task]["test"].get(key) is not None
+            and math.isfinite(metrics["tasks"][task]["test"][key])
+        ]
+        assert sorted(got["results"], key=str) == sorted(want, key=str) and len(want) >= 6, name
+        assert sorted(data["metrics"]) == sorted({w[1] for w in want})
+        text = got["text"]
+        counts = metrics["label_counts"]["topics"]["train"]
+        assert (
+            "| `topics` | train | 12 | "
+            + ", ".join(f"{n} {c}" for n, c in zip(_topic_names(metrics), counts))
+            in text
+        )
+        assert text.count("\n| 1 | ") + text.count("\n| 2 | ") >= len(
+            metrics["validation_history"]
+        )  # history
+        assert "- CPU: " in text and "| transformers | " in text and "Training time: " in text
+        assert "Training in progress" not in text
+    # the regression task's correlations, and micro-F1 of the multi-label one, are in the model-index
+    assert {("sts", "pearsonr"), ("sts", "spearmanr"), ("topics", "f1")} <= {
+        (r[0], r[1]) for r in pushed["full"]["results"]
+    }
+
+
+def _topic_names(metrics: dict) -> list[str]:
+    from _task_mix_utils import MIX_LABELS
+
+    return MIX_LABELS["topics"]
