@@ -1,4 +1,4 @@
-"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, push.
+"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, tune, push.
 
 Errors print one readable line to stderr and exit non-zero (2 for bad input, 1 otherwise); set
 SURGELLM_DEBUG=1 to see the traceback.
@@ -172,6 +172,42 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise CLIError('surgellm tune needs Optuna: pip install "surgellm_hf[tune]"') from None
+    from .tune import run_study
+
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials)
+        if args.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    result = run_study(
+        args.config,
+        args.space,
+        args.trials,
+        overrides=args.overrides,
+        study_name=args.study_name,
+        storage=args.storage,
+        output=args.output,
+        pruner=pruner,
+    )
+    states = [t.state.name for t in result.study.trials]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in dict.fromkeys(states))
+    best = (
+        f"best: trial {result.study.best_trial.number} (validation avg_macro_f1 {result.study.best_value:.4f}), "
+        f"{result.best_config}"
+        if result.best_config
+        else "no trial completed"
+    )
+    print(
+        f"Study {result.study.study_name!r}: {len(states)} trials ({counts}); {best}; table: {result.table}"
+    )
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import publish_run
 
@@ -240,6 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser(
+        "tune", help="search a run config's hyperparameters with Optuna (each trial a run folder)"
+    )
+    p.add_argument("--config", required=True, help="the base run config YAML")
+    p.add_argument(
+        "--space", required=True, help="search-space YAML: run-config keys and their ranges or choices"
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="finished trials the study should hold (a resumed study runs the rest)",
+    )
+    p.add_argument("--study-name", help="default: the config file's name")
+    p.add_argument(
+        "--storage", help="Optuna storage URL, e.g. sqlite:///tune.db (default: tune.db in the output folder)"
+    )
+    p.add_argument("--output", help="folder of the studies (default: the base run folder's path + -tune)")
+    p.add_argument(
+        "--pruner",
+        choices=["median", "none"],
+        default="median",
+        help="median: stop a trial whose epoch score is below the median of earlier trials' at that epoch",
+    )
+    p.add_argument("--startup-trials", type=int, default=5, help="trials the median pruner waits for")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("push", help="publish a run folder (model, processor, lexicon, card) to the Hub")
     p.add_argument("run_dir")
