@@ -45,7 +45,10 @@ def _run_child(hook: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def _config(tmp_path: Path, encoder: Path, **overrides) -> Path:
     return write_run_config(
-        tmp_path, encoder, **{"epochs": 2, "output_dir": str(tmp_path / "run"), **overrides}
+        tmp_path,
+        encoder,
+        # checkpoints kept after the run ends, so the checks below can see which ones a resume left
+        **{"epochs": 2, "output_dir": str(tmp_path / "run"), "keep_checkpoints": True, **overrides},
     )
 
 

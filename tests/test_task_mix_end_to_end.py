@@ -369,7 +369,7 @@ def test_interrupted_lora_run_resumes_to_the_uninterrupted_result(tmp_path, smal
 
     from surgellm_hf.training import load_run_config, train_run
 
-    path = _run_config(tmp_path, small_bert, lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    path = _run_config(tmp_path, small_bert, lora={"r": 4, "alpha": 8, "dropout": 0.0}, keep_checkpoints=True)
     reference = train_run(load_run_config(path, [f"output_dir={tmp_path / 'ref'}"]))
     ref = json.loads((reference / "metrics.json").read_text())
     steps_per_epoch = ref["training"]["global_steps"] // 2

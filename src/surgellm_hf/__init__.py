@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
     "TaskSpec": "data",
     "load_folder": "data",
     "RunConfig": "training",
-    "train_run": "training",
+    "train_run": "workflow",
     "VARIANTS": "training",
     "SurgeTrainer": "training",
     "TaskBalancedBatchSampler": "training",

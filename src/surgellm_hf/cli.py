@@ -1,4 +1,4 @@
-"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, push.
+"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, tune, push.
 
 Errors print one readable line to stderr and exit non-zero (2 for bad input, 1 otherwise); set
 SURGELLM_DEBUG=1 to see the traceback.
@@ -22,7 +22,9 @@ class CLIError(Exception):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import check_run_dir, load_run_config, resolve_precision, train_run
+    from .training import check_run_dir, load_run_config, resolve_precision
+    from .training.tracking import check_report_to
+    from .workflow import train_run
 
     sweep = [
         [
@@ -46,14 +48,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     statuses = []
     for cfg in configs:  # every run folder checked before any run trains
         resolve_precision(cfg.mixed_precision)
+        check_report_to(cfg.report_to)
         refuse_if_in_use(cfg.run_dir)  # before its content is read: another process may be writing it
         statuses.append(check_run_dir(cfg))
     for cfg, status in zip(configs, statuses):
         run_dir = train_run(cfg)
         if int(os.environ.get("RANK", "0")) == 0:
             done = "Run already finished (nothing trained)" if status == "finished" else "Run finished"
-            print(f"{done}. Report: {run_dir / 'report.md'}  (model + processor: {run_dir})")
+            print(f"{done}. Report: {run_dir / 'report.md'}  ({_run_folder_summary(run_dir)})")
     return 0
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.0f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.0f} kB"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _run_folder_summary(run_dir: Path) -> str:
+    """What a finished run folder keeps: its size, and whether its checkpoints are kept (and how large)."""
+    checkpoints = run_dir / "checkpoints"
+    kept = _folder_bytes(checkpoints) if checkpoints.is_dir() else 0
+    total = _folder_bytes(run_dir)
+    where = f"model + processor: {run_dir}, {_size(total - kept)}"
+    if checkpoints.is_dir():
+        return f"{where}; checkpoints kept: {_size(kept)}"
+    return f"{where}; no checkpoints kept"
 
 
 def _run_data_section(run_dir: Path) -> dict:
@@ -152,6 +174,42 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise CLIError('surgellm tune needs Optuna: pip install "surgellm_hf[tune]"') from None
+    from .tune import run_study
+
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials)
+        if args.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    result = run_study(
+        args.config,
+        args.space,
+        args.trials,
+        overrides=args.overrides,
+        study_name=args.study_name,
+        storage=args.storage,
+        output=args.output,
+        pruner=pruner,
+    )
+    states = [t.state.name for t in result.study.trials]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in dict.fromkeys(states))
+    best = (
+        f"best: trial {result.study.best_trial.number} (validation avg_macro_f1 {result.study.best_value:.4f}), "
+        f"{result.best_config}"
+        if result.best_config
+        else "no trial completed"
+    )
+    print(
+        f"Study {result.study.study_name!r}: {len(states)} trials ({counts}); {best}; table: {result.table}"
+    )
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import publish_run
 
@@ -222,6 +280,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser(
+        "tune", help="search a run config's hyperparameters with Optuna (each trial a run folder)"
+    )
+    p.add_argument("--config", required=True, help="the base run config YAML")
+    p.add_argument(
+        "--space", required=True, help="search-space YAML: run-config keys and their ranges or choices"
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="finished trials the study should hold (a resumed study runs the rest)",
+    )
+    p.add_argument("--study-name", help="default: the config file's name")
+    p.add_argument(
+        "--storage", help="Optuna storage URL, e.g. sqlite:///tune.db (default: tune.db in the output folder)"
+    )
+    p.add_argument("--output", help="folder of the studies (default: the base run folder's path + -tune)")
+    p.add_argument(
+        "--pruner",
+        choices=["median", "none"],
+        default="median",
+        help="median: stop a trial whose epoch score is below the median of earlier trials' at that epoch",
+    )
+    p.add_argument("--startup-trials", type=int, default=5, help="trials the median pruner waits for")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("push", help="publish a run folder (model, processor, lexicon, card) to the Hub")
     p.add_argument("run_dir")

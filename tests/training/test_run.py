@@ -405,7 +405,7 @@ def test_training_seeds_share_one_lexicon(tmp_path, tiny_bert_with_tokenizer):
     assert ids[0] == ids[1] == ids[2]
 
 
-STOP = {"epochs": 6, "learning_rate": 1e-3, "variant": "IWN", "patience": 2}
+STOP = {"epochs": 6, "learning_rate": 1e-3, "variant": "IWN", "patience": 2, "keep_checkpoints": True}
 
 
 @pytest.fixture(scope="module")

@@ -211,14 +211,17 @@ def write_run_report(run_dir: str | os.PathLike) -> Path:
         for task, by_split in record.tasks.items():
             m = by_split[s]
             lines.append(
-                f"| {task} | "
-                + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in columns)
-                + f" | {m.get('n', '')} |"
+                f"| {task} | " + " | ".join(_fmt(m.get(k), 4) for k in columns) + f" | {m.get('n', '')} |"
             )
-        lines.append(
-            f"| {average} | {record.avg_macro_f1.get(s, float('nan')):.4f} |" + " |" * (len(columns))
-        )
+        lines.append(f"| {average} | {_fmt(record.avg_macro_f1.get(s), 4)} |" + " |" * (len(columns)))
         lines.append("")
+    if len(splits) and any(
+        k not in m for by_split in record.tasks.values() for m in by_split.values() for k in columns
+    ):
+        lines += [
+            "– : the metric does not apply to the task's type (or is undefined, e.g. a constant prediction).",
+            "",
+        ]
     training = record.extra.get("training", {})
     if training:
         lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in training.items()] + [""]

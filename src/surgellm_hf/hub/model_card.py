@@ -17,7 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data.task_spec import EVALUATION_SPLITS
-from ..evaluation.run_io import load_run
+from ..evaluation.run_io import RunRecord, load_run
 from ..features import SURFACE_FEATURE_NAMES
 from ..training.variants import VARIANTS
 from .repo_id import is_hub_id
@@ -43,6 +43,20 @@ _METRIC_TITLES = {
     "rmse": "RMSE",
 }
 _SPLIT_TITLES = {"validation": "Validation", "test": "Test", "train": "Train"}
+MODEL_INDEX_METRICS: dict[str, tuple[str, ...]] = {
+    "single_label": ("macro_f1", "accuracy"),
+    "multi_label": ("micro_f1", "macro_f1"),
+    "regression": ("pearson", "spearman"),
+}
+"""The primary metrics of each problem type that the card's model-index carries."""
+_HUB_METRICS = {
+    "macro_f1": ("f1", "macro"),
+    "micro_f1": ("f1", "micro"),
+    "accuracy": ("accuracy", None),
+    "pearson": ("pearsonr", None),
+    "spearman": ("spearmanr", None),
+}
+"""(Hub metric id, its config) of each model-index metric."""
 _DEFAULT_INTENDED_USE = (
     "Classifying English texts into the label sets of the tasks listed above, one task per example, as in the "
     "training data. Intended for research on multi-task classification with lexical features and for "
@@ -131,7 +145,35 @@ class SurgeModelCardData:
         metadata={"help": "split -> task -> metric -> value (a number, or {'mean', 'std'} over seeds)."},
     )
     training: dict[str, Any] = field(default_factory=dict, metadata={"help": "Training settings shown."})
-    license: str | None = field(default="apache-2.0", metadata={"help": "License of the weights."})
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License of the weights (a Hub license id); a run's `license`, else its base encoder's."
+        },
+    )
+    validation_history: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={
+            "help": "Per epoch: {'epoch', 'avg_macro_f1', 'tasks': {task: {metric: value}}} (metrics.json)."
+        },
+    )
+    data_sizes: dict[str, dict[str, int]] = field(
+        default_factory=dict, metadata={"help": "task -> split -> number of rows."}
+    )
+    label_counts: dict[str, dict[str, list[int]]] = field(
+        default_factory=dict,
+        metadata={"help": "task -> split -> rows per class (multi-label: rows per label) in label order."},
+    )
+    environment: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "{'hardware': {cpu, cpu_cores, gpus, gpu_count, processes}, 'versions': {package: version}}."
+        },
+    )
+    progress: str | None = field(
+        default=None,
+        metadata={"help": "A card pushed while training: how far the run is (shown under the title)."},
+    )
     language: list[str] = field(
         default_factory=lambda: ["en"], metadata={"help": "Languages of the training data."}
     )
@@ -255,13 +297,31 @@ class SurgeModelCardData:
         **kw: Any,
     ) -> SurgeModelCardData:
         """Fill the card from a training run folder (metrics.json, see `evaluation.load_run`) and its model."""
-        record = load_run(run_dir)
+        return cls.from_record(load_run(run_dir), model, processor, repo_id=repo_id, **kw)
+
+    @classmethod
+    def from_record(
+        cls, record: RunRecord, model: Any, processor: Any = None, *, repo_id: str | None = None, **kw: Any
+    ) -> SurgeModelCardData:
+        """Fill the card from a run record (a finished run's metrics.json, or the record of a run in progress)."""
         metrics: dict[str, dict[str, dict[str, Any]]] = {}
         for task, by_split in record.tasks.items():
             for split, values in by_split.items():
                 metrics.setdefault(split, {})[task] = dict(values)
         training = _training_from_extra(record.extra)
         training.setdefault("seed", record.seed)
+        extra = record.extra
+        for key, name, kind in (
+            ("validation_history", "validation_history", list),
+            ("selection_history", "validation_history", list),  # a run that selected on a slice of train
+            ("data", "data_sizes", Mapping),
+            ("label_counts", "label_counts", Mapping),
+            ("environment", "environment", Mapping),
+        ):
+            if isinstance(extra.get(key), kind):
+                kw.setdefault(name, extra[key] if kind is list else dict(extra[key]))
+        if isinstance(extra.get("license"), str):
+            kw.setdefault("license", extra["license"])
         # the Hub id the run names, not a local copy's path
         if isinstance(record.extra.get("base_model"), str):
             kw.setdefault("base_model", record.extra["base_model"])
@@ -280,43 +340,58 @@ class SurgeModelCardData:
         )
 
     # ------------------------------------------------------------------ rendering
-    def to_hub_card_data(self) -> ModelCardData:
-        """The YAML metadata block of the card (library, pipeline tag, tags, base model, eval results)."""
-        eval_results = []
-        split = "test" if "test" in self.metrics else "validation" if "validation" in self.metrics else None
+    def eval_results(self) -> list[EvalResult]:
+        """The model-index entries: every task's primary metrics by its type (`MODEL_INDEX_METRICS`), on its test
+        split where it has one, else on its validation split; undefined values left out."""
+        results = []
         for task in self.tasks:
-            values = self.metrics.get(split, {}).get(task.name, {}) if split else {}
-            for metric in ("macro_f1", "accuracy"):
+            split = next((s for s in ("test", "validation") if task.name in self.metrics.get(s, {})), None)
+            values = self.metrics[split][task.name] if split else {}
+            for metric in MODEL_INDEX_METRICS[task.problem_type]:
                 number = _point(values.get(metric))
                 if number is None:
                     continue
-                eval_results.append(
+                metric_type, metric_config = _HUB_METRICS[metric]
+                results.append(
                     EvalResult(
                         task_type="text-classification",
                         task_name=f"Text classification ({task.name})",
                         dataset_type=task.dataset or task.name,
                         dataset_name=task.name,
                         dataset_split=split,
-                        metric_type="f1" if metric == "macro_f1" else "accuracy",
+                        metric_type=metric_type,
                         metric_name=_METRIC_TITLES[metric],
                         metric_value=round(number, 4),
-                        metric_config="macro" if metric == "macro_f1" else None,
+                        metric_config=metric_config,
                     )
                 )
+        return results
+
+    def to_hub_card_data(self) -> ModelCardData:
+        """The YAML metadata block of the card (library, pipeline tag, tags, base model and how the repo relates to
+        it, license, eval results)."""
+        eval_results = self.eval_results()
         tags = ["surgellm", "text-classification", "multi-task", "lexical-features", "custom_code"]
         if self.variant:
             tags.append(f"surgellm-{self.variant.lower()}")
+        base_model = self.base_model if is_hub_id(self.base_model) else None
+        relation = (
+            {"base_model_relation": "adapter" if self.adapter_only else "finetune"} if base_model else {}
+        )
         return ModelCardData(
             language=self.language or None,
             license=self.license,
-            library_name="transformers",
+            # PEFT loads a LoRA adapter repo (PeftModel.from_pretrained on the SURGELLM base model); the SURGELLM-modules
+            # adapter (save_adapter) and full models load with transformers (remote code)
+            library_name="peft" if self.adapter_only and self.lora_adapter else "transformers",
             pipeline_tag="text-classification",
             tags=tags,
-            base_model=self.base_model if is_hub_id(self.base_model) else None,
+            base_model=base_model,
             datasets=self.datasets or None,
-            metrics=["f1", "accuracy"] if eval_results else None,
+            metrics=list(dict.fromkeys(r.metric_type for r in eval_results)) or None,
             model_name=self.model_name,
             eval_results=eval_results or None,
+            **relation,
         )
 
     def template_variables(self) -> dict[str, Any]:
@@ -355,6 +430,11 @@ class SurgeModelCardData:
             "limitations": self.limitations,
             "adapter_only": self.adapter_only,
             "lora_adapter": self.lora_adapter,
+            "progress": self.progress,
+            "data_rows": _data_rows(self),
+            "history": _history_table(self),
+            "environment": _environment_lines(self),
+            "versions": sorted((self.environment.get("versions") or {}).items()),
             # the usage snippets' inputs: a string, or for a sentence-pair task a {"text", "text_pair"} dict
             "pipeline_inputs": {t.name: _pipeline_input(self, t.text_pair) for t in self.tasks},
             "processor_inputs": f"[{_quoted(self.example_text)}]"
@@ -488,6 +568,78 @@ def _split_table(split: str, by_task: Mapping[str, Mapping[str, Any]], task_orde
         "rows": rows,
         "note": note,
     }
+
+
+def _label_cells(task: TaskCardInfo, counts: Sequence[int] | None) -> str:
+    """A split's class counts as 'name count' pairs (multi-label: rows per label); regression: nothing to count."""
+    if not counts or task.problem_type == "regression":
+        return "–"
+    names = task.label_names if len(task.label_names) == len(counts) else [str(i) for i in range(len(counts))]
+    return ", ".join(f"{name} {int(n)}" for name, n in zip(names, counts))
+
+
+def _data_rows(card: SurgeModelCardData) -> list[dict[str, Any]]:
+    """One row per task and split: rows, and class counts (the method balances classes, so they matter)."""
+    rows = []
+    for task in card.tasks:
+        sizes = card.data_sizes.get(task.name, {})
+        counts = card.label_counts.get(task.name, {})
+        for split in [s for s in ("train", *EVALUATION_SPLITS) if s in sizes or s in counts]:
+            n = sizes.get(split)
+            rows.append(
+                {
+                    "task": f"`{task.name}`",
+                    "split": split,
+                    "rows": "–" if n is None else str(n),
+                    "classes": _label_cells(task, counts.get(split)),
+                }
+            )
+    return rows
+
+
+def _history_table(card: SurgeModelCardData) -> dict[str, Any] | None:
+    """The validation history per epoch: the mean primary score and each task's primary score."""
+    if not card.validation_history:
+        return None
+    names = [t.name for t in card.tasks]
+    rows = []
+    for entry in card.validation_history:
+        per_task = entry.get("tasks") or {}
+        epoch = entry.get("epoch")
+        rows.append(
+            {
+                "epoch": f"{epoch:g}" if isinstance(epoch, int | float) else "–",
+                "avg": _fmt_metric(entry.get("avg_macro_f1")),
+                "cells": [_fmt_metric(_primary(per_task.get(t, {}))) for t in names],
+            }
+        )
+    return {"tasks": [f"`{t}`" for t in names], "rows": rows}
+
+
+def _environment_lines(card: SurgeModelCardData) -> list[str]:
+    """Hardware and training time, one bullet each."""
+    lines = []
+    hw = card.environment.get("hardware") or {}
+    if hw.get("cpu"):
+        lines.append(f"CPU: {hw['cpu']}" + (f" ({hw['cpu_cores']} cores)" if hw.get("cpu_cores") else ""))
+    if hw:
+        gpus = hw.get("gpus") or []
+        names = sorted(set(gpus))
+        lines.append("GPUs: " + (", ".join(f"{gpus.count(n)} × {n}" for n in names) if gpus else "none"))
+        if hw.get("processes"):
+            lines.append(f"Training processes: {hw['processes']}")
+    runtime = card.training.get("train_runtime_s")
+    if isinstance(runtime, int | float):
+        lines.append(f"Training time: {_duration(runtime)}")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+    )
 
 
 def _primary(metrics: Mapping[str, Any]) -> float | None:

@@ -12,14 +12,16 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig, TrainingArguments
+from transformers import AutoConfig, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import TrainOutput, set_seed
 
 from ..data.data_collator import SurgeDataCollator
@@ -28,7 +30,7 @@ from ..data.loading import load_run_data
 from ..data.multitask import MultiTaskData
 from ..data.task_spec import EVALUATION_SPLITS
 from ..encoders import encoder_display_name, resolve_encoder
-from ..evaluation.metrics import summarize_tasks
+from ..evaluation.metrics import METRICS, TYPE_METRICS, summarize_tasks
 from ..evaluation.predictions import evaluate_predictions, predict_split
 from ..evaluation.report import write_run_report
 from ..evaluation.run_io import save_run
@@ -39,6 +41,8 @@ from ..processing_surge import SurgeProcessor
 from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
 from .class_weights import class_weight_table, class_weights_applied, resolve_class_weights
 from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
+from .environment import base_model_license, framework_versions, hardware
+from .hub_sync import RunPublisher, check_publisher
 from .lexicons import build_lexicon
 from .run_config import RunConfig, long_text_settings
 from .run_folder import (
@@ -51,6 +55,14 @@ from .run_folder import (
     write_run_config,
 )
 from .run_lock import LOCK_NAME, RunFolderLock, is_main_process
+from .tracking import (
+    TENSORBOARD_DIR,
+    RunTracking,
+    check_report_to,
+    final_metric_logs,
+    read_settings,
+    report_to_names,
+)
 from .trainer import SurgeTrainer, build_compute_metrics
 from .training_args import check_sharding, precision_used, resolve_precision, training_arguments
 from .window_cache import cache_window_states
@@ -61,7 +73,9 @@ SELECTION_SPLIT = "selection"
 """The split `selection_split` carves from train for early stopping to select on."""
 
 
-def train_run(cfg: RunConfig) -> Path:
+def train_run(
+    cfg: RunConfig, *, callbacks: Sequence[TrainerCallback] = (), publisher: RunPublisher | None = None
+) -> Path:
     """Run one training job end to end and return the run folder.
 
     The run folder is checked first (`check_run_dir`): a folder holding a run of another configuration is refused
@@ -69,24 +83,39 @@ def train_run(cfg: RunConfig) -> Path:
     checkpoints of the same configuration are resumed (from the newest complete one), early-stopping state
     included. The run holds the folder's lock (`RunFolderLock`) from before its first write to the end: another
     process training there is refused (RunFolderBusyError naming it).
+
+    `callbacks` are added to the Trainer's (e.g. a hyperparameter search's pruning callback). `publisher`
+    (`surgellm_hf.hub.HubRunSync`, passed by `surgellm_hf.train_run`) serves `push_to_hub` and `resume_from:
+    hub`. Once metrics.json is written, checkpoints/ is deleted unless `keep_checkpoints`.
     """
-    with RunFolderLock(cfg.run_dir) as lock:
-        return _train_run(cfg, lock)
+    check_publisher(cfg, publisher)
+    try:
+        with RunFolderLock(cfg.run_dir) as lock:
+            return _train_run(cfg, lock, list(callbacks), publisher)
+    finally:
+        if publisher is not None:
+            publisher.close()
 
 
-def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
+def _train_run(
+    cfg: RunConfig, lock: RunFolderLock, callbacks: list[TrainerCallback], publisher: RunPublisher | None
+) -> Path:
     precision = resolve_precision(cfg.mixed_precision)
     check_sharding(cfg)
+    check_report_to(cfg.report_to)
     if (cfg.run_dir / LOCK_NAME).is_file():  # a folder in use is refused before anything is read or loaded
         lock.acquire()
     status = check_run_dir(cfg)  # a user's folder is refused before a lock file is made in it
-    if cfg.run_dir.is_dir():
+    if cfg.run_dir.is_dir() or (publisher is not None and cfg.resume_from == "hub"):
         status = _hold_run_folder(cfg, lock, status)
+    if publisher is not None and status in ("new", "resume") and publisher.restore(cfg):
+        status = check_run_dir(cfg)  # the checkpoint from the Hub, checked like the folder's own
     if status == "finished":
         return _already_finished(cfg)
     set_seed(cfg.seed)
     encoder = resolve_encoder(cfg.encoder)
     task_data = _load_task_data(cfg)  # the data sample does not follow the training seed
+    facts = _run_facts(cfg, task_data, encoder)
     class_weights = _class_weights(cfg, task_data)
     lexicon = build_lexicon(cfg.lexicon, task_data, encoder, cfg.lexicon_seed)
     lexicon_hash = lexicon.content_hash()
@@ -134,12 +163,23 @@ def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
             model.config.tasks, model.config.task_problem_types, model.config.task_thresholds
         ),
         callbacks=[
-            SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints)
+            SurgeEarlyStoppingCallback(patience=cfg.patience, keep_best_in_memory=not cfg.save_checkpoints),
+            *callbacks,
+            *(
+                [publisher.callback(cfg, processor, facts)]
+                if publisher is not None and cfg.push_to_hub
+                else []
+            ),
         ],
         module_lr_scale=cfg.module_lr_multiplier,
         task_sampling=cfg.task_sampling,
         temperature=cfg.temperature,
         class_weights=class_weight_table(class_weights, model.config.tasks) if class_weights else None,
+    )
+    tracking = (
+        RunTracking(read_settings(cfg.run_dir), cfg.run_dir / TENSORBOARD_DIR).attach(trainer)
+        if report_to_names(cfg.report_to)
+        else None
     )
     if last:
         logger.warning("Resuming from checkpoint %s", last)
@@ -152,7 +192,7 @@ def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
         model, processor, task_data, eval_ds, trainer.data_collator, cfg.eval_batch_size, prepare, eval_split
     )
     _save_model_and_processor(cfg, model, processor)
-    extra = _run_record(cfg, task_data, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
+    extra = _run_record(cfg, facts, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
     if cfg.selection_split:
         extra["selection"] = _selection_record(cfg, metrics, predictions)
     extra["training"].update(_sampling_record(cfg, class_weights, task_data))
@@ -161,9 +201,37 @@ def _train_run(cfg: RunConfig, lock: RunFolderLock) -> Path:
             **lora_summary(model),
             "artifact_bytes": lora_artifact_bytes(cfg.run_dir),
         }
-    save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
+    metrics_path = save_run(cfg.run_dir, cfg.variant, cfg.seed, metrics, predictions, extra=extra)
     write_run_report(cfg.run_dir)
+    if tracking is not None:
+        averages = json.loads(metrics_path.read_text(encoding="utf-8"))["avg_macro_f1"]
+        tracking.finish(trainer, final_metric_logs(metrics, averages))
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(cfg.run_dir)
+    if publisher is not None and cfg.push_to_hub:
+        publisher.publish(cfg.run_dir)
     return cfg.run_dir
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete the checkpoints of a finished run (its metrics.json written): the best weights are in the run folder
+    and a finished run is never resumed; `keep_checkpoints: true` keeps them."""
+    if not (run_dir / "metrics.json").is_file():
+        raise RuntimeError(f"{run_dir} has no metrics.json: its checkpoints are still needed to resume it")
+    if (run_dir / "checkpoints").is_dir():
+        shutil.rmtree(run_dir / "checkpoints")
+
+
+def _run_facts(cfg: RunConfig, task_data: MultiTaskData, encoder: str) -> dict[str, Any]:
+    """What the model card shows about the data and the machine: split sizes and label counts per task, the
+    hardware and framework versions, and the license (`license`, else the base encoder's)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return {
+        "data": task_data.split_sizes(),
+        "label_counts": task_data.label_counts(),
+        "environment": {"hardware": hardware(world), "versions": framework_versions()},
+        "license": cfg.license or base_model_license(encoder),
+    }
 
 
 def _hold_run_folder(cfg: RunConfig, lock: RunFolderLock, status: str) -> str:
@@ -405,7 +473,7 @@ def _save_model_and_processor(
 
 def _run_record(
     cfg: RunConfig,
-    task_data: MultiTaskData,
+    facts: Mapping[str, Any],
     lexicon: Lexicon,
     lexicon_hash: str,
     processor: SurgeProcessor,
@@ -452,9 +520,23 @@ def _run_record(
             "resumed_from": resumed_from,
         },
         f"{selection_split_name(cfg)}_history": [
-            {"epoch": h.get("epoch"), "avg_macro_f1": h["eval_avg_macro_f1"]} for h in history
+            validation_history_entry(h, list(facts["data"])) for h in history
         ],
         "long_text": processor.long_text or None,
-        "data": task_data.split_sizes(),
+        **facts,
         "run_config": cfg.to_dict(),
     }
+
+
+def validation_history_entry(logged: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    """One epoch of the validation history: the mean primary score and each task's logged scores (the Trainer's
+    `eval_<task>_<metric>` keys)."""
+    per_task = {
+        task: {
+            m: value if math.isfinite(value := float(logged[f"eval_{task}_{m}"])) else None  # NaN: undefined
+            for m in (*METRICS, *TYPE_METRICS)
+            if f"eval_{task}_{m}" in logged
+        }
+        for task in tasks
+    }
+    return {"epoch": logged.get("epoch"), "avg_macro_f1": logged["eval_avg_macro_f1"], "tasks": per_task}

@@ -197,6 +197,71 @@ class RunConfig:
             "(a CPU copy) for early stopping."
         },
     )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep checkpoints/ after the run has finished. By default it is deleted once metrics.json is "
+            "written (the best weights are already in the run folder); checkpoints stay while a run is unfinished, "
+            "for resuming."
+        },
+    )
+    report_to: str | list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Experiment trackers the Trainer logs to, as TrainingArguments takes them: a name or a list "
+            "(tensorboard, mlflow, wandb, trackio...; all: every installed one); null or none: no tracker. The "
+            "run settings (resolved run config, lexicon hash, task order) and the final per-task metrics are "
+            "logged there too."
+        },
+    )
+    run_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name of the run in the trackers (TrainingArguments.run_name); default the run folder's name."
+        },
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "Push to the Hub while training (as hub_strategy says) and when the run ends: the model, the "
+            "processor and lexicon, and the SURGELLM model card."
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub repo of push_to_hub and resume_from: hub (namespace/name); for a push, default the run "
+            "folder's name in the token's namespace."
+        },
+    )
+    hub_strategy: str = field(
+        default="every_save",
+        metadata={
+            "help": "What push_to_hub pushes, as in TrainingArguments: end (once, the finished run), every_save (also "
+            "after each epoch's save), checkpoint (also the last checkpoint, in last-checkpoint/, for resuming on "
+            "another machine) or all_checkpoints (every checkpoint, in checkpoint-N/)."
+        },
+    )
+    hub_private_repo: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Create the Hub repo private (null: the namespace's default); an existing repo keeps its setting."
+        },
+    )
+    resume_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "hub: resume from the checkpoint that hub_strategy: checkpoint (or all_checkpoints) pushed to "
+            "hub_model_id, when it is newer than the run folder's own (e.g. in a fresh folder on a new machine)."
+        },
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License of the model card (a Hub license id such as apache-2.0 or mit); default the base "
+            "encoder's license where its card says it, else none."
+        },
+    )
 
     def __post_init__(self) -> None:
         variant = get_variant(self.variant)
@@ -236,6 +301,8 @@ class RunConfig:
             "equal_budget",
             "freeze_encoder",
             "cache_encoder_outputs",
+            "keep_checkpoints",
+            "push_to_hub",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
@@ -286,6 +353,12 @@ class RunConfig:
             raise ValueError(
                 f"`lexicon` must be one of {LEXICON_CHOICES} or a path to a lexicon .json, got {self.lexicon!r}."
             )
+        self.report_to = _check_report_to_names(self.report_to)
+        for name in ("run_name", "license"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
+                raise ValueError(f"`{name}` must be a one-line name or null, got {value!r}.")
+        _check_hub_settings(self)
 
     @property
     def variant_spec(self) -> Variant:
@@ -392,6 +465,68 @@ def _check_output_dir(output_dir: Any, variant: str, seed: int) -> None:
         raise ValueError(
             f"`output_dir` {output_dir!r} is not a valid folder pattern ({err}); {hint}."
         ) from None
+
+
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
+"""`hub_strategy` values: transformers' `HubStrategy`."""
+RESUME_FROM_CHOICES = ("hub",)
+
+
+def _check_report_to_names(value: Any) -> str | list[str]:
+    """`report_to` as TrainingArguments takes it ('none', 'all', a name or a list of names); an unknown name is
+    refused naming transformers' integrations (whether one is installed is checked before training,
+    `training.tracking.check_report_to`)."""
+    if value is None or value == "none" or value == []:
+        return "none"
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"`report_to` must be a tracker name, a list of names, all or none, got {value!r}.")
+    if value == "all":
+        return "all"
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ValueError(
+            f"`report_to` names unknown tracker(s) {unknown}; transformers knows "
+            f"{sorted(INTEGRATION_TO_CALLBACK)} (or all, or none)."
+        )
+    return value if isinstance(value, str) else list(names)
+
+
+def _check_hub_settings(cfg: RunConfig) -> None:
+    """push_to_hub / hub_model_id / hub_strategy / hub_private_repo / resume_from: values and combinations."""
+    if cfg.hub_strategy not in HUB_STRATEGIES:
+        raise ValueError(f"`hub_strategy` must be one of {list(HUB_STRATEGIES)}, got {cfg.hub_strategy!r}.")
+    if cfg.hub_private_repo is not None and not isinstance(cfg.hub_private_repo, bool):
+        raise ValueError(f"`hub_private_repo` must be true, false or null, got {cfg.hub_private_repo!r}.")
+    if cfg.hub_model_id is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            if not isinstance(cfg.hub_model_id, str):
+                raise HFValidationError(f"a string is needed, got {type(cfg.hub_model_id).__name__}")
+            validate_repo_id(cfg.hub_model_id)
+        except HFValidationError as err:
+            raise ValueError(f"`hub_model_id` {cfg.hub_model_id!r} is not a Hub repo id: {err}") from None
+    if cfg.push_to_hub and cfg.hub_strategy in ("checkpoint", "all_checkpoints") and not cfg.save_checkpoints:
+        raise ValueError(
+            f"hub_strategy: {cfg.hub_strategy} pushes checkpoints, which save_checkpoints: false does not write."
+        )
+    if cfg.resume_from is None:
+        return
+    if cfg.resume_from not in RESUME_FROM_CHOICES:
+        raise ValueError(f"`resume_from` must be hub or null, got {cfg.resume_from!r}.")
+    if not cfg.hub_model_id or "/" not in cfg.hub_model_id:
+        raise ValueError(
+            "resume_from: hub needs `hub_model_id` with its namespace (e.g. my-org/surgellm-run): the repo whose "
+            "last-checkpoint/ it resumes from."
+        )
+    for name, wanted in (("resume", True), ("overwrite", False), ("save_checkpoints", True)):
+        if getattr(cfg, name) != wanted:
+            raise ValueError(
+                f"resume_from: hub resumes a run from a checkpoint; it needs {name}: {str(wanted).lower()}."
+            )
 
 
 LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
@@ -549,6 +684,15 @@ REUSE_IGNORED_KEYS = (
     "logging_steps",
     "eval_batch_size",
     "equal_budget",
+    "keep_checkpoints",
+    "report_to",
+    "run_name",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_strategy",
+    "hub_private_repo",
+    "resume_from",
+    "license",
 )
 """RunConfig keys that do not change what a run computes: a run folder may be resumed or reused across them
 (`equal_budget` only labels the budget; `epochs` carries it)."""

@@ -40,6 +40,7 @@ RUN_WRITTEN = (
     "gate_distribution.png",
     "checkpoints",
     "predictions",
+    "tensorboard",  # report_to: tensorboard (training.tracking.TENSORBOARD_DIR)
     # model and processor (save_pretrained, save_lora): config, weights, adapter, tokenizer, lexicon, remote code
     "config.json",
     "generation_config.json",
