@@ -60,6 +60,9 @@ def quantize_export(
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
             reduce_range=reduce_range,
+            # ONNX's shape inference does not type the outputs of ONNX Runtime's fused operators (an optimized
+            # export): every float tensor here is float32
+            extra_options={"DefaultTensorType": 1},
         )
     config.update(
         quantized=True,
