@@ -318,7 +318,10 @@ result({{"needs": [r.name for r in needs], "unmet": unmet, "answers": json.loads
     records = json.loads(json.dumps(author["records"]))
     for key in ("sst2", "all", "explained"):  # the same batches as the author's: the same bytes
         assert user["answers"][key] == records[key], key
-    (one,), (want,) = user["answers"]["one"], records["one"]  # a lone text: its own kernel path, float precision
+    (one,), (want,) = (
+        user["answers"]["one"],
+        records["one"],
+    )  # a lone text: its own kernel path, float precision
     assert (one["task"], one["label"]) == (want["task"], want["label"]) and want["task"] == "aspect"
     np.testing.assert_allclose(list(one["scores"].values()), list(want["scores"].values()), atol=1e-6)
     assert "unknown task 'nosuch'" in user["bad"]
