@@ -7,8 +7,8 @@ One process drives everything:
 2. The real server in a subprocess (`surgellm serve RUN --workers W ...`), started once, ready when /health is 200.
 3. For every (clients, texts per request) cell: `clients` asyncio clients (httpx) send requests back to back until
    the cell's requests are done (each text under its task, tasks mixed); per request latency, then p50 / p99,
-   throughput (texts/s), errors (non-200 answers or transport errors), and the server's peak memory (RSS of the
-   server's process tree, sampled every 50 ms with psutil).
+   throughput (texts/s), errors (non-200 answers or transport errors), and the server's peak memory (the PSS of
+   its process tree, sampled every 50 ms with psutil: pages shared by forked processes counted once).
 4. In the same run, the same texts through in-process `TorchPredictor.predict` (batch 32, the server's threads):
    the throughput the server is compared with (target: >= 0.7x at 64 clients).
 
@@ -118,11 +118,19 @@ class ServerProcess:
         self._stop_sampling = threading.Event()
 
     def rss(self) -> int:
+        """Memory of the server's process tree: the sum of each process's PSS (shared pages divided among the
+        processes sharing them; the HTTP process is a fork of the main one), RSS where PSS is not available."""
         import psutil
 
         try:
             root = psutil.Process(self.proc.pid)
-            return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            total = 0
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    total += getattr(proc.memory_full_info(), "pss", None) or proc.memory_info().rss
+                except psutil.AccessDenied:
+                    total += proc.memory_info().rss
+            return total
         except psutil.Error:
             return 0
 
@@ -317,7 +325,7 @@ def render(results: dict[str, Any]) -> str:
         f"{m['load_average']['start']}, at the end {m['load_average']['end']}. Wall time {results['wall_seconds']} s.",
         "",
         "| clients | texts / request | requests | errors | p50 ms | p99 ms | requests/s | texts/s | in-process texts/s "
-        "| ratio | server peak RSS MiB |",
+        "| ratio | server peak PSS MiB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in results["cells"]:
@@ -330,7 +338,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Target: throughput >= {TARGET_RATIO_64}x in-process batched predict at 64 clients: {t['ratio_at_64_clients']} "
-        f"({'MET' if t['met'] else 'MISSED'}); zero errors: {t['zero_errors']}. Server RSS idle "
+        f"({'MET' if t['met'] else 'MISSED'}); zero errors: {t['zero_errors']}. Server PSS idle "
         f"{results['server_rss_mib']['idle']} MiB; exit code after SIGTERM {results['server_exit_code']}.",
         "",
     ]

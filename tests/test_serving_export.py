@@ -116,9 +116,11 @@ def test_int8_graph_is_recorded_and_close_to_fp32(minilm_export):
     assert (folder / "model_quantized.onnx").stat().st_size < 0.5 * (folder / "model.onnx").stat().st_size
     ops = {n.op_type for n in __import__("onnx").load(str(folder / "model_quantized.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeLinear" in ops
-    a, b = fp32.logits(TEXTS, "sst2")[:, :2], int8.logits(TEXTS, "sst2")[:, :2]
-    assert not np.array_equal(a, b)  # really another graph
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9  # int8 noise, not garbage
+    assert "Gather" not in read_serving_config(folder)["quantization"]["op_types"]
+    for task, n in TASKS.items():  # the fused graph's QAttention gave correlations near 0.5 here: garbage
+        a, b = fp32.logits(TEXTS + [LONG_TEXT], task)[:, :n], int8.logits(TEXTS + [LONG_TEXT], task)[:, :n]
+        assert not np.array_equal(a, b)  # really another graph
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98, task  # int8 noise, not garbage
     # quantizing again overwrites in place
     quantize_export(folder)
     assert read_serving_config(folder)["quantized"] is True

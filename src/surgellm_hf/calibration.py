@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +86,27 @@ def fit_label_thresholds(probabilities: np.ndarray, y: np.ndarray) -> list[float
     return out
 
 
-def _task_rows(pred: Mapping[str, np.ndarray], task_id: int) -> np.ndarray:
-    return np.flatnonzero(np.asarray(pred["task_ids"]) == task_id)
-
-
-def _label_rows(pred: Mapping[str, np.ndarray], rows: np.ndarray, num_labels: int, kind: str) -> np.ndarray:
+def _classification_tasks(
+    pred: Mapping[str, np.ndarray], config: Any
+) -> Iterator[tuple[str, str, int, np.ndarray, np.ndarray]]:
+    """``(task, problem type, label count, own logits [n, L], labels)`` of every classification task with rows in
+    `predict_split` output (class ids, or multi-hot rows of a multi-label task)."""
     from .normalization import label_matrix
 
-    matrix = label_matrix(np.asarray(pred["labels"])[rows])
-    return matrix[:, :num_labels].astype(np.int64) if kind == "multi_label" else matrix[:, 0].astype(np.int64)
+    for t, name in enumerate(config.task_names):
+        kind, num_labels = config.task_problem_types[name], config.tasks[name]
+        rows = np.flatnonzero(np.asarray(pred["task_ids"]) == t)
+        if kind == "regression" or not len(rows):
+            continue
+        matrix = label_matrix(np.asarray(pred["labels"])[rows])
+        labels = matrix[:, :num_labels] if kind == "multi_label" else matrix[:, 0]
+        yield (
+            name,
+            kind,
+            num_labels,
+            _own(np.asarray(pred["logits"])[rows], num_labels),
+            labels.astype(np.int64),
+        )
 
 
 def fit_calibration(
@@ -108,13 +120,7 @@ def fit_calibration(
     base = dict(config.task_thresholds if base_thresholds is None else base_thresholds)
     temperatures: dict[str, float] = {}
     thresholds: dict[str, Any] = {}
-    for t, name in enumerate(config.task_names):
-        kind, num_labels = config.task_problem_types[name], config.tasks[name]
-        rows = _task_rows(pred, t)
-        if kind == "regression" or not len(rows):
-            continue
-        logits = _own(np.asarray(pred["logits"])[rows], num_labels)
-        labels = _label_rows(pred, rows, num_labels, kind)
+    for name, kind, num_labels, logits, labels in _classification_tasks(pred, config):
         temperatures[name] = fit_temperature(logits, labels, kind)
         if kind == "multi_label":
             fitted = fit_label_thresholds(
@@ -137,13 +143,7 @@ def calibration_scores(
     from .pipeline_surge import task_probabilities
 
     out: dict[str, dict[str, float]] = {}
-    for t, name in enumerate(config.task_names):
-        kind, num_labels = config.task_problem_types[name], config.tasks[name]
-        rows = _task_rows(pred, t)
-        if kind == "regression" or not len(rows):
-            continue
-        logits = _own(np.asarray(pred["logits"])[rows], num_labels)
-        labels = _label_rows(pred, rows, num_labels, kind)
+    for name, kind, num_labels, logits, labels in _classification_tasks(pred, config):
         temperature = temperatures.get(name, 1.0)
         prob = task_probabilities(logits / temperature, num_labels, kind)
         scores = {

@@ -13,11 +13,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+
 SERVE_EXTRA_HINT = 'install the serving extras: pip install "surgellm_hf[serve]"'
-DEFAULT_MAX_INPUTS = 256
-"""Texts one ``POST /predict`` may send (`surgellm serve --max-inputs`)."""
-DEFAULT_MAX_BODY_BYTES = 1 << 20
-"""Largest request body `surgellm serve` reads (``--max-body-bytes``)."""
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse, Response
 
 from ..atomic_io import atomic_write_text
-from .cli import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
 from .runtime import ALL_TASKS, TaskScoring
 
 INFO_FILE = "model_info.json"
