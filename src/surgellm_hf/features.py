@@ -149,6 +149,10 @@ class LexiconMatcher:
         tokens = set(_WORD_RE.findall(folded))
         for word in tokens & self._word_set if self._words else ():
             yield word, self._words[word]
+        yield from self._other_entries(folded, tokens)
+
+    def _other_entries(self, folded: str, tokens: set[str]) -> Iterator[tuple[str, Sequence[int]]]:
+        """`present_entries` of the word prefixes and the entries that are not one word."""
         for stem, gs in self._prefixes:
             # substring test first (fast, rarely true), then the exact rule: some word starts with the stem
             if stem in folded and any(w.startswith(stem) for w in tokens):
@@ -164,7 +168,11 @@ class LexiconMatcher:
 
     def group_counts_into(self, folded: str, row: np.ndarray) -> None:
         """Add, per group, the number of distinct entries present in the case-folded text `folded` to `row`."""
-        for _, groups in self.present_entries(folded):
+        tokens = set(_WORD_RE.findall(folded))
+        for word in tokens & self._word_set if self._words else ():  # the common case, without a generator
+            for g in self._words[word]:
+                row[g] += 1
+        for _, groups in self._other_entries(folded, tokens):
             for g in groups:
                 row[g] += 1
 
