@@ -15,9 +15,12 @@ One process, on the four tasks' validation texts:
    `predict` calls, for ONNX Runtime fp32 and for PyTorch (`forward_all_tasks`).
 
 Targets: fp32 identical predictions, max |logit difference| <= 1e-4, >= 1.3x eager; int8 >= 2x eager, macro-F1
-change reported per task; --task all >= 3x four single-task passes.
+change reported per task; --task all >= 3x four single-task passes. ONNX Runtime fp32 is measured twice: the default
+export (fused by ONNX Runtime's transformer optimizer, `export_onnx(optimize=True)`) and the plain dynamo graph
+(``ort_fp32_plain``, ``--no-optimize``). The machine's load average is recorded before and after: a ratio measured
+while other jobs load the cores is not a quiet-machine figure.
 
-    python benchmarks/serving.py [--data ../shared/data] [--threads 2] [--rounds 3] [--out benchmarks/results]
+    python benchmarks/serving.py [--data ../shared/data] [--threads 2] [--rounds 5] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -175,15 +178,21 @@ def build_and_train(args: argparse.Namespace, encoder: str, run_dir: Path) -> di
 class Backends:
     """Eager PyTorch, ONNX Runtime fp32 and int8 on the same encoded batches, and their `predict` APIs."""
 
-    def __init__(self, run_dir: Path, onnx_dir: Path, threads: int):
+    def __init__(self, run_dir: Path, onnx_dir: Path, plain_dir: Path, threads: int):
         from surgellm_hf.serving.runtime import OnnxSurgeClassifier
         from surgellm_hf.serving.streaming import TorchPredictor
 
         self.torch = TorchPredictor.from_pretrained(run_dir)
         self.model, self.processor = self.torch.model, self.torch.processor
         self.fp32 = OnnxSurgeClassifier.from_pretrained(onnx_dir, num_threads=threads)
+        self.plain = OnnxSurgeClassifier.from_pretrained(plain_dir, num_threads=threads)
         self.int8 = OnnxSurgeClassifier.from_pretrained(onnx_dir, quantized=True, num_threads=threads)
-        self.predictors = {"eager": self.torch, "ort_fp32": self.fp32, "ort_int8": self.int8}
+        self.predictors = {
+            "eager": self.torch,
+            "ort_fp32": self.fp32,
+            "ort_fp32_plain": self.plain,
+            "ort_int8": self.int8,
+        }
 
     def encode(self, texts: list[str], tasks: list[str], batch_size: int) -> list[tuple[list[int], dict]]:
         """Length-sorted batches: (row indices, torch inputs)."""
@@ -263,16 +272,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"training on a frozen encoder ({args.train_per_task} rows per task, {args.epochs} epochs)")
     training = build_and_train(args, encoder, work / "run")
     phase("train")
-    log("exporting (fp32 + int8)")
+    log("exporting (fp32 optimized + int8, and the plain graph)")
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     onnx_dir = export_run(work / "run", work / "onnx", overwrite=True)
     export_seconds = time.perf_counter() - t0
+    plain_dir = export_run(work / "run", work / "onnx-plain", overwrite=True, optimize=False)
     from surgellm_hf.serving.quantize import quantize_export
 
     t0 = time.perf_counter()
     quantize_export(onnx_dir)
     quantize_seconds = time.perf_counter() - t0
-    b = Backends(work / "run", onnx_dir, args.threads)
+    b = Backends(work / "run", onnx_dir, plain_dir, args.threads)
     phase("export_and_load")
     num_labels = b.model.config.tasks
 
@@ -282,7 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"accuracy on {len(texts)} validation texts")
     batches = b.encode(texts, tasks, args.batch_size)
     logits, pass_seconds = {}, {}
-    for name in ("eager", "ort_fp32", "ort_int8"):
+    for name in b.predictors:
         t0 = time.perf_counter()
         logits[name] = b.logits(name, batches, len(texts))
         pass_seconds[name] = time.perf_counter() - t0
@@ -315,11 +326,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_texts, t_tasks, _ = sample(validation, args.timing_per_task, args.seed + 1)
     t_batches = b.encode(t_texts, t_tasks, args.batch_size)
     log(f"throughput: {args.rounds} interleaved rounds on {len(t_texts)} texts, model only and end to end")
+    load_timing = os.getloadavg()
     model_only = interleaved(
-        {
-            name: (lambda name=name: b.logits(name, t_batches, len(t_texts)))
-            for name in ("eager", "ort_fp32", "ort_int8")
-        },
+        {name: (lambda name=name: b.logits(name, t_batches, len(t_texts))) for name in b.predictors},
         args.rounds,
         len(t_texts),
         "eager",
@@ -334,6 +343,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eager",
     )
 
+    load_after_timing = os.getloadavg()
     phase("throughput")
 
     # 4. every task at once against four single-task passes (end to end: predict)
@@ -392,8 +402,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     size = {f.name: round(f.stat().st_size / 2**20, 1) for f in onnx_dir.glob("*.onnx")}
+    from surgellm_hf.serving.runtime import read_serving_config
+
     return {
-        "machine": machine(args.threads),
+        "machine": {
+            **machine(args.threads),
+            "load_average": {
+                "start": [round(x, 2) for x in load_before],
+                "before_timing": [round(x, 2) for x in load_timing],
+                "after_timing": [round(x, 2) for x in load_after_timing],
+                "end": [round(x, 2) for x in os.getloadavg()],
+            },
+        },
+        "optimization": read_serving_config(onnx_dir).get("optimization"),
         "settings": {
             "encoder": "bundled all-MiniLM-L6-v2" if args.encoder == "bundled" else args.encoder,
             "tasks": args.tasks,
@@ -434,6 +455,17 @@ def render(results: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in results.get("phase_seconds", {}).items())
         + ").",
         "",
+        "Load average (1, 5, 15 min) before the timing rounds "
+        f"{m['load_average']['before_timing']}, after {m['load_average']['after_timing']} on {m['cores_visible']} "
+        "cores"
+        + (
+            ": the machine was busy, so these are not quiet-machine figures."
+            if max(m["load_average"]["before_timing"][0], m["load_average"]["after_timing"][0]) >= 0.5
+            else "."
+        ),
+        "",
+        "Export optimization: " + json.dumps(results.get("optimization")),
+        "",
         "## Targets",
         "",
         "| target | measured | wanted | |",
@@ -462,7 +494,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     lines += ["|---|---|---|---|---|---|"]
     mo, e2e = results["throughput_model_only"], results["throughput_end_to_end"]
-    for name in ("eager", "ort_fp32", "ort_int8"):
+    for name in ("eager", "ort_fp32", "ort_fp32_plain", "ort_int8"):
         lines.append(
             f"| {name} | {mo[name]['rows_per_s']} | {mo[name]['ratio_to_eager']:.2f}x | {e2e[name]['rows_per_s']} | "
             f"{e2e[name]['ratio_to_eager']:.2f}x | {acc['single_pass_rows_per_s'][name]} |"
@@ -506,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-tasks-per-task", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -1,5 +1,6 @@
 """Every kind of saved model through every command: {full fine-tune, frozen encoder with cached states, LoRA run,
-`save_adapter` folder} x {predict, evaluate, export + ONNX predict, push then load in a fresh process, resume}.
+`save_adapter` folder} x {predict, evaluate, calibrate, export + ONNX predict, push then load in a fresh process,
+resume}.
 
 Each run kind trains once (module fixtures, a tiny BERT with the real MiniLM tokenizer, two short epochs so that an
 interrupted run can resume from the epoch-1 checkpoint). Predictions are checked against logits computed by a
@@ -188,6 +189,33 @@ def test_evaluate(kind, models, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_calibrate(kind, models, expected, input_file, tmp_path):
+    """`surgellm calibrate` stores the temperatures in each kind's own config file (config.json, a LoRA run's
+    config.json, an adapter's surge_adapter_config.json); `surgellm predict` then scores softmax(logits / T), i.e.
+    the uncalibrated probabilities raised to 1/T and renormalized."""
+    import shutil
+
+    folder = tmp_path / kind
+    shutil.copytree(models[kind], folder)
+    data = ["--data", str(QUICKSTART_DATA)] if kind == "adapter" else []  # no metrics.json: name the data
+    assert main(["calibrate", str(folder), *data]) == 0
+    name = "surge_adapter_config.json" if kind == "adapter" else "config.json"
+    saved = json.loads((folder / name).read_text())
+    saved = saved["surge_config"] if kind == "adapter" else saved
+    temperatures = dict(saved["task_temperatures"])
+    assert list(temperatures) == ["reviews", "register"] and all(t > 0 for t in temperatures.values())
+    calibrated = []
+    for p, task in zip(expected[kind], ROW_TASKS):
+        q = np.asarray(p, dtype=np.float64) ** (1.0 / temperatures[task])
+        calibrated.append(q / q.sum())
+    _assert_records(_predict(folder, input_file, tmp_path / "out.jsonl"), calibrated, atol=1e-5)
+    if kind == "adapter":  # a model folder without run records gets none
+        assert not (folder / "metrics.json").exists()
+    else:
+        assert "calibration" in json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_export_and_onnx_predict(kind, models, expected, input_file, tmp_path):
     import onnx
 
@@ -299,6 +327,7 @@ def test_refused_by_design_each_in_one_line(models, tmp_path, capsys):
         (["evaluate", str(onnx_dir)], "already an ONNX export"),
         (["export", str(onnx_dir), "--output", str(tmp_path / "again")], "already an ONNX export"),
         (["push", str(onnx_dir), "tester/refused"], "already an ONNX export"),
+        (["calibrate", str(onnx_dir)], "already an ONNX export"),
         (["predict", str(bare), "--input", "-"], "no saved processor"),
         (["evaluate", str(bare), "--data", str(QUICKSTART_DATA)], "no saved processor"),
         (["export", str(bare), "--output", str(tmp_path / "again")], "no saved processor"),

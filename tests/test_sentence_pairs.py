@@ -412,8 +412,37 @@ def test_frozen_encoder_cache_keys_and_states_of_pairs(pair_run, tmp_path):
     assert 1 in batch["token_type_ids"][0].tolist()  # the pair's second segment reached the encoder
 
 
-def test_onnx_export_refuses_pair_tasks_clearly(pair_run, tmp_path, capsys):
-    assert main(["export", str(pair_run), "--output", str(tmp_path / "onnx")]) == 2
-    err = capsys.readouterr().err
-    assert "ONNX export does not support sentence-pair tasks yet" in err and "['nli']" in err
-    assert not (tmp_path / "onnx").exists()
+def test_onnx_export_serves_pair_tasks_with_the_eager_predictions(pair_run, tmp_path, capsys):
+    """A mixed pair + single-text run exports (parity checked on pairs at export time), and `surgellm predict`
+    on the export gives the run folder's records for a JSONL of pairs and single texts, to ONNX precision."""
+    from surgellm_hf.serving import OnnxSurgeClassifier, read_serving_config
+
+    assert main(["export", str(pair_run), "--output", str(tmp_path / "onnx")]) == 0
+    config = read_serving_config(tmp_path / "onnx")
+    assert [t["text_pair"] for t in config["tasks"]] == [False, True]
+    assert config["parity"]["max_abs_logit_diff"] <= 1e-4 and config["parity"]["same_predictions"]
+    assert "token_type_ids" in config["inputs"]  # the pair's segments reach the graph
+    rows = [
+        {"text": "cat dog mat sun tree", "text_pair": "cat dog", "task": "nli"},
+        {"text": "a superb film", "task": "sst"},
+        {"text": "car sun", "text_pair": "tree tree car", "task": "nli"},
+        {"text": "mat", "text_pair": "sun sun sun sun sun sun", "task": "nli"},
+    ]
+    _write_jsonl(tmp_path / "in.jsonl", rows)
+    outputs = {}
+    for name, model in (("eager", pair_run), ("onnx", tmp_path / "onnx")):
+        capsys.readouterr()
+        assert main(["predict", str(model), "--input", str(tmp_path / "in.jsonl"), "--no-progress"]) == 0
+        outputs[name] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    for eager, onnx in zip(outputs["eager"], outputs["onnx"]):
+        assert onnx["label"] == eager["label"] and onnx["task"] == eager["task"]
+        np.testing.assert_allclose(list(onnx["scores"].values()), list(eager["scores"].values()), atol=1e-5)
+    logits = _expected(pair_run, [r["text"] for r in rows], [r.get("text_pair") for r in rows],
+                       [r["task"] for r in rows])  # fmt: skip
+    runner = OnnxSurgeClassifier.from_pretrained(tmp_path / "onnx")
+    got = runner.logits(
+        [r["text"] for r in rows], [r["task"] for r in rows], [r.get("text_pair") for r in rows]
+    )
+    np.testing.assert_allclose(got[:, :2], logits[:, :2], atol=1e-4)
+    with pytest.raises(ValueError, match=r"\['nli'\] take sentence pairs"):
+        runner.predict(["cat"], task="nli")

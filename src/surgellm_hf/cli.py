@@ -1,4 +1,4 @@
-"""The `surgellm` command line: train, evaluate, predict, compare, extract-lexicon, tune, push.
+"""The `surgellm` command line: train, evaluate, calibrate, predict, export, serve, compare, extract-lexicon, tune, push.
 
 Errors print one readable line to stderr and exit non-zero (2 for bad input, 1 otherwise); set
 SURGELLM_DEBUG=1 to see the traceback.
@@ -88,6 +88,27 @@ def _run_data_section(run_dir: Path) -> dict:
     return data
 
 
+def _data_section(folder: str | None, run_dir: Path, model, processor, split: str) -> dict:
+    """The data a command scores: `folder` laid out as <task>/<split> (only `split` required), else the run's own
+    data section (metrics.json)."""
+    if not folder:
+        return _run_data_section(run_dir)
+    root = Path(folder)
+    tasks = [t for t in model.config.task_names if (root / t).is_dir()]
+    if not tasks:
+        raise CLIError(f"no folder for any of the model's tasks {model.config.task_names} under {root}")
+    return {
+        "folder": folder,
+        "tasks": tasks,
+        "splits": [split],
+        "required": [split],
+        "label_names": {t: model.config.label_names(t) for t in tasks},  # the model knows its classes
+        "problem_types": {t: model.config.task_problem_types[t] for t in tasks},
+        # sentence-pair tasks read their second text from a `text_pair` column
+        "text_pair_column": {t: "text_pair" for t in processor.pair_tasks if t in tasks},
+    }
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import SurgeDataCollator, encode_split, load_run_data
     from .evaluation import evaluate_predictions, predict_split, summarize_tasks
@@ -95,23 +116,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     model, processor = load_run_model(run_dir)
-    if args.data:  # only the scored split must exist: a held-back test folder needs no train files
-        root = Path(args.data)
-        tasks = [t for t in model.config.task_names if (root / t).is_dir()]
-        if not tasks:
-            raise CLIError(f"no folder for any of the model's tasks {model.config.task_names} under {root}")
-        data = {
-            "folder": args.data,
-            "tasks": tasks,
-            "splits": [args.split],
-            "required": [args.split],
-            "label_names": {t: model.config.label_names(t) for t in tasks},  # the model knows its classes
-            "problem_types": {t: model.config.task_problem_types[t] for t in tasks},
-            # sentence-pair tasks read their second text from a `text_pair` column
-            "text_pair_column": {t: "text_pair" for t in processor.pair_tasks if t in tasks},
-        }
-    else:
-        data = _run_data_section(run_dir)
+    # only the scored split must exist: a held-back test folder needs no train files
+    data = _data_section(args.data, run_dir, model, processor, args.split)
     task_data = load_run_data(data)
     unknown = [t for t in task_data.task_names if t not in model.config.tasks]
     if unknown:
@@ -125,7 +131,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     pred = predict_split(model, ds, SurgeDataCollator(processor.tokenizer), args.batch_size)
     config = model.config
     metrics, _ = evaluate_predictions(
-        pred, config.tasks, None, config.task_problem_types, config.task_thresholds
+        pred,
+        config.tasks,
+        None,
+        config.task_problem_types,
+        config.task_thresholds,
+        temperatures=config.task_temperatures,
     )
     result = {"split": args.split, "tasks": metrics, **summarize_tasks(metrics)}
     text = json.dumps(result, indent=2)
@@ -134,6 +145,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         atomic_write_text(args.output, text + "\n")
     print(text)
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_run
+    from .inference import load_run_model
+
+    run_dir = Path(args.run_dir)
+    refuse_if_in_use(run_dir)  # a run still training there would overwrite the config
+    model, processor = load_run_model(run_dir)
+    data = _data_section(args.data, run_dir, model, processor, args.split)
+    section = calibrate_run(run_dir, data, args.split, args.batch_size, loaded=(model, processor))
+    for task, temperature in section["temperatures"].items():
+        scores = section["tasks"][task][args.split]
+        line = (
+            f"{task}: temperature {temperature:.3f}; ECE {scores['before']['ece']:.4f} -> "
+            f"{scores['after']['ece']:.4f}, Brier {scores['before']['brier']:.4f} -> {scores['after']['brier']:.4f}"
+        )
+        if task in section["thresholds"]:
+            line += "; thresholds " + ", ".join(f"{v:.3f}" for v in section["thresholds"][task])
+        print(line + f" (on {args.split})")
+    print(f"Calibrated {run_dir}: stored in its config; metrics.json and report.md updated")
     return 0
 
 
@@ -220,7 +253,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `surgellm`."""
-    from .serving.cli import add_export_command, add_predict_arguments, cmd_predict
+    from .serving.cli import add_export_command, add_predict_arguments, add_serve_command, cmd_predict
 
     parser = argparse.ArgumentParser(prog="surgellm", description="SURGELLM on Hugging Face transformers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
+        "calibrate",
+        help="fit a temperature per classification task and a threshold per multi-label label on a split",
+        description="Temperature scaling by NLL per classification task, and per-label thresholds maximising each "
+        "label's F1 for multi-label tasks, fitted on --split of the run's data; stored in the run's config (used "
+        "by predict, export, serve and the pipeline), with ECE and Brier before/after in metrics.json and "
+        "report.md.",
+    )
+    p.add_argument("run_dir", help="run folder (full, frozen-encoder, LoRA run or a `save_adapter` folder)")
+    p.add_argument("--split", default="validation", help="split to fit on (default: validation)")
+    p.add_argument("--data", help="folder laid out as <task>/<split>.jsonl (default: the run's own data)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser(
         "predict",
         help="classify texts (JSONL/CSV/TSV/text, streamed) with a run folder or an ONNX export",
     )
@@ -260,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     add_export_command(sub)
+    add_serve_command(sub)
 
     p = sub.add_parser("compare", help="compare runs or seeds: mean ± SD, Welch + BH, bootstrap CIs, plots")
     p.add_argument("run_dirs", nargs="+")

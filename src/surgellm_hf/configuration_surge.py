@@ -5,6 +5,7 @@ This file is copied to the Hub for ``trust_remote_code`` loading: it imports onl
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,8 +49,12 @@ class SurgeConfig(PreTrainedConfig):
             Problem type per task, one of "single_label" (default), "multi_label", "regression"; saved as an
             ordered list. `problem_type` (transformers' name) is the default task's; without per-task types a given
             `problem_type` applies to every task, with them a `problem_type` that contradicts is refused.
-        task_thresholds (`dict[str, float]` or `list[[str, float]]`, *optional*):
-            Decision threshold on the sigmoid probability of each multi-label task (default 0.5).
+        task_thresholds (`dict[str, float | list[float]]` or `list[[str, ...]]`, *optional*):
+            Decision threshold on the sigmoid probability of each multi-label task (default 0.5): one number for
+            every label of the task, or a list with one per label (what `surgellm calibrate` fits).
+        task_temperatures (`dict[str, float]` or `list[[str, float]]`, *optional*):
+            Temperature of each calibrated classification task: its scores are softmax / sigmoid of logits / T
+            (`surgellm calibrate` fits them on a validation split; a task without one is scored with T = 1).
         iwn_regression_bins (`int`): number of quantile bins of a regression target that IWN uses as classes (4).
         task_label_names (`dict[str, list[str]]` or `list[[str, list[str]]]`, *optional*):
             Label names per task (length must equal the task's label count). `id2label`/`label2id` are those of the
@@ -83,7 +88,8 @@ class SurgeConfig(PreTrainedConfig):
     tasks: dict[str, int] | list | None = None
     task_label_names: dict[str, list[str]] | list | None = None
     task_problem_types: dict[str, str] | list | None = None
-    task_thresholds: dict[str, float] | list | None = None
+    task_thresholds: dict[str, float | list[float]] | list | None = None
+    task_temperatures: dict[str, float] | list | None = None
     iwn_regression_bins: int = 4
     default_task: str | None = None
     use_gate: bool = True
@@ -268,12 +274,31 @@ class SurgeConfig(PreTrainedConfig):
         wrong = [n for n in thresholds if types.get(n) != "multi_label"]
         if wrong:
             raise ValueError(f"`task_thresholds` names task(s) {wrong} that are not multi-label tasks.")
-        for name, value in thresholds.items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-                raise ValueError(f"Threshold of task {name!r} must be a number in (0, 1), got {value!r}.")
         self.task_thresholds = {
-            n: float(thresholds.get(n, 0.5)) for n, k in types.items() if k == "multi_label"
+            n: _check_threshold(n, thresholds.get(n, 0.5), self.tasks[n])
+            for n, k in types.items()
+            if k == "multi_label"
         }
+        temperatures = (
+            {}
+            if self.task_temperatures is None
+            else _pairs_to_dict(self.task_temperatures, "task_temperatures")
+        )
+        wrong = [n for n in temperatures if types.get(n) not in ("single_label", "multi_label")]
+        if wrong:
+            raise ValueError(
+                f"`task_temperatures` names task(s) {wrong} that are not classification tasks "
+                f"(tasks: {self.task_names})."
+            )
+        for name, value in temperatures.items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(f"Temperature of task {name!r} must be a finite number > 0, got {value!r}.")
+        self.task_temperatures = {n: float(temperatures[n]) for n in self.tasks if n in temperatures}
         bins = self.iwn_regression_bins
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
             raise ValueError(f"`iwn_regression_bins` must be an integer >= 2, got {bins!r}.")
@@ -282,8 +307,8 @@ class SurgeConfig(PreTrainedConfig):
         """The problem type of a task (name or id; None: the default task)."""
         return self.task_problem_types[self.task_names[self.task_id(task)]]
 
-    def threshold_of(self, task: str | int | None = None) -> float:
-        """The decision threshold of a multi-label task."""
+    def threshold_of(self, task: str | int | None = None) -> float | list[float]:
+        """The decision threshold of a multi-label task: one number, or one per label (calibrated)."""
         name = self.task_names[self.task_id(task)]
         if name not in self.task_thresholds:
             raise ValueError(
@@ -303,6 +328,7 @@ class SurgeConfig(PreTrainedConfig):
         output["task_thresholds"] = [[name, value] for name, value in self.task_thresholds.items()]
         if isinstance(self.long_text_pool, Mapping):
             output["long_text_pool"] = [[name, pool] for name, pool in self.long_text_pool.items()]
+        output["task_temperatures"] = [[name, value] for name, value in self.task_temperatures.items()]
         if self.task_label_names is not None:
             output["task_label_names"] = [
                 [name, list(self.task_label_names[name])]
@@ -430,6 +456,7 @@ _VALIDATED_ON_LOAD = (
     "task_label_names",
     "task_problem_types",
     "task_thresholds",
+    "task_temperatures",
     "default_task",
     "id2label",
     "label2id",
@@ -471,9 +498,32 @@ def _keep_saved_task_settings(config_dict: dict[str, Any], kwargs: Mapping[str, 
             config_dict["task_thresholds"] = [
                 [n, limits[n]] for n in tasks if n in limits and types.get(n) == "multi_label"
             ]
+        if "task_temperatures" not in kwargs and config_dict.get("task_temperatures") is not None:
+            fitted = _pairs_to_dict(config_dict["task_temperatures"], "task_temperatures")
+            config_dict["task_temperatures"] = [
+                [n, fitted[n]] for n in tasks if n in fitted and types.get(n, "single_label") != "regression"
+            ]
     if "task_label_names" not in kwargs and config_dict.get("task_label_names") is not None:
         names = _pairs_to_dict(config_dict["task_label_names"], "task_label_names")
         config_dict["task_label_names"] = [[n, names[n]] for n in tasks if n in names]
+
+
+def _check_threshold(task: str, value: Any, num_labels: int) -> float | list[float]:
+    """A multi-label task's threshold: a number in (0, 1), or a list of one such number per label."""
+
+    def number(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, numbers.Real) and 0 < v < 1
+
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_labels or not all(number(v) for v in value):
+            raise ValueError(
+                f"Per-label thresholds of task {task!r} must be {num_labels} numbers in (0, 1) (one per label), "
+                f"got {list(value)!r}."
+            )
+        return [float(v) for v in value]
+    if not number(value):
+        raise ValueError(f"Threshold of task {task!r} must be a number in (0, 1), got {value!r}.")
+    return float(value)
 
 
 def _pairs_to_dict(value: Any, field: str) -> dict:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,9 +96,10 @@ def pair_feature_text(text: str, text_pair: str) -> str:
 class _ComplexEntry:
     """An entry that is not a plain word or word prefix: compiled to its own regex, searched only when gated in."""
 
-    __slots__ = ("groups", "pattern", "required_words", "literal")
+    __slots__ = ("key", "groups", "pattern", "required_words", "literal")
 
     def __init__(self, key: str, groups: list[int]):
+        self.key = key
         is_prefix = key.endswith("*")
         body = key[:-1] if is_prefix else key
         parts = body.split(" ")
@@ -142,17 +143,20 @@ class LexiconMatcher:
         self._prefixes = [(stem, tuple(gs)) for stem, gs in prefixes.items()]
         self._complex = [_ComplexEntry(key, gs) for key, gs in complex_.items()]
 
-    def group_counts_into(self, folded: str, row: np.ndarray) -> None:
-        """Add, per group, the number of distinct entries present in the case-folded text `folded` to `row`."""
+    def present_entries(self, folded: str) -> Iterator[tuple[str, Sequence[int]]]:
+        """``(entry key, its groups)`` for every distinct entry present in the case-folded text `folded` (a word
+        prefix's key is its stem plus ``*``)."""
         tokens = set(_WORD_RE.findall(folded))
         for word in tokens & self._word_set if self._words else ():
-            for g in self._words[word]:
-                row[g] += 1
+            yield word, self._words[word]
+        yield from self._other_entries(folded, tokens)
+
+    def _other_entries(self, folded: str, tokens: set[str]) -> Iterator[tuple[str, Sequence[int]]]:
+        """`present_entries` of the word prefixes and the entries that are not one word."""
         for stem, gs in self._prefixes:
             # substring test first (fast, rarely true), then the exact rule: some word starts with the stem
             if stem in folded and any(w.startswith(stem) for w in tokens):
-                for g in gs:
-                    row[g] += 1
+                yield stem + "*", gs
         for entry in self._complex:
             if entry.literal is not None:
                 if entry.literal not in folded:
@@ -160,8 +164,28 @@ class LexiconMatcher:
             elif not entry.required_words <= tokens:
                 continue
             if entry.pattern.search(folded) is not None:
-                for g in entry.groups:
-                    row[g] += 1
+                yield entry.key, entry.groups
+
+    def group_counts_into(self, folded: str, row: np.ndarray) -> None:
+        """Add, per group, the number of distinct entries present in the case-folded text `folded` to `row`."""
+        tokens = set(_WORD_RE.findall(folded))
+        for word in tokens & self._word_set if self._words else ():  # the common case, without a generator
+            for g in self._words[word]:
+                row[g] += 1
+        for _, groups in self._other_entries(folded, tokens):
+            for g in groups:
+                row[g] += 1
+
+    def matches(self, texts: Any) -> list[dict[str, list[str]]]:
+        """Per text, the entry keys present, by group name (groups without a match left out), in group order."""
+        out = []
+        for text in as_text_list(texts):
+            found: dict[int, list[str]] = {}
+            for key, groups in self.present_entries(normalize_text(text).casefold()):
+                for g in groups:
+                    found.setdefault(g, []).append(key)
+            out.append({self.group_names[g]: sorted(found[g]) for g in sorted(found)})
+        return out
 
     def featurize(self, texts: Any) -> np.ndarray:
         """Features of a batch of texts: float32 array [n_texts, n_groups + 6] (see the module docstring)."""

@@ -15,10 +15,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .explaining_surge import explain_batch, explain_every_task
 from .lora import LORA_ADAPTER_CONFIG, load_lora_model
 from .modeling_surge import ADAPTER_CONFIG_NAME, SurgeForSequenceClassification
 from .processing_surge import SurgeProcessor
-from .serving.runtime import SERVING_CONFIG_NAME, TaskScoring, input_depends_on_task, predict_records
+from .serving.runtime import (
+    SERVING_CONFIG_NAME,
+    TaskScoring,
+    input_depends_on_task,
+    predict_records,
+    task_list,
+)
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -125,6 +132,7 @@ class TorchPredictor:
             {t: config.label_names(t) for t in self.task_names},
             config.task_problem_types,
             config.task_thresholds,
+            config.task_temperatures,
         )
 
     @cached_property
@@ -167,16 +175,33 @@ class TorchPredictor:
         with torch.inference_mode():
             return self.model.forward_all_tasks(**inputs).float().cpu().numpy()
 
+    def explain(
+        self, texts: Sequence[str], task: Any = None, text_pairs: Sequence[str | None] | None = None
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """``(logits, explanations)`` of one batch from one encoder pass (`explaining_surge.explain_batch`)."""
+        tasks = task_list(task, len(texts), self.task_names, self.default_task)
+        return explain_batch(self.model, self.processor, texts, tasks, text_pairs)
+
+    def explain_all(self, texts: Sequence[str]) -> tuple[Any, list[dict[str, dict[str, Any]]]]:
+        """``(all_logits, one {task: explanation} per text)``: `explaining_surge.explain_every_task`."""
+        return explain_every_task(self.model, self.processor, texts, self.all_tasks_in_one_pass)
+
     def predict(
         self,
         texts: str | Sequence[str],
         task: Any = None,
         batch_size: int = 32,
         text_pairs: Sequence[str | None] | None = None,
+        threshold: Any = None,
+        explain: bool = False,
     ) -> list[dict[str, Any]]:
         """Records in input order (batched longest first), each task scored by its problem type; ``task="all"``:
-        every task per text. `text_pairs`: the second text of each sentence pair, None for single-text rows."""
-        return predict_records(self, texts, task, batch_size, text_pairs, prefix=self.processor.prefix)
+        every task per text. `text_pairs`: the second text of each sentence pair, None for single-text rows;
+        `threshold` overrides the multi-label thresholds for this call; `explain` adds each record's
+        ``explanation`` (`explaining_surge`)."""
+        return predict_records(
+            self, texts, task, batch_size, text_pairs, self.processor.prefix, threshold, explain
+        )
 
 
 def predict_texts(
@@ -186,18 +211,23 @@ def predict_texts(
     tasks: str | Sequence[str] | None = None,
     batch_size: int = 32,
     text_pairs: Sequence[str | None] | None = None,
+    threshold: Any = None,
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
     """Classify texts, each under its task (a name per text, one name for all, the model's default task, or
     ``"all"``: every task); `TorchPredictor.predict` of `model` and `processor`.
 
     `text_pairs`: the second texts of sentence pairs, one entry per text (None for rows of single-text tasks).
+    `threshold`: the multi-label decision threshold for this call (a number for every multi-label task, or
+    ``{task: number or one per label}``; default: the model's, per label once calibrated). `explain`: each
+    record gets an ``explanation`` of what the lexical features did (docs/serving.md#explanations).
 
     Returns one record per text: task, label id, label name and the probability of every label of that task.
     A multi-label task's record holds the lists of predicted label ids and names (sigmoid probability >= the
     task's threshold) and every label's sigmoid probability; a regression task's record its value under
     ``value`` (label and label_name None, scores ``{name: value}``).
     """
-    return TorchPredictor(model, processor).predict(texts, tasks, batch_size, text_pairs)
+    return TorchPredictor(model, processor).predict(texts, tasks, batch_size, text_pairs, threshold, explain)
 
 
 __all__ = [

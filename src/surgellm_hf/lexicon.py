@@ -307,6 +307,21 @@ class Lexicon:
             self._matcher = LexiconMatcher(list(self._groups.items()))
         return self._matcher.featurize(texts)
 
+    def matches(self, texts: Any) -> list[dict[str, list[str]]]:
+        """Per text (or for one string, a list of one), the lexicon entries present in it by group, as the
+        lexicon spells them (groups without a match left out): what the group counts of `featurize` count."""
+        if self._matcher is None:
+            self._matcher = LexiconMatcher(list(self._groups.items()))
+        spelled = {
+            (group, normalize_entry(entry)): entry
+            for group, entries in self._groups.items()
+            for entry in entries
+        }
+        return [
+            {group: [spelled[(group, key)] for key in keys] for group, keys in found.items()}
+            for found in self._matcher.matches(texts)
+        ]
+
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: {"format", "format_version", "name", "metadata", "groups": [{"name", "entries"}...]}."""

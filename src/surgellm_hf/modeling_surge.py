@@ -78,6 +78,21 @@ class SurgeSequenceClassifierOutput(SequenceClassifierOutput):
     gate: torch.FloatTensor | None = None
 
 
+@dataclass
+class SurgeFeatureExplanationOutput(ModelOutput):
+    """Output of `SurgeForSequenceClassification.explain_features`: the logits, each row's mean gate value, the
+    normalized features the gate saw, and the logits with each feature set to its task's mean (``[batch,
+    num_features, max_num_labels]``) beside the unchanged rows' logits computed in the same batch
+    (``reference_logits``; contributions are reference minus counterfactual); both None without the gate or
+    without fitted statistics."""
+
+    logits: torch.FloatTensor | None = None
+    mean_gate: torch.FloatTensor | None = None
+    normalized_features: torch.FloatTensor | None = None
+    reference_logits: torch.FloatTensor | None = None
+    counterfactual_logits: torch.FloatTensor | None = None
+
+
 class SurgeFeatureNormalizer(nn.Module):
     """Frozen per-task feature statistics (buffers, saved with the weights), fitted once from training data."""
 
@@ -846,23 +861,24 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         lexical_features: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         num_windows: torch.LongTensor | None = None,
+        first_token_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[batch, num_tasks, max_num_labels]`` logits of every task from ONE encoder pass.
 
         Valid when the encoder input does not depend on the task (no prefix, or a prefix without the task token;
         never with a soft prefix, whose virtual tokens carry the task): the light modules (normalization, task
         embedding, gate, fusion) and each head then run once per task on the shared first-token states (pooled per
-        task's `long_text_pool` when ``num_windows`` is given). Padding columns hold the dtype's minimum, as in
-        `forward`.
+        task's `long_text_pool` when ``num_windows`` is given; `first_token_state`: states already computed, no
+        encoder pass). Padding columns hold the dtype's minimum, as in `forward`.
         """
         if self.surge.soft_prefix is not None:
             raise ValueError(
                 "forward_all_tasks needs an encoder input that does not depend on the task, but this model's soft "
                 "prefix puts the task into the encoder input; run `forward` once per task instead."
             )
-        ref = input_ids if input_ids is not None else inputs_embeds
+        ref = next((x for x in (input_ids, inputs_embeds, first_token_state) if x is not None), None)
         if ref is None:
-            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+            raise ValueError("Pass exactly one of `input_ids`, `inputs_embeds` or `first_token_state`.")
         if num_windows is not None:
             num_windows = self.surge._check_windows(num_windows, ref.shape[0], ref.device)
         batch_size = ref.shape[0] if num_windows is None else num_windows.shape[0]
@@ -874,15 +890,86 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
                     f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
                     "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
                 )
-        states = self.surge.encode(
-            input_ids, attention_mask, token_type_ids, inputs_embeds
-        ).last_hidden_state[:, 0]
+        if first_token_state is not None:
+            states = first_token_state
+        else:
+            states = self.surge.encode(
+                input_ids, attention_mask, token_type_ids, inputs_embeds
+            ).last_hidden_state[:, 0]
         out = []
         for t in range(len(self.heads)):
             task_ids = torch.full((batch_size,), t, dtype=torch.long, device=states.device)
             h = states if num_windows is None else self.surge.pool(states, num_windows, task_ids)
             out.append(self._head_logits(t, self.surge.fuse(h, lexical_features, task_ids)[0]))
         return torch.stack(out, dim=1)
+
+    @torch.no_grad()
+    def explain_features(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        lexical_features: torch.Tensor | None = None,
+        task_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        first_token_state: torch.Tensor | None = None,
+        num_windows: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SurgeFeatureExplanationOutput:
+        """The logits of one forward pass plus, per feature j, the logits with raw feature j set to its task's mean
+        in the fitted statistics (its normalized value then 0), every other input unchanged.
+
+        The encoder runs once: the counterfactuals reuse its first-token states and cost one pass of the fusion
+        modules and heads over ``batch * num_features`` rows. A prefix is part of the encoder input, so what a
+        feature does through the prefix tokens is not in the counterfactuals. Without the gate (the features do
+        not reach the model) or without statistics (``norm="none"``: no task mean) they are None.
+        """
+        out = self.surge(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            lexical_features=lexical_features,
+            task_ids=task_ids,
+            inputs_embeds=inputs_embeds,
+            first_token_state=first_token_state,
+            num_windows=num_windows,
+            output_gate=True,
+            return_dict=True,
+        )
+        ref = next(x for x in (input_ids, inputs_embeds, first_token_state) if x is not None)
+        batch_size = ref.shape[0] if num_windows is None else torch.as_tensor(num_windows).shape[0]
+        task_ids = self.surge._resolve_task_ids(task_ids, batch_size, ref.device)
+        logits = self._route_heads(out.pooled_output, task_ids)
+        if not self.config.use_gate:
+            return SurgeFeatureExplanationOutput(logits=logits)
+        h = (
+            out.last_hidden_state[:, 0]
+            if first_token_state is None
+            else first_token_state.to(self.surge.encoder.get_input_embeddings().weight.dtype)
+        )
+        if num_windows is not None:  # a long text's window states, pooled per example as in `forward`
+            h = self.surge.pool(h, torch.as_tensor(num_windows, device=h.device).long(), task_ids)
+        feats = torch.as_tensor(lexical_features).to(device=h.device, dtype=torch.float32)
+        normalized = feats if self.config.norm == "none" else self.surge.normalizer(feats, task_ids)
+        reference = counterfactual = None
+        if self.config.norm != "none":
+            batch, width = feats.shape
+            diagonal = torch.arange(1, width + 1, device=h.device)
+            # row (i, 0): example i as it is; row (i, j): example i with feature j - 1 at its task's mean. The
+            # reference runs in the same batch as the counterfactuals, so an unchanged feature contributes 0.
+            moved = feats.unsqueeze(1).repeat(1, width + 1, 1)
+            moved[:, diagonal, diagonal - 1] = self.surge.normalizer.mean[task_ids]
+            rows = task_ids.repeat_interleave(width + 1)
+            z, _ = self.surge.fuse(h.repeat_interleave(width + 1, dim=0), moved.view(-1, width), rows)
+            both = self._route_heads(z, rows).view(batch, width + 1, -1)
+            reference, counterfactual = both[:, 0], both[:, 1:]
+        return SurgeFeatureExplanationOutput(
+            logits=logits,
+            mean_gate=out.gate.float().mean(dim=-1),
+            normalized_features=normalized,
+            reference_logits=reference,
+            counterfactual_logits=counterfactual,
+        )
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """Refuse unfitted statistics before any upload, then push as transformers does.
@@ -1057,6 +1144,7 @@ __all__ = [
     "SurgeForSequenceClassification",
     "SurgeModelOutput",
     "SurgeSequenceClassifierOutput",
+    "SurgeFeatureExplanationOutput",
     "SurgeFeatureNormalizer",
     "SurgeSoftPrefix",
     "pool_windows",

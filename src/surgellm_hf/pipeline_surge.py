@@ -20,6 +20,8 @@ import torch
 from transformers import Pipeline
 from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
 
+from .explaining_surge import explain_batch
+
 PIPELINE_TASK = "text-classification"
 _WINDOWS = "windows"
 _PER_TEXT = ("lexical_features", "task_ids", "num_windows")
@@ -69,7 +71,13 @@ class SurgeTextClassificationPipeline(Pipeline):
     text, ``None`` for all; as in the stock pipeline) and ``function_to_apply`` (``"softmax"``, ``"sigmoid"``,
     ``"none"``; by default softmax for a single-label task, sigmoid for a multi-label task and the raw value for a
     regression task, as in transformers). Scores cover only the chosen task's own labels, named from
-    ``config.task_label_names``.
+    ``config.task_label_names``; a task with a fitted temperature (``config.task_temperatures``, `surgellm
+    calibrate`) is scored from logits / T.
+
+    ``threshold`` (multi-label tasks): keep only the labels whose score reaches it: a number, one number per label,
+    or ``"model"`` for the model's own (``config.task_thresholds``, per label once calibrated). ``explain=True``
+    returns ``{"predictions": <the usual output>, "explanation": {...}}`` per text (see `explaining_surge`; with
+    ``batch_size`` 1).
     """
 
     _load_processor = True
@@ -97,16 +105,29 @@ class SurgeTextClassificationPipeline(Pipeline):
             raise TypeError(f"`task` must be a task name (one of {config.task_names}), got {task!r}.")
         return config.task_names[config.task_id(task)]  # None: the default task; unknown names raise
 
-    def _sanitize_parameters(self, task=None, default_task=None, top_k="", function_to_apply=None, **kwargs):
+    def _sanitize_parameters(
+        self,
+        task=None,
+        default_task=None,
+        top_k="",
+        function_to_apply=None,
+        threshold=None,
+        explain=None,
+        **kwargs,
+    ):
         if kwargs:
             raise TypeError(
                 f"Unexpected argument(s) {sorted(kwargs)} for the SURGELLM text-classification pipeline."
             )
-        preprocess, postprocess = {}, {}
+        preprocess, forward, postprocess = {}, {}, {}
         chosen = task if task is not None else default_task
         if chosen is not None:
             chosen = self._resolve_task(chosen)
             preprocess["task"] = postprocess["task"] = chosen
+        if explain is not None:
+            preprocess["explain"] = forward["explain"] = postprocess["explain"] = bool(explain)
+        if threshold is not None:
+            postprocess["threshold"] = threshold
         if isinstance(top_k, int) or top_k is None:
             if isinstance(top_k, int) and top_k < 1:
                 raise ValueError(f"`top_k` must be a positive integer or None, got {top_k}.")
@@ -121,7 +142,7 @@ class SurgeTextClassificationPipeline(Pipeline):
                 ) from err
         if function_to_apply is not None:
             postprocess["function_to_apply"] = function_to_apply
-        return preprocess, {}, postprocess
+        return preprocess, forward, postprocess
 
     def __call__(
         self, inputs: str | dict[str, str] | list[str] | list[dict[str, str]], **kwargs: Any
@@ -147,8 +168,13 @@ class SurgeTextClassificationPipeline(Pipeline):
             return [result]  # the stock text-classification pipeline wraps a single text's answer in a list
         return result
 
-    def preprocess(self, inputs: str | dict[str, str], task: str | None = None) -> dict[str, Any]:
+    def preprocess(
+        self, inputs: str | dict[str, str], task: str | None = None, explain: bool = False
+    ) -> dict[str, Any]:
         task = self._resolve_task(task)
+        if explain:  # the texts themselves: explain_batch encodes them and finds their lexicon entries
+            pair = inputs["text_pair"] if isinstance(inputs, dict) else None
+            return {"_explain": (inputs["text"] if isinstance(inputs, dict) else inputs, pair, task)}
         if isinstance(inputs, dict):
             encoded = self.processor(
                 [inputs["text"]], text_pair=[inputs["text_pair"]], task=task, return_tensors="pt"
@@ -162,7 +188,14 @@ class SurgeTextClassificationPipeline(Pipeline):
             encoded[_WINDOWS] = {k: encoded.pop(k) for k in list(encoded) if k not in _PER_TEXT}
         return encoded
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _forward(self, model_inputs: dict[str, Any], explain: bool = False) -> dict[str, Any]:
+        if explain:
+            text, pair, task = model_inputs["_explain"]
+            logits, explanations = explain_batch(
+                self.model, self.processor, [text], [task], None if pair is None else [pair]
+            )
+            task_ids = torch.tensor([self.model.config.task_id(task)])
+            return {"logits": torch.from_numpy(logits), "task_ids": task_ids, "explanation": explanations[0]}
         model_inputs = dict(model_inputs)
         if _WINDOWS in model_inputs:
             model_inputs.update(self._join_windows(model_inputs.pop(_WINDOWS)))
@@ -190,7 +223,14 @@ class SurgeTextClassificationPipeline(Pipeline):
         return out
 
     def postprocess(
-        self, model_outputs, task: str | None = None, function_to_apply=None, top_k=1, _legacy=True
+        self,
+        model_outputs,
+        task: str | None = None,
+        function_to_apply=None,
+        top_k=1,
+        _legacy=True,
+        threshold=None,
+        explain: bool = False,
     ):
         config = self.model.config
         task = self._resolve_task(task)
@@ -200,6 +240,9 @@ class SurgeTextClassificationPipeline(Pipeline):
         logits = model_outputs["logits"][0].float().numpy()
         kind = config.task_problem_types[task]  # defaults as transformers': per problem type
         function_to_apply = function_to_apply or _DEFAULT_FUNCTION[kind]
+        temperature = (getattr(config, "task_temperatures", None) or {}).get(task)
+        if temperature is not None and function_to_apply != ClassificationFunction.NONE:
+            logits = logits[:num_labels] / temperature
         if function_to_apply == ClassificationFunction.SOFTMAX:
             scores = task_probabilities(logits, num_labels)
         elif function_to_apply == ClassificationFunction.SIGMOID:
@@ -207,12 +250,37 @@ class SurgeTextClassificationPipeline(Pipeline):
         else:
             scores = logits[:num_labels]
         labels = config.label_names(task)
-        if top_k == 1 and _legacy:
+        limit = self._threshold(task, threshold)
+        if top_k == 1 and _legacy and limit is None:
             best = int(scores.argmax())
-            return {"label": labels[best], "score": float(scores[best])}
-        ranked = [{"label": labels[i], "score": float(s)} for i, s in enumerate(scores)]
-        ranked.sort(key=lambda d: d["score"], reverse=True)
-        return ranked if top_k is None else ranked[:top_k]
+            result: Any = {"label": labels[best], "score": float(scores[best])}
+        else:
+            kept = range(len(scores)) if limit is None else np.flatnonzero(scores >= limit)
+            ranked = [{"label": labels[i], "score": float(scores[i])} for i in kept]
+            ranked.sort(key=lambda d: d["score"], reverse=True)
+            result = ranked if top_k is None or limit is not None else ranked[:top_k]
+        if explain:
+            return {"predictions": result, "explanation": model_outputs["explanation"]}
+        return result
+
+    def _threshold(self, task: str, threshold: Any) -> np.ndarray | None:
+        """The per-label decision thresholds a call asked for (None: rank every label, as the stock pipeline)."""
+        if threshold is None:
+            return None
+        config = self.model.config
+        if config.task_problem_types[task] != "multi_label":
+            raise ValueError(
+                f"`threshold` is for multi-label tasks; task {task!r} is {config.problem_type_of(task)}."
+            )
+        value = (
+            config.threshold_of(task) if isinstance(threshold, str) and threshold == "model" else threshold
+        )
+        limit = np.broadcast_to(np.asarray(value, dtype=np.float64), (config.tasks[task],))
+        if not np.all((limit > 0) & (limit < 1)):
+            raise ValueError(
+                f"`threshold` must be in (0, 1) (a number, one per label, or 'model'), got {threshold!r}."
+            )
+        return limit
 
 
 __all__ = ["SurgeTextClassificationPipeline", "surge_custom_pipelines", "task_probabilities", "PIPELINE_TASK"]

@@ -209,7 +209,15 @@ plain, plain_processor = build(prefix="text", seed=2)
 plain.push_to_hub({PLAIN_REPO!r})
 plain_processor.push_to_hub({PLAIN_REPO!r})
 update_model_card({PLAIN_REPO!r})
-result({{{RUN_REPO!r}: author_logits(model, processor), {PLAIN_REPO!r}: author_logits(plain, plain_processor)}})
+from surgellm_hf.inference import predict_texts
+records = {{
+    "sst2": predict_texts(model, processor, TEXTS, tasks="sst2"),
+    "all": predict_texts(model, processor, TEXTS, tasks="all"),
+    "explained": predict_texts(model, processor, TEXTS[:2], tasks="aspect", explain=True, batch_size=8),
+    "one": predict_texts(model, processor, [TEXTS[0]], tasks="aspect"),
+}}
+result({{{RUN_REPO!r}: author_logits(model, processor), {PLAIN_REPO!r}: author_logits(plain, plain_processor),
+        "records": records}})
 """,
         surgellm=True,
     )
@@ -239,6 +247,10 @@ def test_surgellm_push_uploads_everything_in_one_commit(published):
         "processing_surge.py",
         "lexicon.py",
         "features.py",
+        "explaining_surge.py",
+        "handler.py",
+        "surgellm_runtime.py",
+        "requirements.txt",
     }
     assert expected <= files, expected - files
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)  # safetensors only
@@ -265,6 +277,56 @@ def test_surgellm_push_uploads_everything_in_one_commit(published):
     _check_remote_code_imports(hub, RUN_REPO)
 
 
+def test_the_pushed_repo_deploys_with_its_handler_without_the_package(published):
+    """Inference Endpoints' custom-handler route: the repo pulled in a fresh process without surgellm_hf, only the
+    distributions requirements.txt names (installed here, at versions it allows), `EndpointHandler(path)(data)`
+    gives the author's predict_texts records."""
+    session, author = published
+    assert {"handler.py", "surgellm_runtime.py", "requirements.txt"} <= set(session.hub.files(RUN_REPO))
+    user = session.run_python(
+        f"""
+import importlib.metadata, importlib.util, json, sys
+from huggingface_hub import snapshot_download
+from packaging.requirements import Requirement
+
+path = snapshot_download({RUN_REPO!r})
+needs = [Requirement(line) for line in open(path + "/requirements.txt").read().split()]
+versions = {{r.name: importlib.metadata.version(r.name) for r in needs}}
+unmet = [str(r) for r in needs if not r.specifier.contains(versions[r.name], prereleases=True)]
+spec = importlib.util.spec_from_file_location("handler", path + "/handler.py")
+handler_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(handler_module)
+handler = handler_module.EndpointHandler(path)
+texts = {TEXTS!r}
+answers = {{
+    "sst2": handler({{"inputs": texts, "parameters": {{"task": "sst2"}}}}),
+    "all": handler({{"inputs": texts, "parameters": {{"task": "all"}}}}),
+    "explained": handler({{"inputs": texts[:2], "parameters": {{"task": "aspect", "explain": True, "batch_size": 8}}}}),
+    "one": handler({{"inputs": texts[0]}}),
+}}
+try:
+    handler({{"inputs": texts, "parameters": {{"task": "nosuch"}}}})
+    bad = "accepted"
+except ValueError as err:
+    bad = str(err)
+result({{"needs": [r.name for r in needs], "unmet": unmet, "answers": json.loads(json.dumps(answers)), "bad": bad,
+        "package": "surgellm_hf" in sys.modules}})
+"""
+    )
+    assert user["unmet"] == [] and {"torch", "transformers", "numpy"} <= set(user["needs"])
+    assert user["package"] is False
+    records = json.loads(json.dumps(author["records"]))
+    for key in ("sst2", "all", "explained"):  # the same batches as the author's: the same bytes
+        assert user["answers"][key] == records[key], key
+    (one,), (want,) = (
+        user["answers"]["one"],
+        records["one"],
+    )  # a lone text: its own kernel path, float precision
+    assert (one["task"], one["label"]) == (want["task"], want["label"]) and want["task"] == "aspect"
+    np.testing.assert_allclose(list(one["scores"].values()), list(want["scores"].values()), atol=1e-6)
+    assert "unknown task 'nosuch'" in user["bad"]
+
+
 def test_run_card_shows_tasks_metrics_lexicon_variant_and_usage(published):
     card = ModelCard(published[0].hub.read(RUN_REPO, "README.md").decode())
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
@@ -288,6 +350,7 @@ def test_run_card_shows_tasks_metrics_lexicon_variant_and_usage(published):
         "| learning_rate | 1.5e-05 |",
         "## Intended use",
         "## Limitations",
+        "**Inference Endpoints.** This repo carries `handler.py`",
     ):
         assert snippet in card.text, snippet
 

@@ -24,6 +24,12 @@ METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "precision", "recall", "roc_
 TYPE_METRICS: tuple[str, ...] = ("micro_f1", "subset_accuracy", "pearson", "spearman", "rmse")
 """Further per-task metrics of multi-label (micro_f1, subset_accuracy; macro_f1 is shared) and regression tasks."""
 
+CALIBRATION_METRICS: tuple[str, ...] = ("ece", "brier")
+"""Per-task calibration metrics of classification tasks (`calibration_metrics`): expected calibration error over
+`ECE_BINS` equal-width bins and the Brier score."""
+
+ECE_BINS = 15
+
 AVERAGE = "average"
 """Key of the unweighted mean over tasks in aggregated results (a task may not use this name)."""
 
@@ -219,3 +225,47 @@ def summarize_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, fl
         if all(metric in m for m in per_task.values()):
             out[f"avg_{metric}"] = float(np.mean([float(m[metric]) for m in per_task.values()]))
     return out
+
+
+def expected_calibration_error(confidence: Any, outcome: Any, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error: the mean over `n_bins` equal-width bins of (0, 1] (a bin holds the
+    probabilities p with lower < p <= upper; p = 0 goes to the first) of |mean outcome - mean probability|,
+    weighted by the bin's share of the rows."""
+    p = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    y = np.asarray(outcome, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError(
+            f"confidence and outcome must be non-empty and of one length, got {p.shape}, {y.shape}"
+        )
+    bins = np.clip(np.ceil(p * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        rows = bins == b
+        total += rows.sum() / p.size * abs(y[rows].mean() - p[rows].mean())
+    return float(total)
+
+
+def calibration_metrics(y_true: Any, y_score: Any, problem_type: str = "single_label") -> dict[str, float]:
+    """``ece`` (15 bins) and ``brier`` of one classification task's scores.
+
+    Single-label (class ids, softmax rows ``[n, K]``): ECE of the top label (confidence = the largest probability,
+    outcome = whether that label is right); Brier = the mean over rows of the squared distance between the
+    probability row and the one-hot label, summed over the K classes (Brier 1950; 0 is perfect, 2 the worst).
+    Multi-label (multi-hot ``[n, L]``, sigmoid ``[n, L]``): every (row, label) is one binary event, ECE compares
+    each bin's mean probability with its share of positives, Brier is the mean squared error over rows and labels.
+    """
+    prob = np.asarray(y_score, dtype=np.float64)
+    if problem_type == "multi_label":
+        y = np.asarray(y_true, dtype=np.float64)
+        if y.shape != prob.shape:
+            raise ValueError(f"y_true {y.shape} and y_score {prob.shape} differ in shape")
+        return {
+            "ece": expected_calibration_error(prob, y),
+            "brier": float(np.mean((prob - y) ** 2)),
+        }
+    y = _as_labels(y_true, "y_true", prob.shape[1])
+    one_hot = np.eye(prob.shape[1])[y]
+    return {
+        "ece": expected_calibration_error(prob.max(axis=1), prob.argmax(axis=1) == y),
+        "brier": float(np.mean(np.sum((prob - one_hot) ** 2, axis=1))),
+    }

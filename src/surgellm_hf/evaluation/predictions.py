@@ -15,6 +15,7 @@ from ..pipeline_surge import task_probabilities
 from ..serving.runtime import split_by_task
 from .metrics import (
     UNDEFINED_CORRELATION,
+    calibration_metrics,
     correlation_undefined_reason,
     multi_label_metrics,
     regression_metrics,
@@ -29,12 +30,14 @@ def per_task_predictions(
     task_ids: np.ndarray,
     tasks: Mapping[str, int],
     problem_types: Mapping[str, str] | None = None,
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    temperatures: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Split padded logits by task: {task: {'index', 'y_pred', 'score'}}. Single-label: score = softmax over the
     task's own labels, y_pred its argmax; multi-label: score = per-label sigmoid [n, L], y_pred the multi-hot
-    ``score >= threshold`` (default 0.5); regression: score = y_pred = the output value [n]."""
-    return split_by_task(logits, task_ids, tasks, problem_types, thresholds, task_probabilities)
+    ``score >= threshold`` (default 0.5; one number or one per label); regression: score = y_pred = the output
+    value [n]. A task with a temperature is scored from logits / T."""
+    return split_by_task(logits, task_ids, tasks, problem_types, thresholds, task_probabilities, temperatures)
 
 
 def task_scores(
@@ -57,13 +60,20 @@ def task_scores(
         )
     matrix = label_matrix(np.asarray(labels)[pred["index"]])
     if problem_type == "multi_label":
-        return multi_label_metrics(matrix[:, :num_labels], pred["score"], threshold)
+        y = matrix[:, :num_labels]
+        return {
+            **multi_label_metrics(y, pred["score"], threshold),
+            **calibration_metrics(y, pred["score"], "multi_label"),
+        }
     if problem_type == "regression":
         reason = correlation_undefined_reason(matrix[:, 0], pred["y_pred"])
         if reason:
             logger.warning("task %r: %s", task, UNDEFINED_CORRELATION.format(reason=reason))
         return regression_metrics(matrix[:, 0], pred["y_pred"])
-    return task_metrics(matrix[:, 0], pred["y_pred"], pred["score"], num_labels=num_labels)
+    return {
+        **task_metrics(matrix[:, 0], pred["y_pred"], pred["score"], num_labels=num_labels),
+        **calibration_metrics(matrix[:, 0], pred["score"]),
+    }
 
 
 @torch.no_grad()
@@ -114,17 +124,20 @@ def evaluate_predictions(
     tasks: Mapping[str, int],
     ids: Sequence[str] | None = None,
     problem_types: Mapping[str, str] | None = None,
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
     label_names: Mapping[str, Sequence[str]] | None = None,
+    temperatures: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
     """Per-task metrics and prediction records ({y_true, y_pred, score, gate, id}) from `predict_split` output.
 
     Records by problem type: single-label class ids; multi-label lists of label names (``label_names``, default
     ``LABEL_<i>``) with the per-label probabilities as score; regression the target and the predicted value.
+    Classification tasks also get ``ece`` and ``brier`` (`metrics.calibration_metrics`), of the scores under the
+    tasks' `temperatures` (none: the raw softmax / sigmoid).
     """
     metrics, records = {}, {}
     types, limits = problem_types or {}, thresholds or {}
-    per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits)
+    per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits, temperatures)
     for name, p in per_task.items():
         kind = types.get(name, "single_label")
         metrics[name] = task_scores(pred["labels"], p, tasks[name], kind, limits.get(name, 0.5), task=name)

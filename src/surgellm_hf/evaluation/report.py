@@ -13,7 +13,8 @@ import numpy as np
 from ..atomic_io import atomic_write_text
 from ..data.task_spec import EVALUATION_SPLITS
 from .comparison import Comparison, compare_runs
-from .metrics import AVERAGE, METRICS, TYPE_METRICS
+from .explanations import top_features_table
+from .metrics import AVERAGE, CALIBRATION_METRICS, METRICS, TYPE_METRICS
 from .run_io import RunRecord, load_run
 
 
@@ -195,7 +196,7 @@ def write_run_report(run_dir: str | os.PathLike) -> Path:
     )
     lines = ["", "## Per-task metrics", ""]
     present = {k for by_split in record.tasks.values() for m in by_split.values() for k in m}
-    columns = [*METRICS, *(k for k in TYPE_METRICS if k in present)]
+    columns = [*METRICS, *(k for k in (*TYPE_METRICS, *CALIBRATION_METRICS) if k in present)]
     average = (
         "**average macro-F1**"
         if "pearson" not in present
@@ -233,6 +234,49 @@ def write_run_report(run_dir: str | os.PathLike) -> Path:
                 + ", ".join(f"{h['epoch']:.0f}: {h['avg_macro_f1']:.4f}" for h in history),
                 "",
             ]
+    lines += _contribution_lines(record.extra.get("feature_contributions"))
+    lines += calibration_lines(record.extra.get("calibration"))
     with open(path, "a", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path
+
+
+def _contribution_lines(summary: Mapping[str, Any] | None) -> list[str]:
+    """The report's section on the features with the largest mean |contribution| per task."""
+    if not summary:
+        return []
+    head = [
+        f"## Features that drive the decisions ({summary.get('split', 'validation')})",
+        "",
+        "Mean |change| of each task's decision (the predicted label's logit; a multi-label task's label logits; a "
+        "regression task's value) when a feature is set to its task's mean, largest first.",
+        "",
+    ]
+    table = top_features_table(dict(summary))
+    return head + (table or [f"None: {summary.get('note', 'no contributions')}."]) + [""]
+
+
+def calibration_lines(section: Mapping[str, Any] | None) -> list[str]:
+    """Markdown lines of a run's calibration (metrics.json ``calibration``): fitted values, ECE / Brier / NLL
+    before and after on each split (empty when the run was not calibrated)."""
+    if not section:
+        return []
+    lines = [
+        f"## Calibration (fitted on {section['split']})",
+        "",
+        "| task | split | temperature | thresholds | ECE before | ECE after | Brier before | Brier after | "
+        "NLL before | NLL after |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task, by_split in section["tasks"].items():
+        temperature = section["temperatures"].get(task)
+        limits = section["thresholds"].get(task)
+        shown = "–" if limits is None else ", ".join(f"{v:.3f}" for v in limits)
+        for split, scores in by_split.items():
+            before, after = scores["before"], scores["after"]
+            lines.append(
+                f"| {task} | {split} | {_fmt(temperature)} | {shown} | {_fmt(before['ece'], 4)} | "
+                f"{_fmt(after['ece'], 4)} | {_fmt(before['brier'], 4)} | {_fmt(after['brier'], 4)} | "
+                f"{_fmt(before['nll'], 4)} | {_fmt(after['nll'], 4)} |"
+            )
+    return lines + [""]

@@ -38,6 +38,8 @@ _METRIC_TITLES = {
     "roc_auc": "ROC-AUC",
     "micro_f1": "micro-F1",
     "subset_accuracy": "subset accuracy",
+    "ece": "ECE (15 bins)",
+    "brier": "Brier score",
     "pearson": "Pearson r",
     "spearman": "Spearman rho",
     "rmse": "RMSE",
@@ -199,6 +201,16 @@ class SurgeModelCardData:
             "help": "With adapter_only: the adapter is a PEFT LoRA adapter (a `lora:` run); usage differs."
         },
     )
+    feature_contributions: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "A run's features by mean |contribution| per task (metrics.json feature_contributions)."
+        },
+    )
+    calibration: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Fitted temperatures and thresholds, with a run's ECE / Brier before and after."},
+    )
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -269,6 +281,10 @@ class SurgeModelCardData:
             if getattr(processor, "max_length", None) is not None:
                 settings["max length (tokens)"] = processor.max_length
         lexicon = getattr(processor, "lexicon", None)
+        temperatures = dict(getattr(config, "task_temperatures", None) or {})
+        limitations = list(_DEFAULT_LIMITATIONS)
+        if temperatures:
+            limitations[-1] = _calibrated_caveat(temperatures, config)
         fields: dict[str, Any] = {
             "model_name": repo_id or getattr(config, "_name_or_path", None) or "surgellm-model",
             "tasks": tasks,
@@ -282,6 +298,8 @@ class SurgeModelCardData:
             "metrics": _metrics_by_split(metrics or {}),
             "training": dict(training or {}),
             "datasets": sorted({d for d in datasets.values() if is_hub_id(d)}),
+            "limitations": limitations,
+            "calibration": {"temperatures": temperatures} if temperatures else {},
         }
         fields.update(overrides)
         return cls(**fields)
@@ -329,6 +347,12 @@ class SurgeModelCardData:
             "datasets",
             record.extra.get("datasets") if isinstance(record.extra.get("datasets"), dict) else None,
         )
+        if isinstance(record.extra.get("feature_contributions"), dict):
+            kw.setdefault("feature_contributions", record.extra["feature_contributions"])
+        if isinstance(record.extra.get("calibration"), dict) and getattr(
+            model.config, "task_temperatures", None
+        ):
+            kw.setdefault("calibration", record.extra["calibration"])
         return cls.from_model(
             model,
             processor,
@@ -436,6 +460,9 @@ class SurgeModelCardData:
             "environment": _environment_lines(self),
             "versions": sorted((self.environment.get("versions") or {}).items()),
             # the usage snippets' inputs: a string, or for a sentence-pair task a {"text", "text_pair"} dict
+            "contribution_lines": _contribution_table(self.feature_contributions),
+            "feature_contributions_split": self.feature_contributions.get("split", "validation"),
+            "calibration_lines": _calibration_table(self.calibration),
             "pipeline_inputs": {t.name: _pipeline_input(self, t.text_pair) for t in self.tasks},
             "processor_inputs": f"[{_quoted(self.example_text)}]"
             + (f", text_pair=[{_quoted(self.example_text_pair)}]" if default.text_pair else ""),
@@ -460,6 +487,37 @@ _EMPTY_LEXICON = {
     "groups": [],
     "metadata": None,
 }
+
+
+def _calibrated_caveat(temperatures: Mapping[str, float], config: Any) -> str:
+    """The limitation that replaces "scores are not calibrated" once temperatures were fitted."""
+    named = ", ".join(f"`{t}` (T = {v:.3g})" for t, v in temperatures.items())
+    rest = [t for t, k in config.task_problem_types.items() if k != "regression" and t not in temperatures]
+    text = (
+        f"Scores of {named} are temperature-scaled (`surgellm calibrate`): calibrated on the split they were "
+        "fitted on, and only as far as new data resembles it."
+    )
+    if rest:
+        text += f" Scores of {', '.join(f'`{t}`' for t in rest)} are not calibrated."
+    return text + " A regression task's output is the model's raw estimate of the target."
+
+
+def _contribution_table(summary: Mapping[str, Any]) -> list[str]:
+    from ..evaluation.explanations import top_features_table
+
+    return top_features_table(dict(summary)) if summary else []
+
+
+def _calibration_table(calibration: Mapping[str, Any]) -> list[str]:
+    """Markdown lines: a run's calibration table, or the fitted temperatures alone (a model without its run)."""
+    from ..evaluation.report import calibration_lines
+
+    if calibration.get("tasks"):
+        return calibration_lines(calibration)[2:]  # the card has its own heading
+    temperatures = calibration.get("temperatures") or {}
+    if not temperatures:
+        return []
+    return ["| task | temperature |", "|---|---:|"] + [f"| {t} | {v:.3f} |" for t, v in temperatures.items()]
 
 
 def _lexicon_summary(lexicon: Any, max_examples: int = 8) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Everything is checked before anything is uploaded (repo id, fitted normalization statistics, processor/model
 agreement), so a refused push leaves the Hub untouched. The uploaded folder is exactly what `save_pretrained`
 writes (safetensors weights, config with `auto_map` and `custom_pipelines`, remote-code files, tokenizer,
-processor config, `lexicon.json`), plus `README.md` rendered by `model_card` and, for a run, `surgellm_run.json`.
+processor config, `lexicon.json`), plus `README.md` rendered by `model_card`, for a run `surgellm_run.json`, and the
+Inference Endpoints files (`handler.py`, `surgellm_runtime.py`, `requirements.txt`; `hub.endpoint`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..encoders import local_encoder
 from ..inference import load_run_model
 from ..lora import LORA_ADAPTER_CONFIG, LORA_ADAPTER_WEIGHTS, is_lora_folder
 from ..processing_surge import SurgeProcessor
+from .endpoint import write_endpoint_files
 from .model_card import SurgeModelCardData
 from .remote_code import copy_remote_code
 from .repo_id import check_repo_id
@@ -80,6 +82,8 @@ def _save_folder(
         processor.save_pretrained(folder)
     # every remote-code file, so that a user without surgellm_hf can load the classes (and call from_adapter)
     copy_remote_code(folder)
+    if lora_dir is None or not adapter:  # the Inference Endpoints handler (a LoRA adapter needs the package)
+        write_endpoint_files(folder)
     if card is not None:
         card.to_model_card().save(folder / "README.md")
 

@@ -16,6 +16,7 @@ REMOTE_CODE_MODULES: tuple[str, ...] = (
     "modeling_surge",
     "processing_surge",
     "pipeline_surge",
+    "explaining_surge",
     "normalization",
     "features",
     "lexicon",

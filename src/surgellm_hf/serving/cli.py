@@ -13,6 +13,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+
+SERVE_EXTRA_HINT = 'install the serving extras: pip install "surgellm_hf[serve]"'
+
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``surgellm export RUN_DIR --output DIR [--quantize] [--output-gate] [--opset N] [--overwrite]``."""
@@ -40,6 +44,11 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         default=DEFAULT_OPSET,
         help=f"ONNX opset, {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})",
     )
+    p.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="write the plain dynamo graph, without ONNX Runtime's transformer fusions (attention, LayerNorm, GELU)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
     p.set_defaults(func=cmd_export)
     return p
@@ -58,6 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             output_gate=args.output_gate,
             opset=args.opset,
             overwrite=args.overwrite,
+            optimize=not args.no_optimize,
         )
     except FileExistsError as err:
         raise ValueError(str(err)) from None
@@ -74,7 +84,107 @@ def cmd_export(args: argparse.Namespace) -> int:
         + f"; ONNX Runtime vs PyTorch max |logit difference| {parity.get('max_abs_logit_diff', float('nan')):.2g}"
         + f"; --task all: {every}"
     )
+    optimization = config.get("optimization") or {}
+    if optimization.get("applied"):
+        fused = ", ".join(f"{k} {v}" for k, v in optimization.get("fused_operators", {}).items())
+        print(f"Optimized with ONNX Runtime's transformer fusions: {fused or 'none applied'}")
+    elif optimization:
+        print(f"Not optimized: {optimization.get('reason')}")
     return 0
+
+
+def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``surgellm serve MODEL [--host] [--port] [--workers] [--max-batch-size] [--api-key-env VAR] ...``."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a run folder (PyTorch) or an ONNX export over HTTP (needs: pip install 'surgellm_hf[serve]')",
+        description="POST /predict, GET /health, /info, /metrics (Prometheus) and /docs, on LitServe (FastAPI + "
+        "uvicorn): request batching, worker processes, graceful shutdown on SIGTERM.",
+    )
+    p.add_argument(
+        "model",
+        help="run folder (any kind `surgellm predict` takes) or a folder written by `surgellm export`",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind: 127.0.0.1 (default), 0.0.0.0 or ::")
+    p.add_argument("--port", type=int, default=8000, help="port, 1024-65535 (default 8000)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes, each with its own copy of the model"
+    )
+    p.add_argument(
+        "--max-batch-size", type=int, default=16, help="requests a worker scores together (default 16)"
+    )
+    p.add_argument(
+        "--batch-timeout",
+        type=float,
+        default=0.005,
+        help="seconds a worker waits for more requests to fill a batch (default 0.005)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="texts per model forward pass (default 32)")
+    p.add_argument(
+        "--max-inputs",
+        type=int,
+        default=DEFAULT_MAX_INPUTS,
+        help=f"texts per request (default {DEFAULT_MAX_INPUTS})",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key: requests then need 'Authorization: Bearer <key>' "
+        "(/health stays open)",
+    )
+    p.add_argument("--int8", action="store_true", help="exported folder: serve the int8 graph")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per worker (default: cores / workers)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a request may wait in the queue (default 60)"
+    )
+    p.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=cmd_serve)
+    return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run ``surgellm serve``: options checked, then the server runs until SIGTERM / Ctrl-C."""
+    import os
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise ValueError(
+                f"--api-key-env {args.api_key_env}: that environment variable is not set or empty"
+            )
+    if not 1024 <= args.port <= 65535:
+        raise ValueError(f"--port must be from 1024 to 65535, got {args.port}")
+    try:
+        from .server import serve
+    except ImportError as err:
+        raise ImportError(f"{err.name or err} is not installed; {SERVE_EXTRA_HINT}") from None
+    return serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        workers=args.workers,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        batch_size=args.batch_size,
+        max_inputs=args.max_inputs,
+        max_body_bytes=args.max_body_bytes,
+        api_key=api_key,
+        quantized=args.int8,
+        threads=args.threads,
+        timeout=args.timeout,
+    )
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -119,6 +229,19 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
         "--int8", action="store_true", help="exported folder: use the int8 graph (model_quantized.onnx)"
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the runtime's choice)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold of every multi-label task for this call, in (0, 1) (default: the model's, per "
+        "label once calibrated)",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="add an explanation to each record: feature values, lexicon matches, mean gate, per-feature "
+        "contributions (run folders only)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -134,9 +257,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             check_positive(name, value)
     if args.input != "-" and not Path(args.input).is_file():
         raise FileNotFoundError(f"input file not found: {args.input}")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.output != "-":
         check_output_path(args.output, args.input)
     predictor = load_predictor(args.run_dir, quantized=args.int8, num_threads=args.threads)
+    if args.explain and not callable(getattr(predictor, "explain", None)):
+        raise ValueError(
+            f"--explain needs the PyTorch model; {args.run_dir} is an ONNX export: pass the run folder it came from"
+        )
     if args.task == "all" and not getattr(predictor, "all_tasks_in_one_pass", True):
         print(
             f"surgellm predict: note: this model's input names the task, so --task all runs one encoder pass per "
@@ -157,8 +286,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
             task_field=args.task_column,
             progress=not args.no_progress,
             pair_field=args.text_pair_column,
+            threshold=args.threshold,
+            explain=args.explain,
         )
     return 0
 
 
-__all__ = ["add_export_command", "cmd_export", "add_predict_arguments", "cmd_predict"]
+__all__ = [
+    "add_export_command",
+    "cmd_export",
+    "add_predict_arguments",
+    "cmd_predict",
+    "add_serve_command",
+    "cmd_serve",
+]

@@ -101,13 +101,19 @@ class _ExportWrapper(nn.Module):
             "num_windows": num_windows,
         }
         inputs = {k: v for k, v in given.items() if k in self.input_names}
-        out = self.model(**inputs, output_gate=self.output_gate, return_dict=True)
-        result = [out.logits]
+        # one encoder pass for both outputs (a graph holding two would run both: ONNX Runtime does not prune them)
+        out = self.model.surge(**inputs, output_gate=self.output_gate, return_dict=True)
+        result = [self.model._route_heads(out.pooled_output, inputs["task_ids"])]
         if self.output_gate:
             result.append(out.gate)
         if self.all_tasks:
-            inputs.pop("task_ids")
-            result.append(self.model.forward_all_tasks(**inputs))
+            result.append(
+                self.model.forward_all_tasks(
+                    first_token_state=out.last_hidden_state[:, 0],
+                    lexical_features=inputs.get("lexical_features"),
+                    num_windows=inputs.get("num_windows"),
+                )
+            )
         return tuple(result)
 
 
@@ -154,12 +160,6 @@ def _check_exportable(model: nn.Module, processor: Any) -> None:
             "graph would bake in meaningless ones; fit them (model.fit_feature_normalizer) or export a trained run"
         )
     processor.check_model(model)
-    pair_tasks = list(getattr(processor, "pair_tasks", None) or [])
-    if pair_tasks:
-        raise ValueError(
-            f"ONNX export does not support sentence-pair tasks yet (this model's pair tasks: {pair_tasks}); serve "
-            "the run folder with PyTorch instead (`surgellm predict RUN_DIR`, the pipeline)"
-        )
 
 
 def _prepare_output_dir(output_dir: Path, overwrite: bool) -> Path:
@@ -184,13 +184,29 @@ def _prepare_output_dir(output_dir: Path, overwrite: bool) -> Path:
     return tmp
 
 
+def probe_pairs(processor: Any, texts: Sequence[str], tasks: Sequence[str]) -> list[str | None] | None:
+    """Second texts for the probe rows of sentence-pair tasks (the probe texts in reverse order), None for the
+    others; None when no row is of a pair task."""
+    pair_tasks = set(getattr(processor, "pair_tasks", None) or ())
+    others = list(reversed(texts))
+    pairs = [others[i] if t in pair_tasks else None for i, t in enumerate(tasks)]
+    return pairs if any(p is not None for p in pairs) else None
+
+
+def _encode_probe(processor: Any, texts: Sequence[str], task: Any) -> Any:
+    """The processor's torch inputs of probe texts under `task` (one name or one per text), pairs where needed."""
+    tasks = [task] * len(texts) if isinstance(task, str) else list(task)
+    pairs = probe_pairs(processor, texts, tasks)
+    return processor(list(texts), text_pair=pairs, task=tasks, return_tensors="pt", padding=True)
+
+
 def _sample_inputs(
     processor: Any, input_names: Sequence[str], texts: Sequence[str]
 ) -> dict[str, torch.Tensor]:
     tasks = [processor.tasks[i % len(processor.tasks)] for i in range(len(texts))]
     if getattr(processor, "windowed", False):  # one text split into windows, so windows != batch in the trace
         texts, tasks = [*texts, LONG_PROBE_TEXT], [*tasks, next(iter(processor.long_text))]
-    enc = processor(list(texts), task=tasks, return_tensors="pt", padding=True)
+    enc = _encode_probe(processor, texts, tasks)
     return {name: enc[name] for name in input_names}
 
 
@@ -227,8 +243,14 @@ def export_onnx(
     overwrite: bool = False,
     atol: float = 1e-4,
     sample_texts: Sequence[str] | None = None,
+    optimize: bool = True,
 ) -> Path:
     """Export `model` (+ `processor`) to an ONNX folder, check it against eager PyTorch, and return the folder.
+
+    With `optimize` (the default) the graph is exported with eager attention by the TorchScript exporter, whose
+    graph ONNX Runtime's transformer optimizer fuses (attention, embedding and skip LayerNorm, GELU; see
+    `optimize_graph`); where that export fails, or the fused graph fails the parity check, the plain dynamo graph
+    is written instead. ``serving_config.json`` records which under ``optimization``.
 
     Raises ValueError for unfitted statistics, a processor that does not match the model, or ONNX Runtime logits
     further than `atol` from the eager ones on `sample_texts` (default: built-in probe texts, mixed tasks).
@@ -264,36 +286,9 @@ def export_onnx(
     n_bytes = sum(p.numel() * p.element_size() for p in export_model.parameters())
 
     tmp = _prepare_output_dir(output_dir, overwrite)
+    graph = _GraphExport(wrapper, sample, input_names, output_names, dynamic_shapes, opset, n_bytes, tmp)
     try:
-        # The exporter prints its progress on stdout and warns about skipped torchvision ops: keep both off a CLI's
-        # stdout (which may carry predictions) and show them only on failure.
-        log = io.StringIO()
-        try:
-            with (
-                contextlib.redirect_stdout(log),
-                _quiet_exporter_logs(),
-                warnings.catch_warnings(),
-                torch.no_grad(),
-            ):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    wrapper,
-                    (),
-                    str(tmp / MODEL_FILE),
-                    kwargs=sample,
-                    input_names=input_names,
-                    output_names=output_names,
-                    dynamic_shapes=dynamic_shapes,
-                    opset_version=opset,
-                    dynamo=True,
-                    external_data=n_bytes > _EXTERNAL_DATA_BYTES,
-                    verbose=False,
-                )
-        except Exception as err:
-            raise RuntimeError(
-                f"torch.onnx.export failed for encoder {model.config.encoder_config.model_type!r}: "
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            ) from err
+        optimization = graph.write(optimize)
         processor.save_pretrained(tmp)
         # the exporter drops inputs the graph never reads (e.g. token_type_ids of an encoder without type
         # embeddings): record the graph's own inputs
@@ -310,6 +305,20 @@ def export_onnx(
         config = _serving_config(model, processor, input_names, output_names, written, all_tasks)
         _write_config(tmp, config)
         parity = check_parity(export_model, processor, tmp, probe, output_gate=output_gate)
+        if optimization["applied"] and (
+            parity["max_abs_logit_diff"] > atol or not parity["same_predictions"]
+        ):
+            # the fused graph does not reproduce the model: export the plain graph instead, and say why
+            optimization = graph.write(False)
+            optimization["reason"] = (
+                f"the optimized graph failed the parity check (max |logit difference| "
+                f"{parity['max_abs_logit_diff']:.3g}); exported the plain graph"
+            )
+            graph_model = onnx.load(str(tmp / MODEL_FILE), load_external_data=False)
+            input_names = [i.name for i in graph_model.graph.input]
+            config = _serving_config(model, processor, input_names, output_names, written, all_tasks)
+            _write_config(tmp, config)
+            parity = check_parity(export_model, processor, tmp, probe, output_gate=output_gate)
         if parity["max_abs_logit_diff"] > atol or not parity["same_predictions"]:
             raise ValueError(
                 f"the exported graph disagrees with eager PyTorch: max |logit difference| "
@@ -317,6 +326,7 @@ def export_onnx(
                 f"{parity['same_predictions']}"
             )
         config["parity"] = parity
+        config["optimization"] = optimization
         _write_config(tmp, config)
         if quantize:
             from .quantize import quantize_export
@@ -331,6 +341,134 @@ def export_onnx(
     finally:
         export_model.train(was_training)
     return output_dir
+
+
+class _GraphExport:
+    """Writes ``model.onnx`` into a folder: the fused graph (`optimize_graph`) or the plain dynamo graph."""
+
+    def __init__(self, wrapper, sample, input_names, output_names, dynamic_shapes, opset, n_bytes, folder):
+        self.wrapper, self.sample = wrapper, sample
+        self.input_names, self.output_names = list(input_names), list(output_names)
+        self.dynamic_shapes, self.opset, self.n_bytes, self.folder = dynamic_shapes, opset, n_bytes, folder
+
+    def write(self, optimize: bool) -> dict[str, Any]:
+        """Write the graph; returns the ``optimization`` record (applied or not, why, fused operators)."""
+        path = self.folder / MODEL_FILE
+        if optimize:
+            if self.n_bytes > _EXTERNAL_DATA_BYTES:
+                reason = "the model is too large for the TorchScript exporter (its graph must fit one file)"
+            else:
+                try:
+                    fused = optimize_graph(
+                        self.wrapper, self.sample, self.input_names, self.output_names, self.opset, path
+                    )
+                    return {"applied": True, "exporter": "torchscript", "fused_operators": fused}
+                except Exception as err:  # noqa: BLE001 - any failure: the plain graph below, with the reason
+                    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+            self._dynamo(path)
+            return {"applied": False, "exporter": "dynamo", "reason": reason}
+        self._dynamo(path)
+        return {"applied": False, "exporter": "dynamo", "reason": "not asked for (--no-optimize)"}
+
+    def _dynamo(self, path: Path) -> None:
+        # The exporter prints its progress on stdout and warns about skipped torchvision ops: keep both off a CLI's
+        # stdout (which may carry predictions) and show them only on failure.
+        model = self.wrapper.model
+        try:
+            with _quiet_export():
+                torch.onnx.export(
+                    self.wrapper,
+                    (),
+                    str(path),
+                    kwargs=self.sample,
+                    input_names=self.input_names,
+                    output_names=self.output_names,
+                    dynamic_shapes=self.dynamic_shapes,
+                    opset_version=self.opset,
+                    dynamo=True,
+                    external_data=self.n_bytes > _EXTERNAL_DATA_BYTES,
+                    verbose=False,
+                )
+        except Exception as err:
+            raise RuntimeError(
+                f"torch.onnx.export failed for encoder {model.config.encoder_config.model_type!r}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+
+
+@contextlib.contextmanager
+def _quiet_export():
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        _quiet_exporter_logs(),
+        warnings.catch_warnings(),
+        torch.no_grad(),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+class _Positional(nn.Module):
+    """`wrapper` called with its inputs in `names` order, as positional arguments."""
+
+    def __init__(self, wrapper: nn.Module, names: Sequence[str]):
+        super().__init__()
+        self.wrapper, self.names = wrapper, list(names)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.wrapper(**dict(zip(self.names, tensors)))
+
+
+def optimize_graph(
+    wrapper: nn.Module,
+    sample: dict[str, torch.Tensor],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int,
+    path: Path,
+) -> dict[str, int]:
+    """Export `wrapper` with eager attention through the TorchScript exporter (whose attention subgraph ONNX
+    Runtime's fusions recognise; the dynamo exporter's decomposed SDPA they do not) and fuse it with
+    `onnxruntime.transformers.optimizer.optimize_model` (BERT-style fusions: Attention, EmbedLayerNormalization,
+    SkipLayerNormalization, Gelu / BiasGelu). Writes `path`; returns the fused operator counts (non-zero)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = wrapper.model
+    encoder_config = model.config.encoder_config
+    previous = model.config._attn_implementation
+    axes = {n: {0: "batch", 1: "sequence"} for n in input_names}
+    axes.update({n: {0: "batch"} for n in ("lexical_features", "task_ids", *output_names)})
+    raw = path.with_name(path.stem + ".raw.onnx")
+    model.set_attn_implementation("eager")
+    try:
+        with _quiet_export():
+            torch.onnx.export(
+                _Positional(wrapper, input_names).eval(),  # the TorchScript exporter traces positional inputs
+                tuple(sample[n] for n in input_names),
+                str(raw),
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes={n: axes[n] for n in [*input_names, *output_names]},
+                opset_version=opset,
+                dynamo=False,
+            )
+        fusion_log = logging.getLogger("onnxruntime.transformers")
+        level = fusion_log.level
+        fusion_log.setLevel(logging.ERROR)
+        try:
+            optimized = optimize_model(
+                str(raw),
+                model_type="bert",
+                num_heads=int(getattr(encoder_config, "num_attention_heads", 0) or 0),
+                hidden_size=int(getattr(encoder_config, "hidden_size", 0) or 0),
+            )
+        finally:
+            fusion_log.setLevel(level)
+        optimized.save_model_to_file(str(path))
+        return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    finally:
+        model.set_attn_implementation(previous)
+        raw.unlink(missing_ok=True)
 
 
 def _serving_config(
@@ -356,6 +494,8 @@ def _serving_config(
                 "label_names": config.label_names(name),
                 "problem_type": config.task_problem_types[name],
                 "threshold": config.task_thresholds.get(name),  # multi-label tasks only
+                "temperature": config.task_temperatures.get(name),  # calibrated tasks only
+                "text_pair": name in (getattr(processor, "pair_tasks", None) or ()),
             }
             for name in config.task_names
         ],
@@ -403,7 +543,7 @@ def check_parity(
     with torch.no_grad():
         for name in config.task_names:
             n = config.tasks[name]
-            enc = processor(texts, task=name, return_tensors="pt", padding=True)
+            enc = _encode_probe(processor, texts, name)
             inputs = {k: enc[k] for k in runner.input_names}
             eager = model(**inputs, output_gate=output_gate, return_dict=True)
             got = runner.run(dict(enc), ["logits", *(["gate"] if output_gate else [])])
@@ -414,7 +554,7 @@ def check_parity(
                 d = float(np.abs(got[1] - eager.gate.float().numpy()).max())
                 gate_diff = d if gate_diff is None else max(gate_diff, d)
         if runner.has_all_tasks_output:
-            enc = processor(texts, task=config.default_task, return_tensors="pt", padding=True)
+            enc = _encode_probe(processor, texts, config.default_task)
             inputs = {k: enc[k] for k in runner.input_names if k != "task_ids"}
             ref = model.forward_all_tasks(**inputs).float().numpy()
             got = runner.run(dict(enc), ["all_logits"])[0]

@@ -105,21 +105,43 @@ def task_types(config: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, flo
             )
         threshold = entry.get("threshold")
         if kind == "multi_label":
-            if (
-                not isinstance(threshold, (int, float))
-                or isinstance(threshold, bool)
-                or not 0 < threshold < 1
+            values = threshold if isinstance(threshold, list) else [threshold]
+            if not all(_in_unit_interval(v) for v in values) or (
+                isinstance(threshold, list) and len(threshold) != int(entry["num_labels"])
             ):
                 raise ValueError(
-                    f"{SERVING_CONFIG_NAME}: multi-label task {name!r} needs a threshold in (0, 1), got {threshold!r}"
+                    f"{SERVING_CONFIG_NAME}: multi-label task {name!r} needs a threshold in (0, 1) (or one per "
+                    f"label), got {threshold!r}"
                 )
-            thresholds[name] = float(threshold)
+            thresholds[name] = (
+                [float(v) for v in threshold] if isinstance(threshold, list) else float(threshold)
+            )
         elif threshold is not None:
             raise ValueError(
                 f"{SERVING_CONFIG_NAME}: task {name!r} is {kind} but has a threshold ({threshold!r})"
             )
         types[name] = kind
     return types, thresholds
+
+
+def _in_unit_interval(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
+def task_temperatures(config: Mapping[str, Any]) -> dict[str, float]:
+    """The fitted temperature of each calibrated classification task in a serving config's ``tasks`` list (tasks
+    without one, and exports made before calibration existed, score with T = 1)."""
+    out = {}
+    for entry in config["tasks"]:
+        value = entry.get("temperature")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(
+                f"{SERVING_CONFIG_NAME}: task {entry['name']!r} has temperature {value!r}; a finite number > 0"
+            )
+        out[entry["name"]] = float(value)
+    return out
 
 
 def is_exported_folder(path: str | os.PathLike) -> bool:
@@ -182,15 +204,17 @@ def split_by_task(
     task_ids: np.ndarray,
     tasks: Mapping[str, int],
     problem_types: Mapping[str, str] | None = None,
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, float | Sequence[float]] | None = None,
     probabilities: ProbabilityFn = task_probabilities,
+    temperatures: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Padded logits split by task: {task: {'index', 'y_pred', 'score'}} (see
     `surgellm_hf.evaluation.predictions.per_task_predictions`, which calls this with the pipeline's scoring).
 
     Single-label: score = softmax over the task's own labels, y_pred its argmax; multi-label: score = per-label
-    sigmoid [n, L], y_pred the multi-hot ``score >= threshold`` (default 0.5); regression: score = y_pred = the
-    output value [n]. Scores are computed in float64.
+    sigmoid [n, L], y_pred the multi-hot ``score >= threshold`` (default 0.5; a threshold is one number or one per
+    label); regression: score = y_pred = the output value [n]. A task with a temperature T (`temperatures`,
+    fitted by `surgellm calibrate`) is scored from logits / T. Scores are computed in float64.
     """
     out = {}
     for t, (name, n_labels) in enumerate(tasks.items()):
@@ -198,9 +222,13 @@ def split_by_task(
         if not len(idx):
             continue
         kind = (problem_types or {}).get(name, "single_label")
-        prob = probabilities(np.asarray(logits)[idx].astype(np.float64), n_labels, kind)
+        own = np.asarray(logits)[idx].astype(np.float64)
+        if kind != "regression" and (temperatures or {}).get(name) is not None:
+            own = own[..., :n_labels] / float(temperatures[name])
+        prob = probabilities(own, n_labels, kind)
         if kind == "multi_label":
-            y_pred = (prob >= (thresholds or {}).get(name, 0.5)).astype(np.int64)
+            limit = np.asarray((thresholds or {}).get(name, 0.5), dtype=np.float64)
+            y_pred = (prob >= limit).astype(np.int64)
         elif kind == "regression":
             prob = prob[:, 0]
             y_pred = prob
@@ -258,26 +286,64 @@ def _probabilities() -> ProbabilityFn:
 
 
 class TaskScoring:
-    """How a predictor scores its tasks: tasks in id order with label counts, label names, types, thresholds."""
+    """How a predictor scores its tasks: tasks in id order with label counts, label names, types, thresholds (one
+    number or one per label) and the temperatures of calibrated tasks."""
 
     def __init__(
         self,
         tasks: Mapping[str, int],
         label_names: Mapping[str, Sequence[str]],
         problem_types: Mapping[str, str] | None = None,
-        thresholds: Mapping[str, float] | None = None,
+        thresholds: Mapping[str, float | Sequence[float]] | None = None,
+        temperatures: Mapping[str, float] | None = None,
     ):
         self.tasks = dict(tasks)
         self.label_names = {t: list(label_names[t]) for t in self.tasks}
         self.problem_types = {t: (problem_types or {}).get(t, "single_label") for t in self.tasks}
-        self.thresholds = {t: float(v) for t, v in (thresholds or {}).items()}
+        self.thresholds = {t: _threshold_value(v) for t, v in (thresholds or {}).items()}
+        self.temperatures = {t: float(v) for t, v in (temperatures or {}).items()}
+
+    def with_thresholds(self, threshold: Any) -> TaskScoring:
+        """A copy whose multi-label thresholds are overridden for one call: a number (every multi-label task), or
+        ``{task: number or one per label}``; None keeps the model's. A bad value is a one-line ValueError."""
+        if threshold is None:
+            return self
+        multi = [t for t, k in self.problem_types.items() if k == "multi_label"]
+        if not multi:
+            raise ValueError(
+                f"a threshold is for multi-label tasks; this model has none (tasks: {list(self.tasks)})"
+            )
+        given = dict(threshold) if isinstance(threshold, Mapping) else dict.fromkeys(multi, threshold)
+        wrong = [t for t in given if t not in multi]
+        if wrong:
+            raise ValueError(
+                f"threshold names task(s) {wrong} that are not multi-label tasks (multi-label: {multi})"
+            )
+        limits = dict(self.thresholds)
+        for task, value in given.items():
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not all(_in_unit_interval(v) for v in values) or (
+                isinstance(value, (list, tuple)) and len(values) != self.tasks[task]
+            ):
+                raise ValueError(
+                    f"threshold of task {task!r} must be a number in (0, 1) or {self.tasks[task]} of them (one per "
+                    f"label), got {value!r}"
+                )
+            limits[task] = _threshold_value(value)
+        return TaskScoring(self.tasks, self.label_names, self.problem_types, limits, self.temperatures)
 
     def records(self, logits: np.ndarray, tasks: Sequence[str]) -> list[dict[str, Any]]:
         """One `predict_texts` record per row of padded ``[N, max_num_labels]`` logits, row i under ``tasks[i]``."""
         ids = {t: i for i, t in enumerate(self.tasks)}
         task_ids = np.asarray([ids[t] for t in tasks], dtype=np.int64)
         by_task = split_by_task(
-            logits, task_ids, self.tasks, self.problem_types, self.thresholds, _probabilities()
+            logits,
+            task_ids,
+            self.tasks,
+            self.problem_types,
+            self.thresholds,
+            _probabilities(),
+            self.temperatures,
         )
         return prediction_records(by_task, len(tasks), self.label_names, self.problem_types)
 
@@ -292,6 +358,10 @@ class TaskScoring:
         ]
 
 
+def _threshold_value(value: Any) -> float | list[float]:
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
 def length_order(texts: Sequence[str]) -> list[int]:
     """Indices of `texts` from longest to shortest (stable): batches of similar length pad little."""
     return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -303,13 +373,19 @@ def predict_batched(
     tasks: list[str] | None,
     batch_size: int,
     text_pairs: Sequence[str | None] | None = None,
+    scoring: TaskScoring | None = None,
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
     """Records in input order, batched longest first; ``tasks=None``: every task for every text.
 
     Shared by the ONNX runner and the torch predictor: both give ``logits(texts, tasks)``, ``all_logits(texts)``,
-    ``task_names`` and ``scoring`` (a `TaskScoring`: each task scored by its problem type). `text_pairs` (one entry per text, None for single-text rows) goes to
-    ``logits(texts, tasks, text_pairs=...)``; it cannot be combined with every task (``tasks=None``).
+    ``task_names`` and ``scoring`` (a `TaskScoring`: each task scored by its problem type; `scoring` replaces it
+    for one call). `text_pairs` (one entry per text, None for single-text rows) goes to
+    ``logits(texts, tasks, text_pairs=...)``; it cannot be combined with every task (``tasks=None``). With
+    `explain`, the predictor's ``explain(texts, tasks, text_pairs)`` / ``explain_all(texts)`` give the logits
+    and one explanation per row (per task with every task), added to each record under ``explanation``.
     """
+    scoring = scoring or predictor.scoring
     if text_pairs is not None:
         if tasks is None:
             raise ValueError(
@@ -326,14 +402,24 @@ def predict_batched(
         idx = order[start : start + batch_size]
         chunk = [texts[i] for i in idx]
         if tasks is None:
-            recs = predictor.scoring.all_task_records(predictor.all_logits(chunk))
+            if explain:
+                all_logits, explanations = predictor.explain_all(chunk)
+                recs = scoring.all_task_records(all_logits)
+                for rec, by_task in zip(recs, explanations):
+                    for name, explanation in by_task.items():
+                        rec["tasks"][name]["explanation"] = explanation
+            else:
+                recs = scoring.all_task_records(predictor.all_logits(chunk))
         else:
             chunk_tasks = [tasks[i] for i in idx]
-            if text_pairs is None:
-                logits = predictor.logits(chunk, chunk_tasks)
+            pairs = {} if text_pairs is None else {"text_pairs": [text_pairs[i] for i in idx]}
+            if explain:
+                logits, explanations = predictor.explain(chunk, chunk_tasks, **pairs)
+                recs = scoring.records(logits, chunk_tasks)
+                for rec, explanation in zip(recs, explanations):
+                    rec["explanation"] = explanation
             else:
-                logits = predictor.logits(chunk, chunk_tasks, text_pairs=[text_pairs[i] for i in idx])
-            recs = predictor.scoring.records(logits, chunk_tasks)
+                recs = scoring.records(predictor.logits(chunk, chunk_tasks, **pairs), chunk_tasks)
         for i, rec in zip(idx, recs):
             out[i] = rec
     return out  # type: ignore[return-value]
@@ -370,11 +456,19 @@ def predict_records(
     batch_size: int,
     text_pairs: Sequence[str | None] | None = None,
     prefix: Any = None,
+    threshold: Any = None,
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
     """The `predict` of both predictors (ONNX and PyTorch): texts and tasks checked, ``task="all"`` (a warning
-    when that costs one encoder pass per task), then `predict_batched`."""
+    when that costs one encoder pass per task), then `predict_batched`; `threshold` overrides the multi-label
+    thresholds for this call (`TaskScoring.with_thresholds`), `explain` adds each row's explanation."""
     texts = _text_list(texts)
     batch_size = _check_batch_size(batch_size)
+    scoring = predictor.scoring.with_thresholds(threshold)
+    if explain and not callable(getattr(predictor, "explain", None)):
+        raise ValueError(
+            f"{type(predictor).__name__} gives no explanations; they need the PyTorch model (the run folder)"
+        )
     names = predictor.task_names
     every = isinstance(task, str) and task == ALL_TASKS and ALL_TASKS not in names
     if every and not predictor.all_tasks_in_one_pass and len(names) > 1:
@@ -384,7 +478,7 @@ def predict_records(
             stacklevel=3,
         )
     tasks = None if every else task_list(task, len(texts), names, predictor.default_task)
-    return predict_batched(predictor, texts, tasks, batch_size, text_pairs)
+    return predict_batched(predictor, texts, tasks, batch_size, text_pairs, scoring, explain)
 
 
 def _text_list(texts: str | Sequence[str]) -> list[str]:
@@ -418,7 +512,10 @@ class OnnxSurgeClassifier:
         self.num_labels: dict[str, int] = {t["name"]: int(t["num_labels"]) for t in config["tasks"]}
         self._label_names: dict[str, list[str]] = {t["name"]: list(t["label_names"]) for t in config["tasks"]}
         self.problem_types, self.thresholds = task_types(config)
-        self.scoring = TaskScoring(self.num_labels, self._label_names, self.problem_types, self.thresholds)
+        self.temperatures = task_temperatures(config)
+        self.scoring = TaskScoring(
+            self.num_labels, self._label_names, self.problem_types, self.thresholds, self.temperatures
+        )
         self.default_task: str = config["default_task"]
         self._inputs = {i.name: i for i in session.get_inputs()}
         self.input_names: list[str] = list(self._inputs)
@@ -544,9 +641,16 @@ class OnnxSurgeClassifier:
         return task_list(task, n, self.task_names, self.default_task)
 
     # ------------------------------------------------------------------ running
-    def encode(self, texts: Sequence[str], task: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """The processor's numpy inputs for one batch (padded to its longest text)."""
-        enc = self.processor(list(texts), task=task, return_tensors="np", padding=True)
+    def encode(
+        self,
+        texts: Sequence[str],
+        task: str | Sequence[str] | None = None,
+        text_pairs: Sequence[str | None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The processor's numpy inputs for one batch (padded to its longest text); `text_pairs`: the second text
+        of each sentence pair, None for single-text rows."""
+        pairs = None if text_pairs is None else list(text_pairs)
+        enc = self.processor(list(texts), text_pair=pairs, task=task, return_tensors="np", padding=True)
         return dict(enc)
 
     def run(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -561,11 +665,13 @@ class OnnxSurgeClassifier:
             feed[name] = np.ascontiguousarray(value, dtype=_NP_TYPES.get(meta.type))
         return self.session.run(list(output_names) if output_names else None, feed)
 
-    def logits(self, texts: str | Sequence[str], task: Any = None) -> np.ndarray:
-        """Padded ``[N, max_num_labels]`` logits of one batch, each text under its task."""
+    def logits(
+        self, texts: str | Sequence[str], task: Any = None, text_pairs: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """Padded ``[N, max_num_labels]`` logits of one batch, each text under its task (pairs: `encode`)."""
         texts = _text_list(texts)
         tasks = self._task_list(task, len(texts))
-        return self.run(self.encode(texts, tasks), ["logits"])[0]
+        return self.run(self.encode(texts, tasks, text_pairs), ["logits"])[0]
 
     def all_logits(self, texts: str | Sequence[str]) -> np.ndarray:
         """``[N, num_tasks, max_num_labels]`` logits of one batch under every task (one pass where possible)."""
@@ -580,24 +686,26 @@ class OnnxSurgeClassifier:
         task: Any = None,
         batch_size: int = 32,
         text_pairs: Sequence[str | None] | None = None,
+        threshold: Any = None,
+        explain: bool = False,
     ) -> list[dict[str, Any]]:
         """Classify texts: `predict_texts` records ({task, label, label_name, scores}, regression tasks also
-        ``value``) in input order, each task scored by its problem type.
+        ``value``) in input order, each task scored by its problem type (and its fitted temperature).
 
-        Sentence pairs (`text_pairs`) are not supported by ONNX serving (`surgellm export` refuses models with
-        pair tasks); serve such a model from its run folder with PyTorch.
+        `text_pairs`: the second text of each sentence pair (one entry per text, None for rows of single-text
+        tasks). `threshold` overrides the multi-label thresholds for this call (a number, or ``{task: number or
+        one per label}``). Explanations (`explain`) need the PyTorch model: a ValueError here.
 
         ``task`` is a task name, one name per text, None (the default task) or ``"all"``: then each record is
         ``{"tasks": {task: {label, label_name, scores}}}`` for every task, from one encoder pass per batch when the
         input does not depend on the task (else one pass per task, with a warning saying so). Texts are batched by
         length (longest first) for throughput; the records come back in input order.
         """
-        if text_pairs is not None and any(p is not None for p in text_pairs):
-            raise ValueError(
-                "ONNX serving does not support sentence pairs (text_pair); serve the run folder with PyTorch "
-                "(`surgellm predict RUN_DIR`)"
-            )
-        return predict_records(self, texts, task, batch_size, prefix=self.config.get("prefix"))
+        if text_pairs is not None and not any(p is not None for p in text_pairs):
+            text_pairs = None
+        return predict_records(
+            self, texts, task, batch_size, text_pairs, self.config.get("prefix"), threshold, explain
+        )
 
     def __call__(
         self, texts: str | Sequence[str], task: Any = None, batch_size: int = 32
@@ -620,6 +728,7 @@ __all__ = [
     "prediction_records",
     "task_probabilities",
     "task_types",
+    "task_temperatures",
     "softmax",
     "length_order",
     "predict_records",

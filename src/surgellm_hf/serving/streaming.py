@@ -202,6 +202,8 @@ def stream_predict(
     task_field: str = "task",
     progress: Any = None,
     pair_field: str = "text_pair",
+    threshold: Any = None,
+    explain: bool = False,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Yield ``(row, record)`` for every row, in input order, holding at most `window` rows at a time.
 
@@ -209,12 +211,14 @@ def stream_predict(
     every task for every row. Within a window the rows are sorted by text length into batches of `batch_size`.
     `progress` is a tqdm-like object whose ``update(n)`` is called per batch (or None). A row with a string
     `pair_field` is a sentence pair (for the model's pair tasks); a missing, null or empty field: a single text.
+    `threshold` (multi-label thresholds) and `explain` go to the predictor's ``predict`` when set.
     """
     check_positive("batch_size", batch_size)
     window = check_positive("window", batch_size * DEFAULT_WINDOW_BATCHES if window is None else window)
     every = task == ALL_TASKS
     if task is not None and not every and task not in predictor.task_names:
         raise ValueError(f"unknown task {task!r}; valid tasks are {predictor.task_names} (or 'all')")
+    options = {k: v for k, v in (("threshold", threshold), ("explain", explain)) if v not in (None, False)}
     iterator = iter(rows)
     while True:
         block = list(islice(iterator, window))
@@ -234,6 +238,7 @@ def stream_predict(
             chunk = [texts[i] for i in idx]
             chunk_task: Any = ALL_TASKS if every else [tasks[i] for i in idx]
             extra = {"text_pairs": [pairs[i] for i in idx]} if has_pairs else {}
+            extra.update(options)
             for i, rec in zip(idx, predictor.predict(chunk, task=chunk_task, batch_size=len(chunk), **extra)):
                 records[i] = rec
             if progress is not None:
@@ -284,6 +289,8 @@ def predict_file(
     task_field: str = "task",
     progress: bool = True,
     pair_field: str = "text_pair",
+    threshold: Any = None,
+    explain: bool = False,
 ) -> int:
     """Classify every row of `input_path` (``-``: stdin) into JSON lines at `output_path` (``-``: stdout), in
     input order, with a progress bar on stderr; returns the number of rows.
@@ -291,6 +298,7 @@ def predict_file(
     Arguments, the output path and the first input row are checked before anything is written. A file output is
     written beside its target and renamed over it at the end (`replace_on_success`): an error on the way (a
     malformed input row, a full disk, an interrupt) leaves an existing file as it was and no partial file.
+    `threshold` and `explain` as in `stream_predict`.
     """
     from tqdm.auto import tqdm
 
@@ -322,6 +330,8 @@ def predict_file(
                 task_field=task_field,
                 progress=bar,
                 pair_field=pair_field,
+                threshold=threshold,
+                explain=explain,
             ):
                 out.write(json.dumps(output_row(row, record, task_field), ensure_ascii=False) + "\n")
                 n += 1

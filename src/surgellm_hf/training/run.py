@@ -30,6 +30,7 @@ from ..data.loading import load_run_data
 from ..data.multitask import MultiTaskData
 from ..data.task_spec import EVALUATION_SPLITS
 from ..encoders import encoder_display_name, resolve_encoder
+from ..evaluation.explanations import feature_contribution_summary
 from ..evaluation.metrics import METRICS, TYPE_METRICS, summarize_tasks
 from ..evaluation.predictions import evaluate_predictions, predict_split
 from ..evaluation.report import write_run_report
@@ -195,6 +196,9 @@ def _train_run(
     extra = _run_record(cfg, facts, lexicon, lexicon_hash, processor, trainer, args, train_output, last)
     if cfg.selection_split:
         extra["selection"] = _selection_record(cfg, metrics, predictions)
+    extra["feature_contributions"] = feature_contribution_summary(
+        model, eval_ds, trainer.data_collator, processor.lexicon.feature_names, cfg.eval_batch_size
+    )
     extra["training"].update(_sampling_record(cfg, class_weights, task_data))
     if cfg.lora:
         extra["training"]["lora"] = {
