@@ -120,6 +120,20 @@ def check_class_weights_spec(value: Any) -> None:
             check_weight_values(task, weights)
 
 
+def needs_training_labels(spec: Any) -> bool:
+    """Whether a `class_weights` setting weights some task 'balanced' (computed from its training labels)."""
+    return spec == "balanced" or (isinstance(spec, Mapping) and "balanced" in spec.values())
+
+
+def training_labels_by_task(
+    task_ids: Sequence[int], labels: Sequence[Any], tasks: Sequence[str]
+) -> dict[str, list]:
+    """{task: its rows' labels, in row order} of an encoded training split (`task_ids` index `tasks`), as
+    `resolve_class_weights` takes them."""
+    ids = np.asarray(task_ids)
+    return {name: [labels[i] for i in np.flatnonzero(ids == t)] for t, name in enumerate(tasks)}
+
+
 def check_weight_values(task: str, value: Any) -> None:
     """Raise a ValueError naming the task unless `value` is a non-empty list of finite numbers > 0."""
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
