@@ -5,6 +5,8 @@ python examples/train_with_trainer.py [--encoder PATH_OR_HUB_ID] [--data FOLDER]
 Defaults: the bundled all-MiniLM-L6-v2 and the quickstart data next to this file. Steps: load tasks, build the
 processor (curated lexicon, compact prefix) and the model, encode with `datasets.map`, fit the IWN statistics on
 the training features, train with task-balanced batches and early stopping, save model + processor together.
+`SurgeTrainingArguments` carries what `surgellm train` reads from a run config besides the Trainer's own arguments:
+`task_sampling`, `temperature`, `module_lr_scale` and `class_weights`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from transformers import TrainingArguments
 
-from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor, load_folder
+from surgellm_hf import (
+    Lexicon,
+    SurgeForSequenceClassification,
+    SurgeProcessor,
+    SurgeTrainingArguments,
+    load_folder,
+)
 from surgellm_hf.data import SurgeDataCollator, encode_split
 from surgellm_hf.encoders import resolve_encoder
 from surgellm_hf.training import (
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     validation = encode_split(data, processor, "validation")
     model.fit_feature_normalizer(np.asarray(train["lexical_features"]), train["labels"], train["task_ids"])
 
-    training_args = TrainingArguments(
+    training_args = SurgeTrainingArguments(
         output_dir=str(Path(args.out) / "checkpoints"),
         num_train_epochs=args.epochs,
         learning_rate=1e-4,
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> Path:
         ddp_find_unused_parameters=True,
         report_to=[],
         save_total_limit=2,
+        task_sampling="proportional",  # or equal, or temperature (with temperature=T)
+        module_lr_scale=1.0,  # the SURGELLM modules and heads at this multiple of learning_rate
+        class_weights=None,  # or "balanced", or {task: [one weight per label]}
         **early_stopping_arguments("avg_macro_f1"),
     )
     trainer = SurgeTrainer(  # task-homogeneous, task-balanced training batches

@@ -75,11 +75,20 @@ def _field_default(f: dataclasses.Field) -> str:
     return "required"
 
 
+def _annotation(cls: type, f: dataclasses.Field) -> Any:
+    """A field's annotation as written in the source (a checked dataclass resolves `f.type` for its type check)."""
+    for klass in cls.__mro__:
+        written = klass.__dict__.get("__annotations__", {})
+        if f.name in written:
+            return written[f.name]
+    return f.type
+
+
 def _fields_table(cls: type) -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
         meaning = _cell(f.metadata.get("help", ""))
-        rows.append(f"| `{f.name}` | {_type(f.type)} | {_field_default(f)} | {meaning} |")
+        rows.append(f"| `{f.name}` | {_type(_annotation(cls, f))} | {_field_default(f)} | {meaning} |")
     return "\n".join(rows)
 
 

@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "train_run": "workflow",
     "VARIANTS": "training",
     "SurgeTrainer": "training",
+    "SurgeTrainingArguments": "training",
     "TaskBalancedBatchSampler": "training",
     "compare_runs": "evaluation",
     "task_metrics": "evaluation",

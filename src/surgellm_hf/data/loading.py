@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..validation import is_integer
 from .multitask import MultiTaskData, _stratified_indices, strata
 from .preprocessing import PREPROCESSORS
 from .presets import DATA_PRESETS
@@ -82,63 +83,72 @@ def load_folder(
         raise FileNotFoundError(f"data folder not found: {root}")
     _check_split_names("*", dict.fromkeys(splits), "splits")
     _check_split_names("*", dict.fromkeys(required), "required")
-    if tasks is None:
-        tasks = sorted(
-            p.name
-            for p in root.iterdir()
-            if p.is_dir() and any((p / f"train{s}").is_file() for s in FILE_FORMATS)
-        )
-        if not tasks:
-            raise FileNotFoundError(
-                f"no task folders with a train file ({', '.join('train' + s for s in FILE_FORMATS)}) under {root}"
-            )
-    elif isinstance(tasks, str):
-        raise TypeError(f"tasks must be a list of task folder names, got the string {tasks!r}")
-    label_names = dict(label_names or {})
-    unknown = set(label_names) - set(tasks)
-    if unknown:
-        raise ValueError(f"label_names given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
-    problem_types = dict(problem_types or {})
-    unknown = set(problem_types) - set(tasks)
-    if unknown:
-        raise ValueError(f"problem_types given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
+    tasks = _folder_task_names(root, tasks)
     pair_columns = (
         dict(text_pair_column)
         if isinstance(text_pair_column, Mapping)
         else dict.fromkeys(tasks, text_pair_column)
     )
-    unknown = set(pair_columns) - set(tasks)
-    if unknown:
-        raise ValueError(
-            f"text_pair_column given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}"
+    label_names, problem_types = dict(label_names or {}), dict(problem_types or {})
+    for option, per_task in (
+        ("label_names", label_names),
+        ("problem_types", problem_types),
+        ("text_pair_column", pair_columns),
+    ):
+        unknown = set(per_task) - set(tasks)
+        if unknown:
+            raise ValueError(f"{option} given for unknown task(s) {sorted(unknown)}; tasks: {list(tasks)}")
+    specs = [
+        TaskSpec(
+            name=task,
+            source=str(root / task),
+            kind="local",
+            splits=_folder_split_files(root / task, task, splits, required),
+            text_column=text_column,
+            label_column=label_column,
+            text_pair_column=pair_columns.get(task),
+            label_names=list(label_names[task]) if task in label_names else None,
+            problem_type=problem_types.get(task, "single_label"),
+            max_rows=max_rows,
+            required_splits=tuple(required),
+            seed=seed,
         )
-    specs = []
-    for task in tasks:
-        folder = root / task
-        if not folder.is_dir():
-            raise FileNotFoundError(f"task folder not found: {folder}")
-        found = {s: f for s in splits if (f := _find_split_file(folder, s)) is not None}
-        for s in required:
-            if s not in found:
-                expected = ", ".join(str(folder / f"{s}{suf}") for suf in FILE_FORMATS)
-                raise FileNotFoundError(f"task {task!r}: missing {s} file; expected one of: {expected}")
-        specs.append(
-            TaskSpec(
-                name=task,
-                source=str(folder),
-                kind="local",
-                splits={s: f.name for s, f in found.items()},  # relative to `source`, as TaskSpec reads them
-                text_column=text_column,
-                label_column=label_column,
-                text_pair_column=pair_columns.get(task),
-                label_names=list(label_names[task]) if task in label_names else None,
-                problem_type=problem_types.get(task, "single_label"),
-                max_rows=max_rows,
-                required_splits=tuple(required),
-                seed=seed,
-            )
-        )
+        for task in tasks
+    ]
     return load_tasks(specs)
+
+
+def _folder_task_names(root: Path, tasks: Sequence[str] | None) -> Sequence[str]:
+    """The tasks of a data folder: the ones given, or every sub-folder holding a train file, sorted by name."""
+    if isinstance(tasks, str):
+        raise TypeError(f"tasks must be a list of task folder names, got the string {tasks!r}")
+    if tasks is not None:
+        return tasks
+    found = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and any((p / f"train{s}").is_file() for s in FILE_FORMATS)
+    )
+    if not found:
+        raise FileNotFoundError(
+            f"no task folders with a train file ({', '.join('train' + s for s in FILE_FORMATS)}) under {root}"
+        )
+    return found
+
+
+def _folder_split_files(
+    folder: Path, task: str, splits: Sequence[str], required: Sequence[str]
+) -> dict[str, str]:
+    """{split: file name} of one task folder (relative to it, as TaskSpec reads them); a missing required split
+    names the files it looked for."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"task folder not found: {folder}")
+    found = {s: f for s in splits if (f := _find_split_file(folder, s)) is not None}
+    for s in required:
+        if s not in found:
+            expected = ", ".join(str(folder / f"{s}{suf}") for suf in FILE_FORMATS)
+            raise FileNotFoundError(f"task {task!r}: missing {s} file; expected one of: {expected}")
+    return {s: f.name for s, f in found.items()}
 
 
 def load_run_data(data: Mapping[str, Any], seed: int = 0) -> MultiTaskData:
@@ -150,13 +160,11 @@ def load_run_data(data: Mapping[str, Any], seed: int = 0) -> MultiTaskData:
     data = dict(data)
     max_rows = data.pop("max_rows", None)
     seed = data.pop("seed", seed)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"`data.seed` must be a non-negative integer, got {seed!r}.")
     if max_rows is not None:  # checked before any file is read
         limits = max_rows if isinstance(max_rows, Mapping) else {"train": max_rows}
-        if any(k not in SPLITS for k in limits) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in limits.values()
-        ):
+        if any(k not in SPLITS for k in limits) or any(not is_integer(v) or v < 1 for v in limits.values()):
             raise ValueError(
                 f"`data.max_rows` must be a positive integer or {{split: positive integer}} with splits among "
                 f"{list(SPLITS)}, got {max_rows!r}."
@@ -426,15 +434,8 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
     """Read, preprocess, validate and normalize one task; raises with every problem found."""
     import datasets
 
-    raw, where = _raw_splits(spec)
-    if spec.preprocess is not None:
-        fn = PREPROCESSORS[spec.preprocess] if isinstance(spec.preprocess, str) else spec.preprocess
-        raw = {s: _apply_preprocess(spec, fn, ds, s, where[s]) for s, ds in raw.items()}
-        where = {s: f"{w} (after preprocess)" for s, w in where.items()}
-
+    raw, where = _read_task(spec)
     names = spec.label_names
-    problems: list[str] = []
-    columns: dict[str, dict[str, list[Any]]] = {}
     width = (
         None
         if spec.problem_type == "single_label"
@@ -442,96 +443,23 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
         if spec.problem_type == "regression"
         else multi_label_width(spec, names, raw)
     )
+    problems: list[str] = []
+    columns: dict[str, dict[str, list[Any]]] = {}
     for split, ds in raw.items():
-        loc = f"task {spec.name!r}, split {split!r} ({where[split]})"
-        wanted = (
-            spec.text_column,
-            spec.label_column,
-            *([spec.text_pair_column] if spec.text_pair_column else []),
-        )
-        missing = [c for c in wanted if c not in ds.column_names]
-        if missing:
-            problems.append(
-                f"{loc}: missing column(s) {missing}; available columns: {ds.column_names}. "
-                "Map yours with text_column= / label_column="
-                + (" / text_pair_column=" if spec.text_pair_column else "")
-            )
-            continue
-        if len(ds) == 0:
-            problems.append(f"{loc}: no rows")
-            continue
-        if names is None and spec.problem_type == "single_label":
+        if names is None and spec.problem_type == "single_label" and _readable(spec, ds):
             names = _label_names_from_features(ds, spec.label_column)
-        texts = ds[spec.text_column]
-        not_str = [i for i, t in enumerate(texts) if t is not None and not isinstance(t, str)]
-        if not_str:
-            problems.append(
-                f"{loc}: {len(not_str)} text(s) in column {spec.text_column!r} are not strings "
-                f"({_rows_text(not_str)}; e.g. {texts[not_str[0]]!r})"
-            )
-        empty = [i for i, t in enumerate(texts) if t is None or (isinstance(t, str) and not t.strip())]
-        if empty:
-            problems.append(
-                f"{loc}: {len(empty)} empty, whitespace-only or missing text(s) in column {spec.text_column!r} "
-                f"({_rows_text(empty)})"
-            )
-        if spec.problem_type == "single_label":
-            labels, label_problems = _convert_labels(ds[spec.label_column], names, loc)
-            problems.extend(label_problems)
-        ids = ds[spec.id_column] if spec.id_column and spec.id_column in ds.column_names else None
-        if ids is not None:
-            no_id = [i for i, v in enumerate(ids) if v is None or str(v) == ""]
-            if no_id:
-                problems.append(
-                    f"{loc}: {len(no_id)} missing id(s) in column {spec.id_column!r} ({_rows_text(no_id)})"
-                )
-            ids = [str(v) for v in ids]
-        else:
-            ids = [f"{spec.name}-{split}-{i}" for i in range(len(ds))]
-        if spec.problem_type != "single_label":
-            labels, label_problems = convert_targets(
-                spec.problem_type, ds[spec.label_column], names, width, ids, loc
-            )
-            problems.extend(label_problems)
-        columns[split] = {"id": ids, "text": texts, "label": labels}
-        if spec.text_pair_column:
-            pairs = ds[spec.text_pair_column]
-            problems.extend(_text_pair_problems(pairs, ids, spec.text_pair_column, loc))
-            columns[split]["text_pair"] = pairs
-    if problems:
-        raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
-
-    num_labels = width or spec.num_labels or (len(names) if names else None)
-    if num_labels is None:
-        if "train" not in columns:
-            raise ValueError(
-                f"task {spec.name!r}: without a train split the number of classes cannot be inferred; "
-                "pass num_labels= or label_names="
-            )
-        train = np.asarray(columns["train"]["label"])
-        num_labels = int(train.max()) + 1
-        absent = sorted(set(range(num_labels)) - set(train.tolist()))
-        if num_labels < 2 or absent:
-            raise ValueError(
-                f"task {spec.name!r}: cannot infer the number of classes from the training labels "
-                f"(values {sorted(set(train.tolist()))}"
-                + (f"; classes {absent} never occur" if absent else "")
-                + "); pass num_labels= or label_names="
-            )
+        loc = f"task {spec.name!r}, split {split!r} ({where[split]})"
+        split_columns, split_problems = _split_columns(spec, split, ds, loc, names, width)
+        problems.extend(split_problems)
+        if split_columns is not None:
+            columns[split] = split_columns
+    _raise_problems(problems)
+    num_labels = (
+        width or spec.num_labels or (len(names) if names else None) or _inferred_num_labels(spec, columns)
+    )
     if names is not None and len(names) != num_labels:
         raise ValueError(f"task {spec.name!r}: num_labels={num_labels} but the label names are {names}")
-    for split, cols in columns.items() if spec.problem_type == "single_label" else ():
-        labels = np.asarray(cols["label"])
-        out_of_range = np.flatnonzero((labels < 0) | (labels >= num_labels)).tolist()
-        if out_of_range:
-            problems.append(
-                f"task {spec.name!r}, split {split!r} ({where[split]}): {len(out_of_range)} label(s) outside "
-                f"the allowed range 0..{num_labels - 1} ({_rows_text(out_of_range)}; "
-                f"values {sorted(set(labels[out_of_range].tolist()))[:5]})"
-            )
-    if problems:
-        raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
-
+    _raise_problems(_out_of_range_labels(spec, columns, where, num_labels))
     features = datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -541,6 +469,141 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
         }
     )
     splits = {s: datasets.Dataset.from_dict(c, features=features) for s, c in columns.items()}
+    splits, where = _required_and_sampled(spec, splits, where)
+    ordered = datasets.DatasetDict({s: splits[s] for s in SPLITS if s in splits})
+    return ordered, num_labels, list(names) if names else [f"LABEL_{i}" for i in range(num_labels)], where
+
+
+def _read_task(spec: TaskSpec) -> tuple[dict[str, Any], dict[str, str]]:
+    """The task's raw splits and where each came from, after `preprocess` when the task has one."""
+    raw, where = _raw_splits(spec)
+    if spec.preprocess is None:
+        return raw, where
+    fn = PREPROCESSORS[spec.preprocess] if isinstance(spec.preprocess, str) else spec.preprocess
+    raw = {s: _apply_preprocess(spec, fn, ds, s, where[s]) for s, ds in raw.items()}
+    return raw, {s: f"{w} (after preprocess)" for s, w in where.items()}
+
+
+def _wanted_columns(spec: TaskSpec) -> tuple[str, ...]:
+    return (spec.text_column, spec.label_column, *([spec.text_pair_column] if spec.text_pair_column else []))
+
+
+def _readable(spec: TaskSpec, ds: Any) -> bool:
+    """Whether a raw split has the task's columns and rows (else `_split_columns` reports it)."""
+    return len(ds) > 0 and all(c in ds.column_names for c in _wanted_columns(spec))
+
+
+def _split_columns(
+    spec: TaskSpec, split: str, ds: Any, loc: str, names: list[str] | None, width: int | None
+) -> tuple[dict[str, list[Any]] | None, list[str]]:
+    """One split's id / text (/ text_pair) / label columns and every problem found in them (None: unreadable)."""
+    missing = [c for c in _wanted_columns(spec) if c not in ds.column_names]
+    if missing:
+        pair = " / text_pair_column=" if spec.text_pair_column else ""
+        return None, [
+            f"{loc}: missing column(s) {missing}; available columns: {ds.column_names}. "
+            f"Map yours with text_column= / label_column={pair}"
+        ]
+    if len(ds) == 0:
+        return None, [f"{loc}: no rows"]
+    texts = ds[spec.text_column]
+    problems = _text_problems(texts, spec.text_column, loc)
+    ids, id_problems = _row_ids(spec, split, ds, loc)
+    if spec.problem_type == "single_label":
+        labels, label_problems = _convert_labels(ds[spec.label_column], names, loc)
+        problems += label_problems + id_problems
+    else:
+        problems += id_problems
+        labels, label_problems = convert_targets(
+            spec.problem_type, ds[spec.label_column], names, width, ids, loc
+        )
+        problems += label_problems
+    columns = {"id": ids, "text": texts, "label": labels}
+    if spec.text_pair_column:
+        columns["text_pair"] = ds[spec.text_pair_column]
+        problems += _text_pair_problems(columns["text_pair"], ids, spec.text_pair_column, loc)
+    return columns, problems
+
+
+def _text_problems(texts: list[Any], column: str, loc: str) -> list[str]:
+    """Texts that are not strings, and empty, whitespace-only or missing texts, with their rows."""
+    problems = []
+    not_str = [i for i, t in enumerate(texts) if t is not None and not isinstance(t, str)]
+    if not_str:
+        problems.append(
+            f"{loc}: {len(not_str)} text(s) in column {column!r} are not strings "
+            f"({_rows_text(not_str)}; e.g. {texts[not_str[0]]!r})"
+        )
+    empty = [i for i, t in enumerate(texts) if t is None or (isinstance(t, str) and not t.strip())]
+    if empty:
+        problems.append(
+            f"{loc}: {len(empty)} empty, whitespace-only or missing text(s) in column {column!r} "
+            f"({_rows_text(empty)})"
+        )
+    return problems
+
+
+def _row_ids(spec: TaskSpec, split: str, ds: Any, loc: str) -> tuple[list[str], list[str]]:
+    """The rows' ids from `id_column` (a missing id is a problem), or generated ones when the column is absent."""
+    if not spec.id_column or spec.id_column not in ds.column_names:
+        return [f"{spec.name}-{split}-{i}" for i in range(len(ds))], []
+    ids = ds[spec.id_column]
+    no_id = [i for i, v in enumerate(ids) if v is None or str(v) == ""]
+    problems = (
+        [f"{loc}: {len(no_id)} missing id(s) in column {spec.id_column!r} ({_rows_text(no_id)})"]
+        if no_id
+        else []
+    )
+    return [str(v) for v in ids], problems
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("invalid data:\n  - " + "\n  - ".join(problems))
+
+
+def _inferred_num_labels(spec: TaskSpec, columns: Mapping[str, Mapping[str, list[Any]]]) -> int:
+    """A single-label task's class count from its training labels (every class 0..K-1 must occur)."""
+    if "train" not in columns:
+        raise ValueError(
+            f"task {spec.name!r}: without a train split the number of classes cannot be inferred; "
+            "pass num_labels= or label_names="
+        )
+    train = np.asarray(columns["train"]["label"])
+    num_labels = int(train.max()) + 1
+    absent = sorted(set(range(num_labels)) - set(train.tolist()))
+    if num_labels < 2 or absent:
+        raise ValueError(
+            f"task {spec.name!r}: cannot infer the number of classes from the training labels "
+            f"(values {sorted(set(train.tolist()))}"
+            + (f"; classes {absent} never occur" if absent else "")
+            + "); pass num_labels= or label_names="
+        )
+    return num_labels
+
+
+def _out_of_range_labels(
+    spec: TaskSpec, columns: Mapping[str, Mapping[str, list[Any]]], where: Mapping[str, str], num_labels: int
+) -> list[str]:
+    """Single-label class ids outside 0..num_labels-1, per split, with their rows."""
+    problems = []
+    for split, cols in columns.items() if spec.problem_type == "single_label" else ():
+        labels = np.asarray(cols["label"])
+        out_of_range = np.flatnonzero((labels < 0) | (labels >= num_labels)).tolist()
+        if out_of_range:
+            problems.append(
+                f"task {spec.name!r}, split {split!r} ({where[split]}): {len(out_of_range)} label(s) outside "
+                f"the allowed range 0..{num_labels - 1} ({_rows_text(out_of_range)}; "
+                f"values {sorted(set(labels[out_of_range].tolist()))[:5]})"
+            )
+    return problems
+
+
+def _required_and_sampled(
+    spec: TaskSpec, splits: dict[str, Any], where: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The splits after the holdout is carved out of train, checked for the required ones, then sampled to
+    `max_rows` (stratified, seeded)."""
     if spec.holdout:
         splits, where = _carve_holdout(spec, splits, where)
     missing = [s for s in spec.required_splits if s not in splits]
@@ -549,16 +612,16 @@ def _load_task(spec: TaskSpec) -> tuple[Any, int, list[str], dict[str, str]]:
             f"task {spec.name!r}: missing required split(s) {missing} (have {list(splits)}); give them in splits=, "
             "carve them with holdout=, or relax required_splits="
         )
-    if spec.max_rows is not None:
-        limits = spec.max_rows if isinstance(spec.max_rows, Mapping) else dict.fromkeys(SPLITS, spec.max_rows)
-        splits = {
-            s: ds.select(_stratified_indices(strata(ds["label"], spec.problem_type), limits[s], spec.seed))
-            if s in limits
-            else ds
-            for s, ds in splits.items()
-        }
-    ordered = datasets.DatasetDict({s: splits[s] for s in SPLITS if s in splits})
-    return ordered, num_labels, list(names) if names else [f"LABEL_{i}" for i in range(num_labels)], where
+    if spec.max_rows is None:
+        return splits, where
+    limits = spec.max_rows if isinstance(spec.max_rows, Mapping) else dict.fromkeys(SPLITS, spec.max_rows)
+    sampled = {
+        s: ds.select(_stratified_indices(strata(ds["label"], spec.problem_type), limits[s], spec.seed))
+        if s in limits
+        else ds
+        for s, ds in splits.items()
+    }
+    return sampled, where
 
 
 def _carve_holdout(spec: TaskSpec, splits: dict[str, Any], where: dict[str, str]) -> tuple[dict, dict]:

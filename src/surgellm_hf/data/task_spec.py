@@ -1,15 +1,21 @@
 """`TaskSpec`: where one task's data lives and how its columns map onto ``text`` (/ ``text_pair``) / ``label``;
-the split names."""
+the split names.
+
+Each field is checked (`validation.checked`): its type from the annotation, its range from a small named validator,
+and a refused value is one line naming the task, the field, the value and what it must be.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..configuration_surge import PROBLEM_TYPES
+from ..validation import Requirement, check_fields, checked, one_of, setting
 from .preprocessing import PREPROCESSORS
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -30,204 +36,153 @@ FILE_FORMATS: dict[str, str] = {
 }
 """File suffix -> `datasets` packaged builder used to read it."""
 
+KINDS = ("auto", "local", "hub")
 
+# ------------------------------------------------------------------ what the fields accept (used by the fields below)
+
+_NON_EMPTY_SOURCE = Requirement("a non-empty path or Hub id", lambda v: bool(str(v)))
+_NON_EMPTY_STRING = Requirement("a non-empty string", bool)
+_NON_EMPTY_MAPPING = Requirement("a non-empty mapping split -> source", bool)
+_FRACTION = Requirement("a number in (0, 1)", lambda v: 0 < v < 1)
+_POSITIVE_ROWS = Requirement(
+    "positive integers", lambda v: all(n >= 1 for n in (v.values() if isinstance(v, dict) else [v]))
+)
+
+
+def split_names(what: str) -> Callable[[Any], None]:
+    """A validator: the keys (or items) of the value are split names (`SPLITS`)."""
+
+    def check(value: Any) -> None:
+        if value is not None:
+            _check_split_names(None, value, what)
+
+    return check
+
+
+def _max_rows_splits(value: Any) -> None:
+    if isinstance(value, dict):
+        _check_split_names(None, value, "max_rows")
+
+
+def _known_preprocess(value: Any) -> None:
+    if isinstance(value, str) and value not in PREPROCESSORS:
+        raise ValueError(f"unknown preprocess {value!r}; known: {sorted(PREPROCESSORS)}")
+
+
+def _holdout_fractions(value: dict[str, float] | None) -> None:
+    """Holdout splits are carved out of train: not train itself, fractions in (0, 1) summing below 1."""
+    if value is None:
+        return
+    if "train" in value:
+        raise ValueError("holdout carves splits out of train; it cannot name 'train'")
+    if any(not 0 < v < 1 for v in value.values()) or sum(value.values()) >= 1:
+        raise ValueError(f"holdout fractions must lie in (0, 1) and sum below 1, got {value!r}")
+
+
+def _some_split(value: Sequence[str]) -> None:
+    if not value:
+        raise ValueError("required_splits must name at least one split")
+
+
+@checked(context=lambda spec: f"task {spec.name!r}: ")
 @dataclass(frozen=True)
 class TaskSpec:
     """Where one task's data lives and how its columns map onto ``text`` / ``label``."""
 
-    name: str = field(metadata={"help": "Task name, used as the model's task key (e.g. 'sst2')."})
-    source: str = field(
-        metadata={
-            "help": "A local file, a local folder holding <split>.{jsonl,json,csv,tsv,parquet}, or a Hub dataset id."
-        }
+    name: str = setting(help="Task name, used as the model's task key (e.g. 'sst2').")
+    source: str | os.PathLike = setting(
+        _NON_EMPTY_SOURCE,
+        error=TypeError,
+        help="A local file, a local folder holding <split>.{jsonl,json,csv,tsv,parquet}, or a Hub dataset id.",
     )
-    kind: str = field(
+    kind: str = setting(
+        one_of(KINDS, "'auto', 'local' or 'hub'"),
         default="auto",
-        metadata={
-            "help": "'local', 'hub' or 'auto' (an existing path or a path-like string is local, anything else a Hub id)."
-        },
+        help="'local', 'hub' or 'auto' (an existing path or a path-like string is local, anything else a Hub id).",
     )
-    config_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset configuration (e.g. 'distractor')."}
-    )
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub dataset revision (commit, tag) to pin."}
-    )
-    splits: dict[str, str] | None = field(
+    config_name: str | None = setting(default=None, help="Hub dataset configuration (e.g. 'distractor').")
+    revision: str | None = setting(default=None, help="Hub dataset revision (commit, tag) to pin.")
+    splits: dict[str, str | os.PathLike] | None = setting(
+        _NON_EMPTY_MAPPING,
+        split_names("splits"),
+        error=TypeError,
         default=None,
-        metadata={
-            "help": "Our split name -> Hub split expression (e.g. 'train[:90%]') or local file path (relative "
-            "paths resolve against `source` when it is a folder). None: discover the splits."
-        },
+        help="Our split name -> Hub split expression (e.g. 'train[:90%]') or local file path (relative "
+        "paths resolve against `source` when it is a folder). None: discover the splits.",
     )
-    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
-    text_pair_column: str | None = field(
+    text_column: str = setting(
+        _NON_EMPTY_STRING, error=TypeError, default="text", help="Column holding the input text."
+    )
+    text_pair_column: str | None = setting(
+        _NON_EMPTY_STRING,
+        must_be="a non-empty string or None",
+        error=TypeError,
         default=None,
-        metadata={
-            "help": "Column holding the second text of a sentence pair (NLI, paraphrase, QA relevance); it is "
-            "kept as `text_pair` and makes this a pair task. None: a single-text task."
-        },
+        help="Column holding the second text of a sentence pair (NLI, paraphrase, QA relevance); it is "
+        "kept as `text_pair` and makes this a pair task. None: a single-text task.",
     )
-    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
-    id_column: str | None = field(
-        default="id",
-        metadata={"help": "Column holding row ids, if any; ids are generated when it is absent."},
+    label_column: str = setting(
+        _NON_EMPTY_STRING, error=TypeError, default="label", help="Column holding the class label."
     )
-    label_names: list[str] | None = field(
+    id_column: str | None = setting(
+        default="id", help="Column holding row ids, if any; ids are generated when it is absent."
+    )
+    label_names: Sequence[str] | None = setting(
+        must_be="distinct non-empty strings",
         default=None,
-        metadata={
-            "help": "Class names in label order; string labels in the data are mapped to their index here."
-        },
+        help="Class names in label order; string labels in the data are mapped to their index here.",
     )
-    num_labels: int | None = field(
-        default=None,
-        metadata={"help": "Number of classes; inferred from label_names or the training labels."},
+    num_labels: int | None = setting(
+        default=None, help="Number of classes; inferred from label_names or the training labels."
     )
-    problem_type: str = field(
+    problem_type: str = setting(
+        one_of(PROBLEM_TYPES),
         default="single_label",
-        metadata={
-            "help": "'single_label' (one class per row, cross-entropy), 'multi_label' (a list of label names or a "
-            "multi-hot vector per row, BCE with logits) or 'regression' (one float per row, MSE)."
-        },
+        help="'single_label' (one class per row, cross-entropy), 'multi_label' (a list of label names or a "
+        "multi-hot vector per row, BCE with logits) or 'regression' (one float per row, MSE).",
     )
-    threshold: float | None = field(
+    threshold: float | None = setting(
+        _FRACTION,
         default=None,
-        metadata={"help": "Multi-label only: decision threshold on each label's sigmoid probability (0.5)."},
+        help="Multi-label only: decision threshold on each label's sigmoid probability (0.5).",
     )
-    preprocess: str | Callable[[dict[str, list[Any]]], dict[str, list[Any]]] | None = field(
+    preprocess: str | Callable[[dict[str, list[Any]]], dict[str, list[Any]]] | None = setting(
+        _known_preprocess,
+        must_be="a callable or a name",
+        error=TypeError,
         default=None,
-        metadata={
-            "help": "Batched map applied to raw rows before column mapping: a callable or a PREPROCESSORS name."
-        },
+        help="Batched map applied to raw rows before column mapping: a callable or a PREPROCESSORS name.",
     )
-    holdout: dict[str, float] | None = field(
+    holdout: dict[str, float] | None = setting(
+        split_names("holdout"),
+        _holdout_fractions,
+        must_be="{split: fraction}",
         default=None,
-        metadata={
-            "help": "Split name -> fraction carved out of train (stratified, deterministic) for sources that "
-            "lack that split, e.g. {'validation': 0.1}."
-        },
+        help="Split name -> fraction carved out of train (stratified, deterministic) for sources that "
+        "lack that split, e.g. {'validation': 0.1}.",
     )
-    max_rows: int | dict[str, int] | None = field(
+    max_rows: int | dict[str, int] | None = setting(
+        _max_rows_splits,
+        _POSITIVE_ROWS,
         default=None,
-        metadata={
-            "help": "Keep at most this many rows per split (one int, or per split): stratified, seeded."
-        },
+        help="Keep at most this many rows per split (one int, or per split): stratified, seeded.",
     )
-    required_splits: tuple[str, ...] = field(
+    required_splits: Sequence[str] = setting(
+        split_names("required_splits"),
+        _some_split,
         default=REQUIRED_SPLITS,
-        metadata={"help": "Splits that must exist after loading (train is always required)."},
+        help="Splits that must exist after loading (train is always required).",
     )
-    seed: int = field(default=0, metadata={"help": "Seed for holdout and max_rows sampling."})
+    seed: int = setting(default=0, help="Seed for holdout and max_rows sampling.")
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
-        if not isinstance(self.source, str | os.PathLike) or not str(self.source):
-            raise TypeError(
-                f"task {self.name!r}: source must be a non-empty path or Hub id, got {self.source!r}"
-            )
-        object.__setattr__(self, "source", str(self.source))
-        if self.kind not in ("auto", "local", "hub"):
-            raise ValueError(f"task {self.name!r}: kind must be 'auto', 'local' or 'hub', got {self.kind!r}")
-        if self.splits is not None:
-            if not isinstance(self.splits, Mapping) or not self.splits:
-                raise TypeError(
-                    f"task {self.name!r}: splits must be a non-empty mapping split -> source, got {self.splits!r}"
-                )
-            _check_split_names(self.name, self.splits, "splits")
-            object.__setattr__(self, "splits", {k: str(v) for k, v in self.splits.items()})
-        for attr in ("text_column", "label_column"):
-            if not isinstance(getattr(self, attr), str) or not getattr(self, attr):
-                raise TypeError(
-                    f"task {self.name!r}: {attr} must be a non-empty string, got {getattr(self, attr)!r}"
-                )
-        if self.text_pair_column is not None:
-            if not isinstance(self.text_pair_column, str) or not self.text_pair_column:
-                raise TypeError(
-                    f"task {self.name!r}: text_pair_column must be a non-empty string or None, "
-                    f"got {self.text_pair_column!r}"
-                )
-            if self.text_pair_column in (self.text_column, self.label_column):
-                raise ValueError(
-                    f"task {self.name!r}: text_pair_column {self.text_pair_column!r} is also the text or label column"
-                )
-        _check_problem_type(self)
-        if self.label_names is not None:
-            names = list(self.label_names)
-            if (
-                len(names) < _MIN_LABELS[self.problem_type]
-                or not all(isinstance(n, str) and n for n in names)
-                or len(set(names)) != len(names)
-            ):
-                raise ValueError(
-                    f"task {self.name!r}: label_names of a {self.problem_type} task must be at least "
-                    f"{'two' if _MIN_LABELS[self.problem_type] == 2 else 'one'} distinct non-empty strings, got {names!r}"
-                )
-            object.__setattr__(self, "label_names", names)
-        if self.num_labels is not None:
-            if (
-                isinstance(self.num_labels, bool)
-                or not isinstance(self.num_labels, int)
-                or self.num_labels < _MIN_LABELS[self.problem_type]
-                or (self.problem_type == "regression" and self.num_labels != 1)
-            ):
-                raise ValueError(
-                    f"task {self.name!r}: num_labels of a {self.problem_type} task must be "
-                    + (
-                        "1"
-                        if self.problem_type == "regression"
-                        else f"an integer >= {_MIN_LABELS[self.problem_type]}"
-                    )
-                    + f", got {self.num_labels!r}"
-                )
-            if self.label_names is not None and len(self.label_names) != self.num_labels:
-                raise ValueError(
-                    f"task {self.name!r}: num_labels={self.num_labels} but label_names has {len(self.label_names)} names"
-                )
-        if isinstance(self.preprocess, str) and self.preprocess not in PREPROCESSORS:
-            raise ValueError(
-                f"task {self.name!r}: unknown preprocess {self.preprocess!r}; known: {sorted(PREPROCESSORS)}"
-            )
-        if (
-            self.preprocess is not None
-            and not isinstance(self.preprocess, str)
-            and not callable(self.preprocess)
-        ):
-            raise TypeError(
-                f"task {self.name!r}: preprocess must be a callable or a name, got {self.preprocess!r}"
-            )
-        if self.holdout is not None:
-            _check_split_names(self.name, self.holdout, "holdout")
-            if "train" in self.holdout:
-                raise ValueError(
-                    f"task {self.name!r}: holdout carves splits out of train; it cannot name 'train'"
-                )
-            if self.splits is not None and set(self.holdout) & set(self.splits):
-                raise ValueError(
-                    f"task {self.name!r}: split(s) {sorted(set(self.holdout) & set(self.splits))} given both in splits and holdout"
-                )
-            bad = {k: v for k, v in self.holdout.items() if not isinstance(v, float | int) or not 0 < v < 1}
-            if bad or sum(self.holdout.values()) >= 1:
-                raise ValueError(
-                    f"task {self.name!r}: holdout fractions must lie in (0, 1) and sum below 1, got {self.holdout!r}"
-                )
-            object.__setattr__(self, "holdout", {k: float(v) for k, v in self.holdout.items()})
-        if self.max_rows is not None:
-            rows = (
-                self.max_rows if isinstance(self.max_rows, Mapping) else dict.fromkeys(SPLITS, self.max_rows)
-            )
-            _check_split_names(self.name, rows, "max_rows")
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in rows.values()):
-                raise ValueError(
-                    f"task {self.name!r}: max_rows must be positive integers, got {self.max_rows!r}"
-                )
-            if isinstance(self.max_rows, Mapping):
-                object.__setattr__(self, "max_rows", dict(self.max_rows))
-        required = tuple(self.required_splits)
-        _check_split_names(self.name, dict.fromkeys(required), "required_splits")
-        if not required:
-            raise ValueError(f"task {self.name!r}: required_splits must name at least one split")
-        # usually REQUIRED_SPLITS; scoring a held-back folder requires only the scored split
-        object.__setattr__(self, "required_splits", tuple(dict.fromkeys(required)))
+        _check_name(self.name)  # first: every other message names the task
+        check_fields(self)  # a frozen dataclass assigns past strict's __setattr__
+        _check_pair_column(self)
+        _check_problem_type_fields(self)
+        _check_label_count(self)
+        _check_holdout_and_splits(self)
+        _store_normalized(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], name: str | None = None) -> TaskSpec:
@@ -240,8 +195,6 @@ class TaskSpec:
         if name is not None:
             if kwargs.setdefault("name", name) != name:
                 raise ValueError(f"task entry {name!r} has a different 'name' field {kwargs['name']!r}")
-        if "required_splits" in kwargs:
-            kwargs["required_splits"] = tuple(kwargs["required_splits"])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,32 +220,73 @@ class TaskSpec:
 _MIN_LABELS = {"single_label": 2, "multi_label": 1, "regression": 1}
 
 
-def _check_problem_type(spec: TaskSpec) -> None:
-    """Refuse an unknown problem type, a threshold outside (0, 1) or one given to a task that is not multi-label."""
-    from ..configuration_surge import PROBLEM_TYPES
-
-    if spec.problem_type not in PROBLEM_TYPES:
+def _check_pair_column(spec: TaskSpec) -> None:
+    if spec.text_pair_column is not None and spec.text_pair_column in (spec.text_column, spec.label_column):
         raise ValueError(
-            f"task {spec.name!r}: problem_type must be one of {list(PROBLEM_TYPES)}, got {spec.problem_type!r}"
+            f"task {spec.name!r}: text_pair_column {spec.text_pair_column!r} is also the text or label column"
         )
-    if spec.threshold is not None:
-        if spec.problem_type != "multi_label":
-            raise ValueError(
-                f"task {spec.name!r}: threshold is for multi_label tasks, not {spec.problem_type}"
-            )
-        if (
-            isinstance(spec.threshold, bool)
-            or not isinstance(spec.threshold, float | int)
-            or not 0 < spec.threshold < 1
-        ):
-            raise ValueError(
-                f"task {spec.name!r}: threshold must be a number in (0, 1), got {spec.threshold!r}"
-            )
+
+
+def _check_problem_type_fields(spec: TaskSpec) -> None:
+    """Refuse a threshold given to a task that is not multi-label, or more than one label name for a regression
+    task."""
+    if spec.threshold is not None and spec.problem_type != "multi_label":
+        raise ValueError(f"task {spec.name!r}: threshold is for multi_label tasks, not {spec.problem_type}")
     if spec.problem_type == "regression" and spec.label_names is not None and len(spec.label_names) != 1:
         raise ValueError(
             f"task {spec.name!r}: a regression task has one output; label_names may name it (one name), got "
             f"{spec.label_names!r}"
         )
+
+
+def _check_label_count(spec: TaskSpec) -> None:
+    """label_names and num_labels fit the problem type (a single-label task has at least two classes, a
+    regression task one output) and each other."""
+    least = _MIN_LABELS[spec.problem_type]
+    if spec.label_names is not None:
+        names = list(spec.label_names)
+        if len(names) < least or not all(names) or len(set(names)) != len(names):
+            raise ValueError(
+                f"task {spec.name!r}: label_names of a {spec.problem_type} task must be at least "
+                f"{'two' if least == 2 else 'one'} distinct non-empty strings, got {names!r}"
+            )
+    if spec.num_labels is None:
+        return
+    if spec.num_labels < least or (spec.problem_type == "regression" and spec.num_labels != 1):
+        wanted = "1" if spec.problem_type == "regression" else f"an integer >= {least}"
+        raise ValueError(
+            f"task {spec.name!r}: num_labels of a {spec.problem_type} task must be {wanted}, got {spec.num_labels!r}"
+        )
+    if spec.label_names is not None and len(spec.label_names) != spec.num_labels:
+        raise ValueError(
+            f"task {spec.name!r}: num_labels={spec.num_labels} but label_names has {len(spec.label_names)} names"
+        )
+
+
+def _check_holdout_and_splits(spec: TaskSpec) -> None:
+    both = sorted(set(spec.holdout or ()) & set(spec.splits or ()))
+    if both:
+        raise ValueError(f"task {spec.name!r}: split(s) {both} given both in splits and holdout")
+
+
+def _store_normalized(spec: TaskSpec) -> None:
+    """The stored forms: source and split paths as strings, label_names a list, holdout fractions floats, a copy
+    of a max_rows mapping, required_splits a tuple without repeats (usually REQUIRED_SPLITS; scoring a held-back
+    folder requires only the scored split)."""
+    values: dict[str, Any] = {
+        "source": str(spec.source),
+        "required_splits": tuple(dict.fromkeys(spec.required_splits)),
+    }
+    if spec.splits is not None:
+        values["splits"] = {k: str(v) for k, v in spec.splits.items()}
+    if spec.label_names is not None:
+        values["label_names"] = list(spec.label_names)
+    if spec.holdout is not None:
+        values["holdout"] = {k: float(v) for k, v in spec.holdout.items()}
+    if isinstance(spec.max_rows, Mapping):
+        values["max_rows"] = dict(spec.max_rows)
+    for name, value in values.items():
+        object.__setattr__(spec, name, value)
 
 
 def _check_name(name: Any) -> None:
@@ -302,7 +296,9 @@ def _check_name(name: Any) -> None:
         )
 
 
-def _check_split_names(task: str, mapping: Mapping[str, Any], what: str) -> None:
+def _check_split_names(task: str | None, mapping: Iterable[Any], what: str) -> None:
+    """Refuse keys (or items) that are not split names; `task` (None: the caller names it) prefixes the message."""
     bad = [k for k in mapping if k not in SPLITS]
     if bad:
-        raise ValueError(f"task {task!r}: {what} names unknown split(s) {bad}; allowed: {list(SPLITS)}")
+        where = f"task {task!r}: " if task is not None else ""
+        raise ValueError(f"{where}{what} names unknown split(s) {bad}; allowed: {list(SPLITS)}")

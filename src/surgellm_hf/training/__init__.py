@@ -8,7 +8,7 @@
 - `sampler`: `TaskBalancedBatchSampler`;
 - `trainer`: `SurgeTrainer` and its `compute_metrics`;
 - `callbacks`: early stopping (`SurgeEarlyStoppingCallback`, `early_stopping_arguments`);
-- `training_args`: `TrainingArguments` of a run and its precision;
+- `training_args`: `SurgeTrainingArguments`, the arguments of a run and its precision;
 - `lexicons`: the run's lexicon (curated, extracted, random, file);
 - `encoder_cache`: the frozen-encoder fast path (first-token states cached per example, on disk if asked);
 - `run`: `train_run`, one run end to end (what `surgellm train` does).
@@ -54,6 +54,7 @@ _LAZY: dict[str, str] = {
     "SurgeEarlyStoppingCallback": "callbacks",
     "early_stopping_arguments": "callbacks",
     "patience_counter_from_history": "callbacks",
+    "SurgeTrainingArguments": "training_args",
     "training_arguments": "training_args",
     "resolve_precision": "training_args",
     "precision_used": "training_args",

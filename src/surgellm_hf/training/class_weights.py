@@ -104,6 +104,36 @@ def resolve_class_weights(
     return out
 
 
+CLASS_WEIGHTS_SPEC = "null, 'balanced' or {task: 'balanced' | [weights]}"
+"""What `class_weights` accepts (run config key and `SurgeTrainingArguments.class_weights`)."""
+
+
+def check_class_weights_spec(value: Any) -> None:
+    """Refuse a `class_weights` setting that is not null, 'balanced' or {task: 'balanced' | list of finite numbers
+    > 0} (which tasks and how many labels are checked against the data by `resolve_class_weights`)."""
+    if value is None or value == "balanced":
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`class_weights` must be {CLASS_WEIGHTS_SPEC}, got {value!r}.")
+    for task, weights in value.items():
+        if weights != "balanced":
+            check_weight_values(task, weights)
+
+
+def needs_training_labels(spec: Any) -> bool:
+    """Whether a `class_weights` setting weights some task 'balanced' (computed from its training labels)."""
+    return spec == "balanced" or (isinstance(spec, Mapping) and "balanced" in spec.values())
+
+
+def training_labels_by_task(
+    task_ids: Sequence[int], labels: Sequence[Any], tasks: Sequence[str]
+) -> dict[str, list]:
+    """{task: its rows' labels, in row order} of an encoded training split (`task_ids` index `tasks`), as
+    `resolve_class_weights` takes them."""
+    ids = np.asarray(task_ids)
+    return {name: [labels[i] for i in np.flatnonzero(ids == t)] for t, name in enumerate(tasks)}
+
+
 def check_weight_values(task: str, value: Any) -> None:
     """Raise a ValueError naming the task unless `value` is a non-empty list of finite numbers > 0."""
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:

@@ -40,7 +40,7 @@ from ..lora import apply_lora, lora_artifact_bytes, lora_summary, save_lora
 from ..modeling_surge import SurgeForSequenceClassification
 from ..processing_surge import SurgeProcessor
 from .callbacks import SurgeEarlyStoppingCallback, patience_counter_from_history
-from .class_weights import class_weight_table, class_weights_applied, resolve_class_weights
+from .class_weights import class_weights_applied, resolve_class_weights
 from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
 from .environment import base_model_license, framework_versions, hardware
 from .hub_sync import RunPublisher, check_publisher
@@ -172,11 +172,7 @@ def _train_run(
                 else []
             ),
         ],
-        module_lr_scale=cfg.module_lr_multiplier,
-        task_sampling=cfg.task_sampling,
-        temperature=cfg.temperature,
-        class_weights=class_weight_table(class_weights, model.config.tasks) if class_weights else None,
-    )
+    )  # task sampling, module learning rate and class weights come with `args` (`training_arguments`)
     tracking = (
         RunTracking(read_settings(cfg.run_dir), cfg.run_dir / TENSORBOARD_DIR).attach(trainer)
         if report_to_names(cfg.report_to)

@@ -1,4 +1,8 @@
-"""`RunConfig`: everything one training run needs, read from a YAML file with `key=value` overrides."""
+"""`RunConfig`: everything one training run needs, read from a YAML file with `key=value` overrides.
+
+Each key is a checked field (`validation.checked`): its type comes from the annotation, its range or choices from a
+small named validator, and a refused value is one line naming the key, the value and what it must be.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..encoders import BUNDLED_ENCODER
+from ..validation import Requirement, at_least, checked, is_integer, is_number, one_of, setting
+from .class_weights import CLASS_WEIGHTS_SPEC, check_class_weights_spec
+from .sampler import TASK_SAMPLING_CHOICES
 from .variants import VARIANTS, Variant, get_variant
 
 LEXICON_CHOICES = ("curated", "extracted", "random")
@@ -20,344 +27,416 @@ FROZEN_MODULE_LR_SCALE = 100.0
 README.md, "Learning rate of the modules and heads"); a full fine-tune keeps the paper's single rate (1) by default,
 as no full fine-tune was measured."""
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+PREFIX_STYLE_CHOICES = ("text", "tokens", "soft")
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
+"""`hub_strategy` values: transformers' `HubStrategy`."""
+RESUME_FROM_CHOICES = ("hub",)
+LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
+LONG_TEXT_DEFAULTS: dict[str, Any] = {"max_chunks": 1, "stride": 0, "pool": "mean"}
+LONG_TEXT_POOL_CHOICES = ("mean", "max", "first")
+
+# ------------------------------------------------------------------ what the keys accept (used by the fields below)
+
+_POSITIVE = at_least(1, "a positive integer")
+_NON_NEGATIVE = at_least(0, "a non-negative integer")
+_DATA = Requirement("a mapping: {'folder': ...}, {'tasks': {...}} or {'preset': 'paper_hub'}", bool)
+_FOLDER_PATH = Requirement("a folder path", lambda v: bool(v.strip()))
+_LEXICON = Requirement(
+    f"one of {LEXICON_CHOICES} or a path to a lexicon .json",
+    lambda v: v in LEXICON_CHOICES or v.endswith(".json"),
+)
+_ONE_LINE_NAME = Requirement("a one-line name or null", lambda v: bool(v.strip()) and "\n" not in v)
 
 
+def number(low: str, high: str | None = None) -> Requirement:
+    """A float setting: a finite number within `low` (e.g. '> 0') and `high` (e.g. '< 1'); NaN and infinity fail."""
+    op, bound = low.split()
+
+    def holds(value: float) -> bool:
+        above = value > float(bound) if op == ">" else value >= float(bound)
+        return math.isfinite(value) and above and (high is None or value < float(high.split()[1]))
+
+    return Requirement(f"a finite number {low}{f' and {high}' if high else ''}", holds)
+
+
+def _variant_name(value: Any) -> str:
+    """The variant's canonical name (`get_variant` is case-insensitive and names the valid ones)."""
+    return get_variant(value).name
+
+
+def _yaml_no(value: Any) -> Any:
+    """YAML 1.1 reads `mixed_precision: no` as false: read it back as 'no'."""
+    return "no" if value is False else value
+
+
+def _int_as_float(value: Any) -> Any:
+    """An integer temperature (`temperature: 3`) as a float, as the sampler and run_config.json keep it."""
+    return float(value) if is_integer(value) else value
+
+
+def _check_output_dir(output_dir: str) -> None:
+    """`output_dir` may name only the {variant} and {seed} format fields."""
+    hint = "only {variant} and {seed} are filled in (write {{ and }} for a literal brace)"
+    try:
+        output_dir.format(variant="IWN", seed=0)
+    except KeyError as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} names the unknown field {{{err.args[0]}}}; {hint}."
+        ) from None
+    except (IndexError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"`output_dir` {output_dir!r} is not a valid folder pattern ({err}); {hint}."
+        ) from None
+
+
+def _check_hub_model_id(value: str | None) -> None:
+    """A Hub repo id as huggingface_hub's `validate_repo_id` accepts it."""
+    if value is None:
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError as err:
+        raise ValueError(f"`hub_model_id` {value!r} is not a Hub repo id: {err}") from None
+
+
+def _check_report_to_names(value: Any) -> str | list[str]:
+    """`report_to` as TrainingArguments takes it ('none', 'all', a name or a list of names); an unknown name is
+    refused naming transformers' integrations (whether one is installed is checked before training,
+    `training.tracking.check_report_to`)."""
+    if value is None or value == "none" or value == []:
+        return "none"
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"`report_to` must be a tracker name, a list of names, all or none, got {value!r}.")
+    if value == "all":
+        return "all"
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ValueError(
+            f"`report_to` names unknown tracker(s) {unknown}; transformers knows "
+            f"{sorted(INTEGRATION_TO_CALLBACK)} (or all, or none)."
+        )
+    return value if isinstance(value, str) else list(names)
+
+
+def _check_long_text_keys(spec: Any, where: str) -> dict[str, Any]:
+    """One `long_text` entry (run-wide or a task's): only max_chunks / stride / pool, each valid."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"`{where}` must be a mapping of max_chunks, stride, pool; got {spec!r}.")
+    unknown = sorted(set(spec) - set(LONG_TEXT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown `{where}` key(s) {unknown}; valid keys are {list(LONG_TEXT_DEFAULTS)}.")
+    k, stride, pool = spec.get("max_chunks", 1), spec.get("stride", 0), spec.get("pool", "mean")
+    if not is_integer(k) or k < 1:
+        raise ValueError(f"`{where}.max_chunks` must be a positive integer, got {k!r}.")
+    if not is_integer(stride) or stride < 0:
+        raise ValueError(f"`{where}.stride` must be an integer >= 0 (tokens of overlap), got {stride!r}.")
+    if pool not in LONG_TEXT_POOL_CHOICES:
+        raise ValueError(f"`{where}.pool` must be one of {list(LONG_TEXT_POOL_CHOICES)}, got {pool!r}.")
+    return dict(spec)
+
+
+def _normalize_long_text(value: Any) -> dict[str, Any] | None:
+    """`long_text`: null (off) or {max_chunks, stride, pool, tasks: {name: {...}}} with the run-wide defaults
+    filled in; task entries keep only the keys they override."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`long_text` must be a mapping (max_chunks, stride, pool, tasks) or null, got {value!r}."
+        )
+    base = _check_long_text_keys({k: v for k, v in value.items() if k != "tasks"}, "long_text")
+    tasks = value.get("tasks") or {}
+    if not isinstance(tasks, Mapping):
+        raise ValueError(f"`long_text.tasks` must map task names to settings, got {tasks!r}.")
+    per_task = {str(t): _check_long_text_keys(spec, f"long_text.tasks.{t}") for t, spec in tasks.items()}
+    return {**LONG_TEXT_DEFAULTS, **base, "tasks": per_task}
+
+
+def _normalize_selection_split(value: Any) -> dict[str, Any] | None:
+    """`selection_split`: null, a fraction in (0, 1), or {fraction, seed} -> {fraction, seed} (seed 0 by default)."""
+    if value is None:
+        return None
+    if is_number(value):
+        value = {"fraction": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`selection_split` must be a fraction or {{fraction, seed}}, got {value!r}.")
+    unknown = sorted(set(value) - {"fraction", "seed"})
+    if unknown:
+        raise ValueError(f"Unknown `selection_split` key(s) {unknown}; valid keys are ['fraction', 'seed'].")
+    fraction, seed = value.get("fraction"), value.get("seed", 0)
+    if isinstance(fraction, str):
+        try:
+            fraction = float(fraction)
+        except ValueError:
+            raise ValueError(f"`selection_split.fraction` must be a number, got {fraction!r}.") from None
+    if not is_number(fraction) or not 0 < fraction < 1:
+        raise ValueError(f"`selection_split.fraction` must be a number in (0, 1), got {fraction!r}.")
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"`selection_split.seed` must be a non-negative integer, got {seed!r}.")
+    return {"fraction": float(fraction), "seed": seed}
+
+
+def _normalize_lora(value: Any) -> dict[str, Any] | None:
+    """`lora`: null/false (off), true or a mapping; returns the mapping with defaults filled in, or None."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`lora` must be a mapping (r, alpha, dropout, target_modules) or null, got {value!r}."
+        )
+    unknown = sorted(set(value) - set(LORA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown `lora` key(s) {unknown}; valid keys are {list(LORA_DEFAULTS)}.")
+    lora = {**LORA_DEFAULTS, **value}
+    if not is_integer(lora["r"]) or lora["r"] < 1:
+        raise ValueError(f"`lora.r` must be a positive integer, got {lora['r']!r}.")
+    for key, upper in (("alpha", None), ("dropout", 1)):
+        v = lora[key]
+        if not is_number(v) or v < 0 or (upper and v >= upper):
+            raise ValueError(f"`lora.{key}` must be a number in [0, {upper or 'inf'}), got {v!r}.")
+    modules = lora["target_modules"]
+    if modules is not None:
+        if isinstance(modules, str):
+            modules = [modules]
+        if (
+            not isinstance(modules, Sequence)
+            or not modules
+            or not all(isinstance(m, str) and m for m in modules)
+        ):
+            raise ValueError(f"`lora.target_modules` must be a list of module names, got {modules!r}.")
+        lora["target_modules"] = list(modules)
+    return lora
+
+
+@checked(label="`{}`", end=".")
 @dataclass
 class RunConfig:
     """Everything one training run needs; `surgellm train --config run.yaml key=value ...` fills it."""
 
-    data: dict[str, Any] = field(
-        metadata={
-            "help": "Where the tasks come from: {'folder': path, 'tasks': [...]?, 'max_rows': {...}?} for a "
-            "<task>/{train,validation,test}.jsonl layout, {'tasks': {name: TaskSpec fields}} for Hub ids or files, "
-            "or {'preset': 'paper_hub'}."
-        }
+    data: dict[str, Any] = setting(
+        _DATA,
+        help="Where the tasks come from: {'folder': path, 'tasks': [...]?, 'max_rows': {...}?} for a "
+        "<task>/{train,validation,test}.jsonl layout, {'tasks': {name: TaskSpec fields}} for Hub ids or files, "
+        "or {'preset': 'paper_hub'}.",
     )
-    output_dir: str = field(
-        default="runs/{variant}-seed{seed}", metadata={"help": "Run folder ({variant}, {seed} filled)."}
+    output_dir: str = setting(
+        _FOLDER_PATH,
+        _check_output_dir,
+        default="runs/{variant}-seed{seed}",
+        help="Run folder ({variant}, {seed} filled).",
     )
-    encoder: str = field(default=BUNDLED_ENCODER, metadata={"help": "Hub id or path of the encoder."})
-    variant: str = field(default="IWN", metadata={"help": f"One of {list(VARIANTS)}."})
-    epochs: int | None = field(
-        default=None, metadata={"help": "Epoch budget; default the variant's (paper)."}
+    encoder: str = setting(
+        default=BUNDLED_ENCODER, must_be="a Hub id or a path", help="Hub id or path of the encoder."
     )
-    equal_budget: bool = field(
-        default=False,
-        metadata={"help": "Fair control: ignore the variant's epochs and use `epochs` for every variant."},
+    variant: str = setting(convert=_variant_name, default="IWN", help=f"One of {list(VARIANTS)}.")
+    epochs: int | None = setting(_POSITIVE, default=None, help="Epoch budget; default the variant's (paper).")
+    equal_budget: bool = setting(
+        default=False, help="Fair control: ignore the variant's epochs and use `epochs` for every variant."
     )
-    learning_rate: float | None = field(default=None, metadata={"help": "Default the variant's (paper)."})
-    lexicon: str = field(
-        default="curated", metadata={"help": "curated, extracted, random, or a lexicon JSON path."}
+    learning_rate: float | None = setting(number("> 0"), default=None, help="Default the variant's (paper).")
+    lexicon: str = setting(
+        _LEXICON, default="curated", help="curated, extracted, random, or a lexicon JSON path."
     )
-    prefix_style: str = field(
+    prefix_style: str = setting(
+        one_of(PREFIX_STYLE_CHOICES),
         default="text",
-        metadata={
-            "help": "Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
-            "default: higher average macro-F1 in a CPU full fine-tune, docs/benchmarks.md#cpu-full-fine-tunes; needs "
-            "max_length >= ~90 with MiniLM), tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
-            "faster, and better there on the long-text tasks) or soft (`soft_prefix_length` virtual token "
-            "embeddings built from a learned task prompt and a learned projection of the normalized features, "
-            "inserted after the first token: 1-2 positions)."
-        },
+        help="Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
+        "default: higher average macro-F1 in a CPU full fine-tune, docs/benchmarks.md#cpu-full-fine-tunes; needs "
+        "max_length >= ~90 with MiniLM), tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
+        "faster, and better there on the long-text tasks) or soft (`soft_prefix_length` virtual token "
+        "embeddings built from a learned task prompt and a learned projection of the normalized features, "
+        "inserted after the first token: 1-2 positions).",
     )
-    soft_prefix_length: int = field(
+    soft_prefix_length: int = setting(
+        one_of((1, 2), "1 or 2"),
         default=2,
-        metadata={
-            "help": "Virtual tokens of `prefix_style: soft`: 2 (the task prompt, then the feature projection) or 1 "
-            "(their sum). Ignored by the other prefix styles."
-        },
+        help="Virtual tokens of `prefix_style: soft`: 2 (the task prompt, then the feature projection) or 1 "
+        "(their sum). Ignored by the other prefix styles.",
     )
-    long_text: dict[str, Any] | None = field(
+    long_text: dict[str, Any] | None = setting(
+        convert=_normalize_long_text,
         default=None,
-        metadata={
-            "help": "Read long texts whole: {max_chunks: K, stride: S, pool: mean | max | first, tasks: {name: "
-            "{...}}}. A text longer than one input is split into up to K windows of max_length tokens (the prefix "
-            "on each, the features of the whole text), consecutive windows overlapping by S tokens; the windows' "
-            "first-token states are pooled before the gate. `tasks` overrides keys per task (a task not named "
-            "takes the run-wide values). null or max_chunks 1: truncation, as without it. Not for sentence-pair "
-            "tasks."
-        },
+        help="Read long texts whole: {max_chunks: K, stride: S, pool: mean | max | first, tasks: {name: "
+        "{...}}}. A text longer than one input is split into up to K windows of max_length tokens (the prefix "
+        "on each, the features of the whole text), consecutive windows overlapping by S tokens; the windows' "
+        "first-token states are pooled before the gate. `tasks` overrides keys per task (a task not named "
+        "takes the run-wide values). null or max_chunks 1: truncation, as without it. Not for sentence-pair "
+        "tasks.",
     )
-    selection_split: float | dict[str, Any] | None = field(
+    selection_split: float | dict[str, Any] | None = setting(
+        convert=_normalize_selection_split,
         default=None,
-        metadata={
-            "help": "Select on one split, report on another: a fraction (or {fraction: f, seed: s}) of each task's "
-            "training rows, stratified and seeded, is carved out before anything else as the `selection` split; "
-            "early stopping selects the epoch on it, and validation is only reported. null: select on validation."
-        },
+        help="Select on one split, report on another: a fraction (or {fraction: f, seed: s}) of each task's "
+        "training rows, stratified and seeded, is carved out before anything else as the `selection` split; "
+        "early stopping selects the epoch on it, and validation is only reported. null: select on validation.",
     )
-    seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
-    lexicon_seed: int = field(
+    seed: int = setting(_NON_NEGATIVE, default=0, help="Seed of model init, data order and dropout.")
+    lexicon_seed: int = setting(
+        _NON_NEGATIVE,
         default=0,
-        metadata={
-            "help": "Seed of the extracted (k-means) and random lexicons; apart from `seed`, so runs of seeds "
-            "0, 1, 2 compare models on one lexicon."
-        },
+        help="Seed of the extracted (k-means) and random lexicons; apart from `seed`, so runs of seeds "
+        "0, 1, 2 compare models on one lexicon.",
     )
-    batch_size: int = field(
-        default=32, metadata={"help": "Effective batch size (per device x accumulation x devices)."}
+    batch_size: int = setting(
+        _POSITIVE, default=32, help="Effective batch size (per device x accumulation x devices)."
     )
-    per_device_batch_size: int | None = field(
+    per_device_batch_size: int | None = setting(
+        _POSITIVE,
+        must_be="a positive integer or null",
         default=None,
-        metadata={
-            "help": "Default: batch_size / devices. A run folder is resumed or reused only where the per-device "
-            "and the effective batch are the ones it trained with (set this to resume on another device count)."
-        },
+        help="Default: batch_size / devices. A run folder is resumed or reused only where the per-device "
+        "and the effective batch are the ones it trained with (set this to resume on another device count).",
     )
-    max_length: int = field(default=128, metadata={"help": "Tokens per input, prefix included."})
-    warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
-    patience: int = field(
-        default=2, metadata={"help": "Early stopping patience in epochs (strict improvement)."}
+    max_length: int = setting(_POSITIVE, default=128, help="Tokens per input, prefix included.")
+    warmup_ratio: float = setting(
+        number(">= 0", "< 1"), default=0.06, help="Linear warm-up share of the steps."
     )
-    freeze_encoder: bool = field(
-        default=False, metadata={"help": "Train only the SURGELLM modules and heads."}
+    weight_decay: float = setting(number(">= 0"), default=0.01, help="AdamW weight decay.")
+    adam_epsilon: float = setting(number("> 0"), default=1e-8, help="AdamW epsilon.")
+    max_grad_norm: float = setting(number(">= 0"), default=1.0, help="Gradient clipping.")
+    patience: int = setting(
+        _POSITIVE, default=2, help="Early stopping patience in epochs (strict improvement)."
     )
-    task_sampling: str = field(
+    freeze_encoder: bool = setting(default=False, help="Train only the SURGELLM modules and heads.")
+    task_sampling: str = setting(
+        one_of(TASK_SAMPLING_CHOICES),
         default="proportional",
-        metadata={
-            "help": "How often each task's (task-homogeneous) batches come in an epoch: proportional (to its size: "
-            "every example once per epoch), equal (every task equally often) or temperature (p_t ∝ n_t^(1/T))."
-        },
+        help="How often each task's (task-homogeneous) batches come in an epoch: proportional (to its size: "
+        "every example once per epoch), equal (every task equally often) or temperature (p_t ∝ n_t^(1/T)).",
     )
-    temperature: float = field(
+    temperature: float = setting(
+        number("> 0"),
+        convert=_int_as_float,
         default=2.0,
-        metadata={"help": "T of `task_sampling: temperature` (1 = proportional, large = equal); T5 used 2."},
+        help="T of `task_sampling: temperature` (1 = proportional, large = equal); T5 used 2.",
     )
-    class_weights: str | dict[str, Any] | None = field(
+    class_weights: str | dict[str, Any] | None = setting(
+        check_class_weights_spec,
+        must_be=CLASS_WEIGHTS_SPEC,
         default=None,
-        metadata={
-            "help": "Weighted loss: null (none), 'balanced' (every classification task from its training labels: "
-            "single-label n / (K * n_c), multi-label pos_weight n_neg / n_pos per label; regression tasks get none), "
-            "or {task: 'balanced' | [one weight per label]} for some classification tasks."
-        },
+        help="Weighted loss: null (none), 'balanced' (every classification task from its training labels: "
+        "single-label n / (K * n_c), multi-label pos_weight n_neg / n_pos per label; regression tasks get none), "
+        "or {task: 'balanced' | [one weight per label]} for some classification tasks.",
     )
-    lora: dict[str, Any] | None = field(
+    lora: dict[str, Any] | None = setting(
+        convert=_normalize_lora,
         default=None,
-        metadata={
-            "help": "LoRA on the encoder (the SURGELLM modules and heads train fully): {r: 8, alpha: 16, dropout: "
-            "0.1, target_modules: [...]} (target_modules default: the encoder family's attention projections); "
-            "the run folder then holds only the adapter."
-        },
+        help="LoRA on the encoder (the SURGELLM modules and heads train fully): {r: 8, alpha: 16, dropout: "
+        "0.1, target_modules: [...]} (target_modules default: the encoder family's attention projections); "
+        "the run folder then holds only the adapter.",
     )
-    cache_encoder_outputs: bool = field(
+    cache_encoder_outputs: bool = setting(
         default=True,
-        metadata={
-            "help": "With freeze_encoder: compute the encoder's first-token states once per example and split and "
-            "train the modules and heads on them (same predictions in fp32, many times faster; in bf16/fp16 the "
-            "states differ by ~5e-3, so a run folder is resumed or reused only with the same setting there). "
-            "false: run the frozen encoder every step. No effect on a trained encoder."
-        },
+        help="With freeze_encoder: compute the encoder's first-token states once per example and split and "
+        "train the modules and heads on them (same predictions in fp32, many times faster; in bf16/fp16 the "
+        "states differ by ~5e-3, so a run folder is resumed or reused only with the same setting there). "
+        "false: run the frozen encoder every step. No effect on a trained encoder.",
     )
-    encoder_cache_dir: str | None = field(
+    encoder_cache_dir: str | None = setting(
         default=None,
-        metadata={
-            "help": "Folder keeping cached first-token states on disk, keyed by a hash of the encoder weights and "
-            "each example's encoder input, so runs of other variants or seeds with the same input reuse them."
-        },
+        help="Folder keeping cached first-token states on disk, keyed by a hash of the encoder weights and "
+        "each example's encoder input, so runs of other variants or seeds with the same input reuse them.",
     )
-    module_lr_scale: float | None = field(
+    module_lr_scale: float | None = setting(
+        number("> 0"),
         default=None,
-        metadata={
-            "help": "Learning rate of the SURGELLM modules (task embedding, feature projection, gate, fusion "
-            "LayerNorm, normalizer) and the task heads, as a multiple of learning_rate (the encoder's rate). "
-            "Default: 100 with freeze_encoder (measured), else 1 (the paper's single rate)."
-        },
+        help="Learning rate of the SURGELLM modules (task embedding, feature projection, gate, fusion "
+        "LayerNorm, normalizer) and the task heads, as a multiple of learning_rate (the encoder's rate). "
+        "Default: 100 with freeze_encoder (measured), else 1 (the paper's single rate).",
     )
-    mixed_precision: str = field(
+    mixed_precision: str = setting(
+        one_of(MIXED_PRECISION_CHOICES, "auto, no, bf16 or fp16"),
+        convert=_yaml_no,
         default="auto",
-        metadata={
-            "help": "auto (bf16/fp16 on GPU, fp32 on CPU), no, bf16 or fp16. A run folder is resumed or reused by "
-            "the precision this resolves to on the machine, not by the word."
-        },
+        help="auto (bf16/fp16 on GPU, fp32 on CPU), no, bf16 or fp16. A run folder is resumed or reused by "
+        "the precision this resolves to on the machine, not by the word.",
     )
-    resume: bool = field(
+    resume: bool = setting(
         default=True,
-        metadata={
-            "help": "Resume from the last checkpoint in the run folder (only a run of the same configuration)."
-        },
+        help="Resume from the last checkpoint in the run folder (only a run of the same configuration).",
     )
-    overwrite: bool = field(
+    overwrite: bool = setting(
         default=False,
-        metadata={
-            "help": "Start fresh: delete what an earlier run wrote in the run folder (weights, checkpoints, metrics, "
-            "reports) before training; files no run writes are kept. Without it a folder holding another "
-            "configuration's run is refused."
-        },
+        help="Start fresh: delete what an earlier run wrote in the run folder (weights, checkpoints, metrics, "
+        "reports) before training; files no run writes are kept. Without it a folder holding another "
+        "configuration's run is refused.",
     )
-    eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
-    logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "Hide progress bars."})
-    save_checkpoints: bool = field(
+    eval_batch_size: int = setting(_POSITIVE, default=64, help="Evaluation batch size per device.")
+    logging_steps: int = setting(_POSITIVE, default=10, help="Log the training loss every N steps.")
+    disable_tqdm: bool = setting(default=False, help="Hide progress bars.")
+    save_checkpoints: bool = setting(
         default=True,
-        metadata={
-            "help": "Keep epoch checkpoints (needed to resume). Without them the best weights are kept in memory "
-            "(a CPU copy) for early stopping."
-        },
+        help="Keep epoch checkpoints (needed to resume). Without them the best weights are kept in memory "
+        "(a CPU copy) for early stopping.",
     )
-    keep_checkpoints: bool = field(
+    keep_checkpoints: bool = setting(
         default=False,
-        metadata={
-            "help": "Keep checkpoints/ after the run has finished. By default it is deleted once metrics.json is "
-            "written (the best weights are already in the run folder); checkpoints stay while a run is unfinished, "
-            "for resuming."
-        },
+        help="Keep checkpoints/ after the run has finished. By default it is deleted once metrics.json is "
+        "written (the best weights are already in the run folder); checkpoints stay while a run is unfinished, "
+        "for resuming.",
     )
-    report_to: str | list[str] | None = field(
+    report_to: str | list[str] | None = setting(
+        convert=_check_report_to_names,
         default=None,
-        metadata={
-            "help": "Experiment trackers the Trainer logs to, as TrainingArguments takes them: a name or a list "
-            "(tensorboard, mlflow, wandb, trackio...; all: every installed one); null or none: no tracker. The "
-            "run settings (resolved run config, lexicon hash, task order) and the final per-task metrics are "
-            "logged there too."
-        },
+        help="Experiment trackers the Trainer logs to, as TrainingArguments takes them: a name or a list "
+        "(tensorboard, mlflow, wandb, trackio...; all: every installed one); null or none: no tracker. The "
+        "run settings (resolved run config, lexicon hash, task order) and the final per-task metrics are "
+        "logged there too.",
     )
-    run_name: str | None = field(
+    run_name: str | None = setting(
+        _ONE_LINE_NAME,
         default=None,
-        metadata={
-            "help": "Name of the run in the trackers (TrainingArguments.run_name); default the run folder's name."
-        },
+        help="Name of the run in the trackers (TrainingArguments.run_name); default the run folder's name.",
     )
-    push_to_hub: bool = field(
+    push_to_hub: bool = setting(
         default=False,
-        metadata={
-            "help": "Push to the Hub while training (as hub_strategy says) and when the run ends: the model, the "
-            "processor and lexicon, and the SURGELLM model card."
-        },
+        help="Push to the Hub while training (as hub_strategy says) and when the run ends: the model, the "
+        "processor and lexicon, and the SURGELLM model card.",
     )
-    hub_model_id: str | None = field(
+    hub_model_id: str | None = setting(
+        _check_hub_model_id,
+        must_be="a Hub repo id (namespace/name) or null",
         default=None,
-        metadata={
-            "help": "Hub repo of push_to_hub and resume_from: hub (namespace/name); for a push, default the run "
-            "folder's name in the token's namespace."
-        },
+        help="Hub repo of push_to_hub and resume_from: hub (namespace/name); for a push, default the run "
+        "folder's name in the token's namespace.",
     )
-    hub_strategy: str = field(
+    hub_strategy: str = setting(
+        one_of(HUB_STRATEGIES),
         default="every_save",
-        metadata={
-            "help": "What push_to_hub pushes, as in TrainingArguments: end (once, the finished run), every_save (also "
-            "after each epoch's save), checkpoint (also the last checkpoint, in last-checkpoint/, for resuming on "
-            "another machine) or all_checkpoints (every checkpoint, in checkpoint-N/)."
-        },
+        help="What push_to_hub pushes, as in TrainingArguments: end (once, the finished run), every_save (also "
+        "after each epoch's save), checkpoint (also the last checkpoint, in last-checkpoint/, for resuming on "
+        "another machine) or all_checkpoints (every checkpoint, in checkpoint-N/).",
     )
-    hub_private_repo: bool | None = field(
+    hub_private_repo: bool | None = setting(
+        must_be="true, false or null",
         default=None,
-        metadata={
-            "help": "Create the Hub repo private (null: the namespace's default); an existing repo keeps its setting."
-        },
+        help="Create the Hub repo private (null: the namespace's default); an existing repo keeps its setting.",
     )
-    resume_from: str | None = field(
+    resume_from: str | None = setting(
+        one_of(RESUME_FROM_CHOICES, "hub or null"),
         default=None,
-        metadata={
-            "help": "hub: resume from the checkpoint that hub_strategy: checkpoint (or all_checkpoints) pushed to "
-            "hub_model_id, when it is newer than the run folder's own (e.g. in a fresh folder on a new machine)."
-        },
+        help="hub: resume from the checkpoint that hub_strategy: checkpoint (or all_checkpoints) pushed to "
+        "hub_model_id, when it is newer than the run folder's own (e.g. in a fresh folder on a new machine).",
     )
-    license: str | None = field(
+    license: str | None = setting(
+        _ONE_LINE_NAME,
         default=None,
-        metadata={
-            "help": "License of the model card (a Hub license id such as apache-2.0 or mit); default the base "
-            "encoder's license where its card says it, else none."
-        },
+        help="License of the model card (a Hub license id such as apache-2.0 or mit); default the base "
+        "encoder's license where its card says it, else none.",
     )
 
     def __post_init__(self) -> None:
-        variant = get_variant(self.variant)
-        self.variant = variant.name
-        if not isinstance(self.data, Mapping) or not self.data:
-            raise ValueError(
-                "`data` must be a mapping: {'folder': ...}, {'tasks': {...}} or {'preset': 'paper_hub'}."
-            )
+        """Checks across keys (each key's type and range are checked as it is set)."""
         if self.equal_budget and self.epochs is None:
             raise ValueError("`equal_budget: true` needs `epochs`, the budget shared by every variant.")
-        if self.prefix_style not in PREFIX_STYLE_CHOICES:
-            raise ValueError(
-                f"`prefix_style` must be one of {list(PREFIX_STYLE_CHOICES)}, got {self.prefix_style!r}."
-            )
-        if isinstance(self.soft_prefix_length, bool) or self.soft_prefix_length not in (1, 2):
-            raise ValueError(f"`soft_prefix_length` must be 1 or 2, got {self.soft_prefix_length!r}.")
-        if self.mixed_precision is False:  # YAML 1.1 reads `mixed_precision: no` as false
-            self.mixed_precision = "no"
-        self.long_text = _normalize_long_text(self.long_text)
-        self.selection_split = _normalize_selection_split(self.selection_split)
-        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            raise ValueError(
-                f"`mixed_precision` must be auto, no, bf16 or fp16, got {self.mixed_precision!r}."
-            )
-        for name in ("batch_size", "max_length", "patience", "eval_batch_size", "logging_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("seed", "lexicon_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
-        for name in (
-            "resume",
-            "overwrite",
-            "save_checkpoints",
-            "equal_budget",
-            "freeze_encoder",
-            "cache_encoder_outputs",
-            "keep_checkpoints",
-            "push_to_hub",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
-        if self.per_device_batch_size is not None and (
-            isinstance(self.per_device_batch_size, bool)
-            or not isinstance(self.per_device_batch_size, int)
-            or self.per_device_batch_size < 1
-        ):
-            raise ValueError(
-                f"`per_device_batch_size` must be a positive integer or null, got {self.per_device_batch_size!r}."
-            )
-        if self.epochs is not None and (
-            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1
-        ):
-            raise ValueError(f"`epochs` must be a positive integer, got {self.epochs!r}.")
-        for name, (low, high) in _FLOAT_RANGES.items():
-            _check_number(name, getattr(self, name), low, high)
-        _check_output_dir(self.output_dir, self.variant, self.seed)
-        if self.freeze_encoder and self.variant_spec.use_prefix and self.prefix_style == "tokens":
-            raise ValueError(
-                "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
-                "(mean-initialised) that a frozen encoder never trains, so the prefix would carry no learned "
-                "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
-                "variant without the prefix (baseline)."
-            )
-        if (
-            self.freeze_encoder
-            and self.cache_encoder_outputs
-            and self.variant_spec.use_prefix
-            and self.prefix_style == "soft"
-        ):
-            raise ValueError(
-                "freeze_encoder with prefix_style: soft cannot use cached encoder outputs: the soft prefix's virtual "
-                "tokens are encoder inputs built from trainable parameters, so the encoder's states change every "
-                "step. Set cache_encoder_outputs: false (the frozen encoder then runs every step, as prompt tuning "
-                "does), or use prefix_style: text."
-            )
-        from .sampler import check_task_sampling
-
-        if isinstance(self.temperature, int) and not isinstance(self.temperature, bool):
-            self.temperature = float(self.temperature)
-        check_task_sampling(self.task_sampling, self.temperature)
-        _check_class_weights_shape(self.class_weights)
-        self.lora = _normalize_lora(self.lora)
-        if self.lora and self.freeze_encoder:
-            raise ValueError("`lora` adapts the encoder and `freeze_encoder: true` freezes it; choose one.")
-        if self.lexicon not in LEXICON_CHOICES and not str(self.lexicon).endswith(".json"):
-            raise ValueError(
-                f"`lexicon` must be one of {LEXICON_CHOICES} or a path to a lexicon .json, got {self.lexicon!r}."
-            )
-        self.report_to = _check_report_to_names(self.report_to)
-        for name in ("run_name", "license"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
-                raise ValueError(f"`{name}` must be a one-line name or null, got {value!r}.")
+        _check_frozen_encoder(self)
         _check_hub_settings(self)
 
     @property
@@ -421,102 +500,49 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-_FLOAT_RANGES: dict[str, tuple[str, str | None]] = {
-    "learning_rate": ("> 0", None),
-    "warmup_ratio": (">= 0", "< 1"),
-    "weight_decay": (">= 0", None),
-    "adam_epsilon": ("> 0", None),
-    "max_grad_norm": (">= 0", None),  # 0: no clipping (the Trainer's meaning)
-    "module_lr_scale": ("> 0", None),
-    "temperature": ("> 0", None),
-}
-"""The float settings and their allowed ranges (every one also finite: NaN and infinity are refused)."""
-_FLOAT_FIELDS = tuple(_FLOAT_RANGES)
+_FLOAT_FIELDS = (
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "adam_epsilon",
+    "max_grad_norm",
+    "module_lr_scale",
+    "temperature",
+)
+"""The float keys: YAML 1.1 reads 3e-5 (no dot) as a string, which `from_mapping` reads back as the number."""
 
 
-def _check_number(name: str, value: Any, low: str, high: str | None) -> None:
-    """Refuse a float setting that is not a finite number within `low` (e.g. '> 0') and `high` (e.g. '< 1');
-    None passes (a default that resolves later)."""
-    if value is None:
-        return
-    op, bound = low.split()
-    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if (
-        not number
-        or (value <= float(bound) if op == ">" else value < float(bound))
-        or (high is not None and value >= float(high.split()[1]))
-    ):
-        allowed = f"{low}{f' and {high}' if high else ''}"
-        raise ValueError(f"`{name}` must be a finite number {allowed}, got {value!r}.")
-
-
-def _check_output_dir(output_dir: Any, variant: str, seed: int) -> None:
-    """`output_dir` must be a path whose only format fields are {variant} and {seed}."""
-    if not isinstance(output_dir, str) or not output_dir.strip():
-        raise ValueError(f"`output_dir` must be a folder path, got {output_dir!r}.")
-    hint = "only {variant} and {seed} are filled in (write {{ and }} for a literal brace)"
-    try:
-        output_dir.format(variant=variant, seed=seed)
-    except KeyError as err:
+def _check_frozen_encoder(cfg: RunConfig) -> None:
+    """A frozen encoder refuses what it could not train (the compact prefix's new tokens), cached states of a soft
+    prefix (they change every step) and LoRA (it adapts the encoder)."""
+    prefix = cfg.prefix_style if cfg.variant_spec.use_prefix else None
+    if cfg.freeze_encoder and prefix == "tokens":
         raise ValueError(
-            f"`output_dir` {output_dir!r} names the unknown field {{{err.args[0]}}}; {hint}."
-        ) from None
-    except (IndexError, ValueError, AttributeError) as err:
-        raise ValueError(
-            f"`output_dir` {output_dir!r} is not a valid folder pattern ({err}); {hint}."
-        ) from None
-
-
-HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
-"""`hub_strategy` values: transformers' `HubStrategy`."""
-RESUME_FROM_CHOICES = ("hub",)
-
-
-def _check_report_to_names(value: Any) -> str | list[str]:
-    """`report_to` as TrainingArguments takes it ('none', 'all', a name or a list of names); an unknown name is
-    refused naming transformers' integrations (whether one is installed is checked before training,
-    `training.tracking.check_report_to`)."""
-    if value is None or value == "none" or value == []:
-        return "none"
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"`report_to` must be a tracker name, a list of names, all or none, got {value!r}.")
-    if value == "all":
-        return "all"
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
-    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
-    if unknown:
-        raise ValueError(
-            f"`report_to` names unknown tracker(s) {unknown}; transformers knows "
-            f"{sorted(INTEGRATION_TO_CALLBACK)} (or all, or none)."
+            "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
+            "(mean-initialised) that a frozen encoder never trains, so the prefix would carry no learned "
+            "meaning. Use prefix_style: text (the paper's prefix, in the encoder's own vocabulary), or a "
+            "variant without the prefix (baseline)."
         )
-    return value if isinstance(value, str) else list(names)
+    if cfg.freeze_encoder and cfg.cache_encoder_outputs and prefix == "soft":
+        raise ValueError(
+            "freeze_encoder with prefix_style: soft cannot use cached encoder outputs: the soft prefix's virtual "
+            "tokens are encoder inputs built from trainable parameters, so the encoder's states change every "
+            "step. Set cache_encoder_outputs: false (the frozen encoder then runs every step, as prompt tuning "
+            "does), or use prefix_style: text."
+        )
+    if cfg.lora and cfg.freeze_encoder:
+        raise ValueError("`lora` adapts the encoder and `freeze_encoder: true` freezes it; choose one.")
 
 
 def _check_hub_settings(cfg: RunConfig) -> None:
-    """push_to_hub / hub_model_id / hub_strategy / hub_private_repo / resume_from: values and combinations."""
-    if cfg.hub_strategy not in HUB_STRATEGIES:
-        raise ValueError(f"`hub_strategy` must be one of {list(HUB_STRATEGIES)}, got {cfg.hub_strategy!r}.")
-    if cfg.hub_private_repo is not None and not isinstance(cfg.hub_private_repo, bool):
-        raise ValueError(f"`hub_private_repo` must be true, false or null, got {cfg.hub_private_repo!r}.")
-    if cfg.hub_model_id is not None:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-        try:
-            if not isinstance(cfg.hub_model_id, str):
-                raise HFValidationError(f"a string is needed, got {type(cfg.hub_model_id).__name__}")
-            validate_repo_id(cfg.hub_model_id)
-        except HFValidationError as err:
-            raise ValueError(f"`hub_model_id` {cfg.hub_model_id!r} is not a Hub repo id: {err}") from None
+    """push_to_hub / hub_strategy / save_checkpoints and resume_from / hub_model_id / resume / overwrite: the
+    combinations (each key's own value is checked by its field)."""
     if cfg.push_to_hub and cfg.hub_strategy in ("checkpoint", "all_checkpoints") and not cfg.save_checkpoints:
         raise ValueError(
             f"hub_strategy: {cfg.hub_strategy} pushes checkpoints, which save_checkpoints: false does not write."
         )
     if cfg.resume_from is None:
         return
-    if cfg.resume_from not in RESUME_FROM_CHOICES:
-        raise ValueError(f"`resume_from` must be hub or null, got {cfg.resume_from!r}.")
     if not cfg.hub_model_id or "/" not in cfg.hub_model_id:
         raise ValueError(
             "resume_from: hub needs `hub_model_id` with its namespace (e.g. my-org/surgellm-run): the repo whose "
@@ -527,46 +553,6 @@ def _check_hub_settings(cfg: RunConfig) -> None:
             raise ValueError(
                 f"resume_from: hub resumes a run from a checkpoint; it needs {name}: {str(wanted).lower()}."
             )
-
-
-LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
-PREFIX_STYLE_CHOICES = ("text", "tokens", "soft")
-LONG_TEXT_DEFAULTS: dict[str, Any] = {"max_chunks": 1, "stride": 0, "pool": "mean"}
-LONG_TEXT_POOL_CHOICES = ("mean", "max", "first")
-
-
-def _check_long_text_keys(spec: Any, where: str) -> dict[str, Any]:
-    """One `long_text` entry (run-wide or a task's): only max_chunks / stride / pool, each valid."""
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"`{where}` must be a mapping of max_chunks, stride, pool; got {spec!r}.")
-    unknown = sorted(set(spec) - set(LONG_TEXT_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown `{where}` key(s) {unknown}; valid keys are {list(LONG_TEXT_DEFAULTS)}.")
-    k, stride, pool = spec.get("max_chunks", 1), spec.get("stride", 0), spec.get("pool", "mean")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`{where}.max_chunks` must be a positive integer, got {k!r}.")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-        raise ValueError(f"`{where}.stride` must be an integer >= 0 (tokens of overlap), got {stride!r}.")
-    if pool not in LONG_TEXT_POOL_CHOICES:
-        raise ValueError(f"`{where}.pool` must be one of {list(LONG_TEXT_POOL_CHOICES)}, got {pool!r}.")
-    return dict(spec)
-
-
-def _normalize_long_text(value: Any) -> dict[str, Any] | None:
-    """`long_text`: null (off) or {max_chunks, stride, pool, tasks: {name: {...}}} with the run-wide defaults
-    filled in; task entries keep only the keys they override."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"`long_text` must be a mapping (max_chunks, stride, pool, tasks) or null, got {value!r}."
-        )
-    base = _check_long_text_keys({k: v for k, v in value.items() if k != "tasks"}, "long_text")
-    tasks = value.get("tasks") or {}
-    if not isinstance(tasks, Mapping):
-        raise ValueError(f"`long_text.tasks` must map task names to settings, got {tasks!r}.")
-    per_task = {str(t): _check_long_text_keys(spec, f"long_text.tasks.{t}") for t, spec in tasks.items()}
-    return {**LONG_TEXT_DEFAULTS, **base, "tasks": per_task}
 
 
 def long_text_settings(
@@ -591,79 +577,6 @@ def splits_long_texts(long_text: Mapping[str, Any] | None) -> bool:
         return False
     overrides = long_text.get("tasks", {}).values()
     return long_text["max_chunks"] > 1 or any(spec.get("max_chunks", 1) > 1 for spec in overrides)
-
-
-def _normalize_selection_split(value: Any) -> dict[str, Any] | None:
-    """`selection_split`: null, a fraction in (0, 1), or {fraction, seed} -> {fraction, seed} (seed 0 by default)."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = {"fraction": value}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"`selection_split` must be a fraction or {{fraction, seed}}, got {value!r}.")
-    unknown = sorted(set(value) - {"fraction", "seed"})
-    if unknown:
-        raise ValueError(f"Unknown `selection_split` key(s) {unknown}; valid keys are ['fraction', 'seed'].")
-    fraction, seed = value.get("fraction"), value.get("seed", 0)
-    if isinstance(fraction, str):
-        try:
-            fraction = float(fraction)
-        except ValueError:
-            raise ValueError(f"`selection_split.fraction` must be a number, got {fraction!r}.") from None
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        raise ValueError(f"`selection_split.fraction` must be a number in (0, 1), got {fraction!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`selection_split.seed` must be a non-negative integer, got {seed!r}.")
-    return {"fraction": float(fraction), "seed": seed}
-
-
-def _check_class_weights_shape(value: Any) -> None:
-    """`class_weights` is null, 'balanced', or {task: 'balanced' | list of finite numbers > 0}."""
-    if value is None or value == "balanced":
-        return
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"`class_weights` must be null, 'balanced' or {{task: 'balanced' | [weights]}}, got {value!r}."
-        )
-    from .class_weights import check_weight_values
-
-    for task, weights in value.items():
-        if weights != "balanced":
-            check_weight_values(task, weights)
-
-
-def _normalize_lora(value: Any) -> dict[str, Any] | None:
-    """`lora`: null/false (off), true or a mapping; returns the mapping with defaults filled in, or None."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"`lora` must be a mapping (r, alpha, dropout, target_modules) or null, got {value!r}."
-        )
-    unknown = sorted(set(value) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown `lora` key(s) {unknown}; valid keys are {list(LORA_DEFAULTS)}.")
-    lora = {**LORA_DEFAULTS, **value}
-    if isinstance(lora["r"], bool) or not isinstance(lora["r"], int) or lora["r"] < 1:
-        raise ValueError(f"`lora.r` must be a positive integer, got {lora['r']!r}.")
-    for key, upper in (("alpha", None), ("dropout", 1)):
-        v = lora[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (upper and v >= upper):
-            raise ValueError(f"`lora.{key}` must be a number in [0, {upper or 'inf'}), got {v!r}.")
-    modules = lora["target_modules"]
-    if modules is not None:
-        if isinstance(modules, str):
-            modules = [modules]
-        if (
-            not isinstance(modules, Sequence)
-            or not modules
-            or not all(isinstance(m, str) and m for m in modules)
-        ):
-            raise ValueError(f"`lora.target_modules` must be a list of module names, got {modules!r}.")
-        lora["target_modules"] = list(modules)
-    return lora
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

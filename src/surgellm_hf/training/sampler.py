@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import heapq
 import math
+import typing
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import Sampler
 
-TASK_SAMPLING_CHOICES = ("proportional", "equal", "temperature")
+TaskSampling = Literal["proportional", "equal", "temperature"]
+"""How an epoch's batches are shared among tasks (`TaskBalancedBatchSampler`)."""
+TASK_SAMPLING_CHOICES: tuple[str, ...] = typing.get_args(TaskSampling)
 
 
 def task_sampling_probabilities(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +13,22 @@ from transformers import Trainer
 
 from ..evaluation.metrics import primary_score
 from ..evaluation.predictions import per_task_predictions, task_scores
+from .class_weights import (
+    class_weight_table,
+    needs_training_labels,
+    resolve_class_weights,
+    training_labels_by_task,
+)
 from .sampler import TaskBalancedBatchSampler, check_task_sampling
+
+PLAIN_ARGUMENTS_DEFAULTS: dict[str, Any] = {
+    "task_sampling": "proportional",
+    "temperature": 1.0,
+    "module_lr_scale": 1.0,
+    "class_weights": None,
+}
+"""What SurgeTrainer uses with a plain `TrainingArguments` (no `SurgeTrainingArguments` fields): every example
+once per epoch, one learning rate, the model's own loss."""
 
 
 def is_encoder_parameter(name: str) -> bool:
@@ -22,26 +38,79 @@ def is_encoder_parameter(name: str) -> bool:
 
 class SurgeTrainer(Trainer):
     """`Trainer` whose training batches are task-homogeneous and task-balanced (TaskBalancedBatchSampler), and
-    whose SURGELLM modules and heads may train at `module_lr_scale` x the encoder's learning rate."""
+    whose SURGELLM modules and heads may train at `module_lr_scale` x the encoder's learning rate.
+
+    Its settings come from `args` (`SurgeTrainingArguments`: `task_sampling`, `temperature`, `module_lr_scale`,
+    `class_weights`; a plain `TrainingArguments` means proportional sampling, one learning rate, no weights).
+    `class_weights` 'balanced' is computed from `train_dataset`'s labels and task ids, in the model's task order;
+    every weight is checked against the model's tasks here, before anything trains. The keyword arguments of the
+    same names still override `args` for one release, with a FutureWarning (`class_weights` there is the resolved
+    [num_tasks, max_num_labels] table).
+    """
 
     def __init__(
         self,
         *args: Any,
-        module_lr_scale: float = 1.0,
-        task_sampling: str = "proportional",
-        temperature: float = 1.0,
+        module_lr_scale: float | None = None,
+        task_sampling: str | None = None,
+        temperature: float | None = None,
         class_weights: torch.Tensor | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self.module_lr_scale = float(module_lr_scale)
-        check_task_sampling(task_sampling, temperature)
-        self.task_sampling = task_sampling
-        self.temperature = float(temperature)
+        legacy = {
+            name: value
+            for name, value in (
+                ("module_lr_scale", module_lr_scale),
+                ("task_sampling", task_sampling),
+                ("temperature", temperature),
+                ("class_weights", class_weights),
+            )
+            if value is not None
+        }
+        if legacy:
+            warnings.warn(
+                f"SurgeTrainer({'=..., '.join(legacy)}=...) is deprecated and will be removed in the next release; "
+                "set them on SurgeTrainingArguments (args=SurgeTrainingArguments(..., task_sampling=..., "
+                "temperature=..., module_lr_scale=..., class_weights=...)).",
+                FutureWarning,
+                stacklevel=2,
+            )
+        setting = {
+            name: legacy.get(name, getattr(self.args, name, default))
+            for name, default in PLAIN_ARGUMENTS_DEFAULTS.items()
+        }
+        check_task_sampling(setting["task_sampling"], setting["temperature"])
+        self.task_sampling = setting["task_sampling"]
+        self.temperature = float(setting["temperature"])
+        self.module_lr_scale = float(setting["module_lr_scale"])
         # [num_tasks, max_num_labels] class weights / pos_weights (class_weight_table), or None: the model's own loss
         self.class_weights = (
-            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+            torch.as_tensor(class_weights, dtype=torch.float32)
+            if class_weights is not None
+            else self._class_weight_table(setting["class_weights"])
         )
+
+    def _class_weight_table(self, spec: Any) -> torch.Tensor | None:
+        """The loss's weight table of a `class_weights` setting (None: no task weighted), 'balanced' computed from
+        `train_dataset`'s training labels; an unknown task, a wrong length or a bad value is an error naming it."""
+        if spec is None:
+            return None
+        config = self.model.config
+        tasks = dict(config.tasks)
+        labels = {}
+        if needs_training_labels(spec):
+            if self.train_dataset is None:
+                raise ValueError(
+                    "class_weights 'balanced' is computed from the training labels: pass SurgeTrainer a "
+                    "train_dataset (with `labels` and `task_ids`), or give explicit weights."
+                )
+            data = self.train_dataset
+            labels = training_labels_by_task(data["task_ids"], data["labels"], list(tasks))
+        weights = resolve_class_weights(
+            spec, tasks, labels, config.task_label_names or {}, config.task_problem_types or {}
+        )
+        return class_weight_table(weights, tasks) if weights else None
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer; with `module_lr_scale != 1` its four parameter groups (encoder / modules and

@@ -1,17 +1,76 @@
-"""`TrainingArguments` for a run (docs/method.md#training-protocol) and the precision it trains in."""
+"""`SurgeTrainingArguments` (`TrainingArguments` with SURGELLM's training settings), the arguments of a run
+(docs/method.md#training-protocol) and the precision it trains in."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainingArguments
 
+from ..validation import is_number
 from .callbacks import early_stopping_arguments
+from .class_weights import CLASS_WEIGHTS_SPEC, check_class_weights_spec
 from .run_config import RunConfig
+from .sampler import TaskSampling, check_task_sampling
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SurgeTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus what `SurgeTrainer` adds: the task sampling rule and its temperature, the learning
+    rate scale of the SURGELLM modules and heads, and per-task class weights; the run config keys of the same names
+    map onto them (`training_arguments`). `HfArgumentParser(SurgeTrainingArguments)` reads them from a command line
+    (`--class_weights` as 'balanced' or a JSON mapping), and `to_dict` / `to_json_string` keep them.
+    """
+
+    _VALID_DICT_FIELDS = [*TrainingArguments._VALID_DICT_FIELDS, "class_weights"]  # JSON strings from the CLI
+
+    task_sampling: TaskSampling = field(
+        default="proportional",
+        metadata={
+            "help": "How often each task's (task-homogeneous) batches come in an epoch: proportional (to its size: "
+            "every example once per epoch), equal (every task equally often) or temperature (p_t ∝ n_t^(1/T))."
+        },
+    )
+    temperature: float = field(
+        default=2.0,
+        metadata={"help": "T of task_sampling temperature (1 = proportional, large = equal); T5 used 2."},
+    )
+    module_lr_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Learning rate of the SURGELLM modules and the task heads as a multiple of learning_rate (the "
+            "encoder's rate); 1: one rate for everything (the paper's). `surgellm train` defaults to 100 with a "
+            "frozen encoder."
+        },
+    )
+    class_weights: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": f"Weighted loss: {CLASS_WEIGHTS_SPEC}. 'balanced' comes from the Trainer's train_dataset "
+            "(single-label n / (K * n_c), multi-label pos_weight n_neg / n_pos per label; regression tasks get "
+            "none); explicit values are one weight per label, in label order. Checked against the model's tasks "
+            "when SurgeTrainer is built."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # also reads a JSON `class_weights` string (`_VALID_DICT_FIELDS`)
+        check_task_sampling(self.task_sampling, self.temperature)
+        self.temperature = float(self.temperature)
+        if (
+            not is_number(self.module_lr_scale)
+            or not math.isfinite(self.module_lr_scale)
+            or self.module_lr_scale <= 0
+        ):
+            raise ValueError(f"`module_lr_scale` must be a finite number > 0, got {self.module_lr_scale!r}.")
+        self.module_lr_scale = float(self.module_lr_scale)
+        check_class_weights_spec(self.class_weights)
 
 
 def resolve_precision(choice: str, cuda: bool | None = None) -> str:
@@ -83,8 +142,10 @@ def batch_layout(cfg: RunConfig, world: int | None = None) -> tuple[int, int, in
     return per_device, accumulation, world
 
 
-def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> TrainingArguments:
-    """TrainingArguments for the paper's protocol: AdamW, warm-up then linear decay, clipping, per-epoch early stopping.
+def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> SurgeTrainingArguments:
+    """The run's arguments for the paper's protocol: AdamW, warm-up then linear decay, clipping, per-epoch early
+    stopping; and the run config's task sampling, temperature, module learning rate scale (resolved: 100 with a
+    frozen encoder by default) and class weights.
 
     Without checkpoints (`save_checkpoints: false`) the run still evaluates every epoch and stops early; the
     best weights are then kept in memory by `SurgeEarlyStoppingCallback(keep_best_in_memory=True)`.
@@ -94,7 +155,7 @@ def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> T
     stop_args = early_stopping_arguments("avg_macro_f1")
     if not cfg.save_checkpoints:
         stop_args.update(save_strategy="no", load_best_model_at_end=False)
-    return TrainingArguments(
+    return SurgeTrainingArguments(
         output_dir=str(cfg.run_dir / "checkpoints"),
         num_train_epochs=cfg.num_epochs,
         max_steps=max_steps,
@@ -120,6 +181,10 @@ def training_arguments(cfg: RunConfig, num_tasks: int, max_steps: int = -1) -> T
         ddp_find_unused_parameters=False,  # every head runs on every batch, so every trainable parameter is used
         disable_tqdm=cfg.disable_tqdm,
         dataloader_num_workers=0,
+        task_sampling=cfg.task_sampling,
+        temperature=cfg.temperature,
+        module_lr_scale=cfg.module_lr_multiplier,
+        class_weights=cfg.class_weights,
         **_mixed_precision_flags(cfg.mixed_precision),
         **stop_args,
     )
