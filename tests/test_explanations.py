@@ -214,3 +214,32 @@ def test_lexicon_matches_name_the_entries_as_the_lexicon_spells_them():
     counts = lexicon.featurize([text])[0]
     assert counts[:2].tolist() == [5, 1]  # what the group counts count
     assert lexicon.matches(["", "nothing here"]) == [{}, {}]
+
+
+@pytest.mark.parametrize("prefix", [None, "tokens"])
+def test_explanations_of_long_texts_pool_the_windows_as_the_model_does(family_encoders, prefix):
+    """With `long_text`, the counterfactuals reuse the pooled window states: equal to a brute-force rerun of the
+    windowed model, per task and (one encoder pass when the input does not carry the task) for every task at once."""
+    model, _ = fitted_model(family_encoders["bert"], prefix=prefix, seed=4)
+    processor = SurgeProcessor.from_encoder_pretrained(
+        family_encoders["bert"],
+        tasks=["sst2", "llm7"],
+        prefix=prefix,
+        long_text={"max_chunks": 3, "stride": 2},
+    )
+    processor.max_length = 40 if prefix is None else 48
+    model.config.long_text_pool = {"sst2": "max", "llm7": "mean"}
+    enc = processor(TEXTS, task="sst2", return_tensors="pt", padding=True)
+    assert int(enc["num_windows"].max()) > 1  # some texts really are split into windows
+    names = processor.lexicon.feature_names
+    for task in ("sst2", "llm7"):
+        records = predict_texts(model, processor, TEXTS, tasks=task, explain=True)
+        expected = brute_force(model, processor, TEXTS, task, "single_label")
+        got = np.stack([_contributions(r, names) for r in records])
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+        assert np.abs(expected).max() > 1e-3
+    every = predict_texts(model, processor, TEXTS, tasks="all", explain=True)
+    for task in ("sst2", "llm7"):
+        expected = brute_force(model, processor, TEXTS, task, "single_label")
+        got = np.stack([_contributions(row["tasks"][task], names) for row in every])
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
