@@ -144,7 +144,7 @@ def test_a_task_prefix_runs_one_pass_per_task_and_says_so(exported_prefix):
 
 
 def test_the_runner_needs_no_torch(exported, tmp_path):
-    """runtime.py loaded by path in a process where torch and surgellm_hf cannot be imported."""
+    """surgellm_hf.serving.runtime in a process where torch cannot be imported: the same records, no torch loaded."""
     model, processor, folder = exported
     out = predict_without_torch(folder, TEXTS, MIXED, tmp_path)
     assert out["torch"] == []
