@@ -6,8 +6,6 @@ from pathlib import Path
 
 import torch
 
-from conftest import TINY_ENCODERS
-
 TASKS = {"sst2": 2, "llm7": 3}  # not alphabetical: task ids follow the given order
 LABEL_NAMES = {"sst2": ["negative", "positive"], "llm7": ["gpt", "llama", "human"]}
 
@@ -24,43 +22,6 @@ TEXTS = [
 ]
 FIT_TASKS = ["sst2"] * 4 + ["llm7"] * 4
 FIT_LABELS = [1, 0, 0, 1, 0, 1, 2, 2]
-
-
-def build_family_encoder(family: str, path: Path, minilm_path: Path, seed: int = 0) -> Path:
-    """A tiny random encoder of `family` saved with a real tokenizer of a fitting kind.
-
-    BERT, ELECTRA and DeBERTa-v2 get the MiniLM WordPiece tokenizer, DistilBERT the same vocabulary as a DistilBERT
-    tokenizer (no token_type_ids), RoBERTa a byte-level BPE trained here (no token_type_ids, pad id 1).
-    """
-    import transformers
-    from transformers import AutoModel, AutoTokenizer, DistilBertTokenizerFast, RobertaTokenizerFast
-
-    if family == "roberta":
-        from tokenizers import ByteLevelBPETokenizer
-
-        bpe = ByteLevelBPETokenizer()
-        corpus = TEXTS * 4 + ["the quick brown fox jumps over the lazy dog " * 3]
-        bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
-                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
-        path.mkdir(parents=True, exist_ok=True)
-        bpe.save_model(str(path))
-        tokenizer = RobertaTokenizerFast(
-            vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt")
-        )
-    elif family == "distilbert":
-        wordpiece = AutoTokenizer.from_pretrained(minilm_path)
-        wordpiece.save_pretrained(path / "_wordpiece")
-        tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "_wordpiece" / "vocab.txt"))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    cls_name, kwargs = TINY_ENCODERS[family]
-    config = getattr(transformers, cls_name)(**{**kwargs, "vocab_size": len(tokenizer)})
-    if family == "roberta":
-        config.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    AutoModel.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def fitted_model(encoder_path: Path, prefix: str | None = None, seed: int = 0, tasks: dict | None = None):

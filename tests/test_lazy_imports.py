@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _serving_utils import LOADED_TORCH, run_fresh_python
+from tests._serving_utils import LOADED_TORCH, run_fresh_python
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TEXTS = ["A gorgeous, witty film!", "I think, maybe, the results show that the method works."]

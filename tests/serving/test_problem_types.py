@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from _serving_utils import predict_without_torch
 from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.export import export_onnx
 from surgellm_hf.serving.runtime import SERVING_CONFIG_NAME, OnnxSurgeClassifier
 from surgellm_hf.serving.streaming import TorchPredictor
+from tests._serving_utils import predict_without_torch
 
 # Not alphabetical: task ids follow the given order (as in tests/test_problem_types.py).
 TASKS = {"topics": 3, "score": 1, "sentiment": 2}

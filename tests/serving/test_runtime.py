@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from _serving_utils import TASKS, TEXTS, fitted_model, predict_without_torch
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.export import export_onnx
 from surgellm_hf.serving.runtime import OnnxSurgeClassifier
 from surgellm_hf.serving.streaming import TorchPredictor
+from tests._serving_utils import TASKS, TEXTS, fitted_model, predict_without_torch
 
 MIXED = [list(TASKS)[i % 2] for i in range(len(TEXTS))]
 
