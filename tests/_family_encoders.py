@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from _serving_utils import TEXTS, build_family_encoder
-from conftest import TINY_ENCODERS
+from tests._helpers import TINY_ENCODERS
+from tests._serving_utils import TEXTS
 
 FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra")
 
@@ -31,25 +31,24 @@ def _roberta_tokenizer(path: Path):
     bpe.train_from_iterator(corpus, trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split()) for m in model["merges"]]
-    tokenizer = RobertaTokenizer(vocab=model["vocab"], merges=merges)
-    tokenizer.save_pretrained(path)
-    return tokenizer
+    return RobertaTokenizer(vocab=model["vocab"], merges=merges)
 
 
 def family_encoder(family: str, path: Path, minilm_path: Path, seed: int = 0) -> Path:
     """A tiny random encoder of `family` with a real tokenizer: the MiniLM WordPiece (BERT, ELECTRA, DeBERTa-v2;
-    as a DistilBERT tokenizer for DistilBERT) or a byte-level BPE trained here (RoBERTa)."""
-    if family not in ("roberta", "distilbert"):
-        return build_family_encoder(family, path, minilm_path, seed)
+    as a DistilBERT tokenizer for DistilBERT, no token_type_ids) or a byte-level BPE trained here (RoBERTa, no
+    token_type_ids, pad id 1)."""
     import transformers
-    from transformers import AutoModel, DistilBertTokenizer
+    from transformers import AutoModel, AutoTokenizer, DistilBertTokenizer
 
     path.mkdir(parents=True, exist_ok=True)
     if family == "roberta":
         tokenizer = _roberta_tokenizer(path)
-    else:
+    elif family == "distilbert":
         tokenizer = DistilBertTokenizer(vocab=str(minilm_path / "vocab.txt"))
-        tokenizer.save_pretrained(path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.save_pretrained(path)
     # it tokenizes text into words, not into <s></s> or [UNK]s only
     ids = tokenizer("the quick brown fox")["input_ids"]
     assert len(ids) > 3 and tokenizer.unk_token_id not in ids, ids
@@ -64,8 +63,8 @@ def family_encoder(family: str, path: Path, minilm_path: Path, seed: int = 0) ->
 
 def quickstart_config(tmp: Path, encoder: Path, name: str, **overrides):
     """A tiny RunConfig on the quickstart data (32 / 16 / 16 rows per task, one epoch, no checkpoints)."""
-    from conftest import QUICKSTART_DATA
     from surgellm_hf.training import RunConfig
+    from tests._helpers import QUICKSTART_DATA
 
     values = {
         "encoder": str(encoder),

@@ -5,7 +5,7 @@ huggingface_hub reads HF_ENDPOINT / HF_HUB_OFFLINE / HF_HUB_CACHE once, at impor
 HF_HUB_OFFLINE=1 for the test process. So every push and every load runs in a subprocess with its own
 environment: online, aimed at the local server, with a private cache. By default that subprocess
 cannot import surgellm_hf (the user who never installed it); `surgellm=True` gives the author's side.
-Use in a test module with `from _hub_utils import hub_server  # noqa: F401`.
+tests/conftest.py loads this module as a plugin, so its fixtures serve every test.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from hub_server import LocalHub
+from tests.hub_server import LocalHub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC_DIR = REPO_ROOT / "src"

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import torch
 
-from conftest import TINY_ENCODERS
-
 TASKS = {"sst2": 2, "llm7": 3}  # not alphabetical: task ids follow the given order
 LABEL_NAMES = {"sst2": ["negative", "positive"], "llm7": ["gpt", "llama", "human"]}
 
@@ -24,43 +22,6 @@ TEXTS = [
 ]
 FIT_TASKS = ["sst2"] * 4 + ["llm7"] * 4
 FIT_LABELS = [1, 0, 0, 1, 0, 1, 2, 2]
-
-
-def build_family_encoder(family: str, path: Path, minilm_path: Path, seed: int = 0) -> Path:
-    """A tiny random encoder of `family` saved with a real tokenizer of a fitting kind.
-
-    BERT, ELECTRA and DeBERTa-v2 get the MiniLM WordPiece tokenizer, DistilBERT the same vocabulary as a DistilBERT
-    tokenizer (no token_type_ids), RoBERTa a byte-level BPE trained here (no token_type_ids, pad id 1).
-    """
-    import transformers
-    from transformers import AutoModel, AutoTokenizer, DistilBertTokenizerFast, RobertaTokenizerFast
-
-    if family == "roberta":
-        from tokenizers import ByteLevelBPETokenizer
-
-        bpe = ByteLevelBPETokenizer()
-        corpus = TEXTS * 4 + ["the quick brown fox jumps over the lazy dog " * 3]
-        bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
-                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
-        path.mkdir(parents=True, exist_ok=True)
-        bpe.save_model(str(path))
-        tokenizer = RobertaTokenizerFast(
-            vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt")
-        )
-    elif family == "distilbert":
-        wordpiece = AutoTokenizer.from_pretrained(minilm_path)
-        wordpiece.save_pretrained(path / "_wordpiece")
-        tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "_wordpiece" / "vocab.txt"))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    cls_name, kwargs = TINY_ENCODERS[family]
-    config = getattr(transformers, cls_name)(**{**kwargs, "vocab_size": len(tokenizer)})
-    if family == "roberta":
-        config.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    AutoModel.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def fitted_model(encoder_path: Path, prefix: str | None = None, seed: int = 0, tasks: dict | None = None):
@@ -98,33 +59,39 @@ def eager_logits(model, processor, texts, task) -> torch.Tensor:
         return model(**processor(list(texts), task=task, return_tensors="pt", padding=True)).logits
 
 
-RUNTIME_FILE = Path(__file__).resolve().parents[1] / "src" / "surgellm_hf" / "serving" / "runtime.py"
+BLOCK_TORCH = """
+import sys
+sys.modules["torch"] = None  # import torch fails and find_spec("torch") is None, as on a machine without torch
+"""
+"""Prepended to a subprocess's code: that process plays a machine without torch."""
+LOADED_TORCH = 'sorted(m for m, v in sys.modules.items() if m.split(".")[0] == "torch" and v is not None)'
+"""An expression, in such a subprocess, for the torch modules that got loaded anyway."""
 
 
-def predict_without_torch(folder: Path, texts: list[str], tasks: list[str], tmp_path: Path) -> dict:
-    """``{"records", "all", "torch"}``: the ONNX runner (runtime.py loaded by path) in a fresh process where torch
-    and surgellm_hf cannot be imported; ``torch`` lists any torch module that got loaded anyway."""
+def run_fresh_python(code: str, tmp_path: Path, torch: bool = True) -> dict:
+    """Run `code` in a fresh Python (where torch cannot be imported unless `torch`); return the JSON it prints last."""
     import json
     import subprocess
     import sys
 
-    code = f"""
-import importlib.util, json, sys
-sys.modules["torch"] = None  # import torch now fails, as on a machine without it
-sys.modules["surgellm_hf"] = None
-spec = importlib.util.spec_from_file_location("surge_onnx_runtime", {str(RUNTIME_FILE)!r})
-runtime = importlib.util.module_from_spec(spec)
-sys.modules["surge_onnx_runtime"] = runtime
-spec.loader.exec_module(runtime)
-runner = runtime.OnnxSurgeClassifier.from_pretrained({str(folder)!r})
-out = {{"records": runner.predict({texts!r}, task={tasks!r}), "all": runner.predict({texts!r}, task="all"),
-       "torch": sorted(m for m, v in sys.modules.items() if m.split(".")[0] == "torch" and v is not None)}}
-print(json.dumps(out))
-"""
-    script = tmp_path / "no_torch.py"
-    script.write_text(code)
+    script = tmp_path / "fresh_python.py"
+    script.write_text(code if torch else BLOCK_TORCH + code)
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def predict_without_torch(folder: Path, texts: list[str], tasks: list[str], tmp_path: Path) -> dict:
+    """``{"records", "all", "torch"}``: the ONNX runner (``surgellm_hf.serving.runtime``) in a fresh process where
+    torch cannot be imported; ``torch`` lists any torch module that got loaded anyway."""
+    code = f"""
+import json
+from surgellm_hf.serving.runtime import OnnxSurgeClassifier
+runner = OnnxSurgeClassifier.from_pretrained({str(folder)!r})
+out = {{"records": runner.predict({texts!r}, task={tasks!r}), "all": runner.predict({texts!r}, task="all"),
+       "torch": {LOADED_TORCH}}}
+print(json.dumps(out))
+"""
+    return run_fresh_python(code, tmp_path, torch=False)

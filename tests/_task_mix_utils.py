@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from test_problem_types import TOPICS, _sentiment_rows, _topic_rows
+from tests.test_problem_types import TOPICS, _sentiment_rows, _topic_rows
 
 # Not alphabetical: task ids, heads and statistics rows follow this order.
 MIX_TASKS = ["sts", "topics", "nli", "sentiment"]
@@ -86,7 +86,7 @@ def build_small_vocab_bert(path: Path, seed: int = 0) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from test_problem_types import WORDS
+    from tests.test_problem_types import WORDS
 
     words = set(_WORDS) | {"not", "xylo", "item", *" ".join(WORDS.values()).split()}
     words |= {"good", "happy", "fine", "bad", "sad", "awful", *map(str, range(24))}

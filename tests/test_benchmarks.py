@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICKSTART_DATA
+from tests._helpers import QUICKSTART_DATA
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from conftest import write_run_config
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification
 from surgellm_hf.calibration import (
     calibrate_run,
@@ -25,7 +24,8 @@ from surgellm_hf.cli import main
 from surgellm_hf.evaluation.metrics import calibration_metrics, expected_calibration_error
 from surgellm_hf.inference import load_run_model, predict_texts
 from surgellm_hf.pipeline_surge import SurgeTextClassificationPipeline
-from test_serving_problem_types import LABELS, TEXTS, TYPES, loaded, mixed_run  # noqa: F401  (fixtures)
+from tests._helpers import write_run_config
+from tests.serving.test_problem_types import LABELS, TEXTS, TYPES, loaded, mixed_run  # noqa: F401  (fixtures)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -140,7 +140,7 @@ PER_LABEL = [0.3, 0.5, 0.7]
 
 @pytest.fixture(scope="module")
 def calibrated_run(mixed_run, tmp_path_factory) -> Path:  # noqa: F811
-    """The mixed-type model of test_serving_problem_types with temperatures and per-label thresholds set."""
+    """The mixed-type model of tests/serving/test_problem_types.py with temperatures and per-label thresholds set."""
     folder = tmp_path_factory.mktemp("calibrated") / "run"
     shutil.copytree(mixed_run, folder)
     config = json.loads((folder / "config.json").read_text())

@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from _serving_utils import TEXTS, build_family_encoder, fitted_model
 from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.explaining_surge import NO_GATE_NOTE, NO_STATISTICS_NOTE
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.pipeline_surge import SurgeTextClassificationPipeline
+from tests._family_encoders import family_encoder
+from tests._serving_utils import TEXTS, fitted_model
 
 
 @pytest.fixture(scope="module")
 def family_encoders(tmp_path_factory, minilm_path):
     root = tmp_path_factory.mktemp("explain_encoders")
-    return {f: build_family_encoder(f, root / f, minilm_path) for f in ("bert", "roberta", "deberta-v2")}
+    return {f: family_encoder(f, root / f, minilm_path) for f in ("bert", "roberta", "deberta-v2")}
 
 
 def brute_force(model, processor, texts, task, kind: str) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from _serving_utils import fitted_model
 from surgellm_hf.cli import main
+from tests._serving_utils import fitted_model
 
 SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 OLD = "".join(

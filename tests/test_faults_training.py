@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import write_run_config
 from surgellm_hf.cli import main
+from tests._helpers import write_run_config
 
 STEPS_PER_EPOCH = 6  # 48 training rows per task, batches of 16, task-homogeneous: 3 + 3
 

@@ -15,9 +15,7 @@ from huggingface_hub.utils.sha import git_hash
 from safetensors.torch import load as load_safetensors
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from hub_server import LocalHub
-
-pytest_plugins = ["_hub_utils"]  # the hub_server fixture
+from tests.hub_server import LocalHub
 
 TEXTS = ["a gorgeous, witty film", "Moreover, the results show a clear trend.", "i guess it was ok?"]
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from _family_encoders import family_encoder, quickstart_config
-from _serving_utils import TASKS, TEXTS, fitted_model
-from conftest import QUICKSTART_DATA
 from surgellm_hf import SurgeProcessor
 from surgellm_hf.data.data_collator import SurgeDataCollator
 from surgellm_hf.modeling_surge import pool_windows
 from surgellm_hf.training import RunConfig, train_run
+from tests._family_encoders import family_encoder, quickstart_config
+from tests._helpers import QUICKSTART_DATA
+from tests._serving_utils import TASKS, TEXTS, fitted_model
 
 FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2")
 LONG = (

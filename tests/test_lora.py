@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_run_config
 from surgellm_hf import SurgeForSequenceClassification
 from surgellm_hf.cli import main
 from surgellm_hf.lora import DEFAULT_LORA_TARGETS, lora_target_regex
 from surgellm_hf.training import RunConfig
-
-pytest_plugins = ["_hub_utils"]
+from tests._helpers import write_run_config
 
 TEXTS = ["the film is superb", "maybe i think so", "Dear Sir, please find attached the report."]
 

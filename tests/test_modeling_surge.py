@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
-from conftest import TINY_ENCODERS, run_isolated
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification, SurgeModel
 from surgellm_hf.normalization import fit_normalizer
+from tests._helpers import TINY_ENCODERS, run_isolated
 
 TASKS = {"sst2": 2, "aspect": 3}
 

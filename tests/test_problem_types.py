@@ -693,8 +693,8 @@ def test_label_matrix_layout():
 def test_remote_code_keeps_the_types(mixed_run, tmp_path):
     """A process without surgellm_hf loads the run as remote code: config types, the pipeline's scores and the
     per-type loss of a mixed batch are those of the package."""
-    from conftest import run_isolated
     from surgellm_hf.inference import load_run_model
+    from tests._helpers import run_isolated
 
     model, processor = load_run_model(mixed_run)
     texts = ["goal vote", "great great plain", "good happy"]

@@ -14,7 +14,6 @@ import torch
 from transformers import AutoProcessor, AutoTokenizer
 from transformers.processing_utils import ProcessorMixin
 
-from _hub_utils import hub_server  # noqa: F401
 from surgellm_hf.lexicon import CURATED_GROUPS, Lexicon
 from surgellm_hf.processing_surge import COUNT_BUCKETS, LINEAR_BUCKETS, SurgeProcessor, feature_bucket
 

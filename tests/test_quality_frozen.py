@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from conftest import QUICKSTART_DATA
+from tests._helpers import QUICKSTART_DATA
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

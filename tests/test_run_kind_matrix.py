@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from _task_mix_utils import read_jsonl, softmax
-from conftest import QUICKSTART_DATA, interrupt_at_step, write_run_config
 from surgellm_hf.cli import main
+from tests._helpers import QUICKSTART_DATA, interrupt_at_step, write_run_config
+from tests._task_mix_utils import read_jsonl, softmax
 
-pytest_plugins = ["_hub_utils"]
 SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 
 KINDS = ["full", "frozen", "lora", "adapter"]

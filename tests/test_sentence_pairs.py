@@ -14,13 +14,13 @@ import torch
 import yaml
 from transformers import AutoTokenizer
 
-from conftest import run_isolated
 from surgellm_hf import Lexicon, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.data.loading import load_folder, load_run_data, load_tasks
 from surgellm_hf.data.task_spec import TaskSpec
 from surgellm_hf.processing_surge import pair_lengths
-from test_processing_surge import tokenizer_dirs  # noqa: F401  (BERT WordPiece and RoBERTa byte-level BPE)
+from tests._helpers import run_isolated
+from tests.test_processing_surge import tokenizer_dirs  # noqa: F401  (BERT WordPiece and RoBERTa byte-level BPE)
 
 TASKS = ["sst", "nli"]  # not alphabetical: the order must survive every file
 assert TASKS != sorted(TASKS)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from _family_encoders import FAMILIES, family_encoder, quickstart_config
-from _serving_utils import TASKS, TEXTS
-from conftest import QUICKSTART_DATA, run_isolated
 from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.serving.runtime import input_depends_on_task
 from surgellm_hf.training import RunConfig, train_run
+from tests._family_encoders import FAMILIES, family_encoder, quickstart_config
+from tests._helpers import QUICKSTART_DATA, run_isolated
+from tests._serving_utils import TASKS, TEXTS
 
 BATCH_TASKS = ["sst2", "llm7", "sst2", "llm7"]
 

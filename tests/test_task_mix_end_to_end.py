@@ -18,7 +18,9 @@ import pytest
 import torch
 import yaml
 
-from _task_mix_utils import (
+from surgellm_hf.cli import main
+from tests._helpers import interrupt_at_step, run_isolated
+from tests._task_mix_utils import (
     MIX_LABELS,
     MIX_PAIR_TASKS,
     MIX_TASKS,
@@ -30,10 +32,6 @@ from _task_mix_utils import (
     softmax,
     write_task_mix,
 )
-from conftest import interrupt_at_step, run_isolated
-from surgellm_hf.cli import main
-
-pytest_plugins = ["_hub_utils"]
 
 # one row per task, pair tasks with their second text
 ROWS = [

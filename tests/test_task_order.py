@@ -17,9 +17,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from conftest import run_isolated
 from surgellm_hf import Lexicon, SurgeConfig, SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
+from tests._helpers import run_isolated
 
 LABELS = {"sst2": ["negative", "positive"], "llm7": ["human", "llm"], "hotpot": ["easy", "hard"]}
 TASKS = {name: len(labels) for name, labels in LABELS.items()}

@@ -21,7 +21,7 @@ from transformers.testing_utils import CaptureLogger, LoggingLevel
 from transformers.utils import logging
 
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification, SurgeModel
-from transformers_common import CommonTestsUnavailable, load_common_tests, required
+from tests.transformers_common import CommonTestsUnavailable, load_common_tests, required
 
 try:
     _modeling_common, _configuration_common = load_common_tests()

@@ -1,23 +1,26 @@
 """surgellm_hf: SURGELLM (arXiv 2606.24259) as a Hugging Face transformers extension.
 
-The configuration and model classes are imported eagerly so that importing the package registers
-them with the Auto classes; everything else loads lazily on first attribute access.
+Names load lazily on first attribute access (`_lazy.lazy_exports`). Where torch can be imported, importing the
+package registers the configuration and model classes with AutoConfig, AutoModel and
+AutoModelForSequenceClassification; without torch it imports nothing heavy, so the processor and the ONNX runner
+(`surgellm_hf.serving.runtime`) work in a torch-free process.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ._lazy import is_torch_available as _is_torch_available
 from ._lazy import lazy_exports as _lazy_exports
-from .configuration_surge import SurgeConfig
-from .modeling_surge import (
-    SurgeForSequenceClassification,
-    SurgeModel,
-    SurgePreTrainedModel,
-    SurgeSequenceClassifierOutput,
-)
 
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "SurgeConfig": "configuration_surge",
+    "SurgeModel": "modeling_surge",
+    "SurgePreTrainedModel": "modeling_surge",
+    "SurgeForSequenceClassification": "modeling_surge",
+    "SurgeSequenceClassifierOutput": "modeling_surge",
     "Lexicon": "lexicon",
     "featurize": "lexicon",
     "SURFACE_FEATURE_NAMES": "features",
@@ -43,22 +46,45 @@ _LAZY: dict[str, str] = {
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
+if TYPE_CHECKING:
+    from .configuration_surge import SurgeConfig
+    from .data import MultiTaskData, TaskSpec, load_folder, load_tasks
+    from .evaluation import compare_runs, task_metrics
+    from .features import SURFACE_FEATURE_NAMES
+    from .inference import predict_texts
+    from .lexicon import Lexicon, featurize
+    from .modeling_surge import (
+        SurgeForSequenceClassification,
+        SurgeModel,
+        SurgePreTrainedModel,
+        SurgeSequenceClassifierOutput,
+    )
+    from .normalization import fit_normalizer
+    from .processing_surge import SurgeProcessor, feature_bucket
+    from .training import (
+        VARIANTS,
+        RunConfig,
+        SurgeEarlyStoppingCallback,
+        SurgeTrainer,
+        SurgeTrainingArguments,
+        TaskBalancedBatchSampler,
+    )
+    from .workflow import train_run
+
 
 def _register_auto_classes() -> None:
+    """AutoConfig, AutoModel and AutoModelForSequenceClassification know SURGELLM (needs torch: the models)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    from .configuration_surge import SurgeConfig
+    from .modeling_surge import SurgeForSequenceClassification, SurgeModel
 
     AutoConfig.register(SurgeConfig.model_type, SurgeConfig, exist_ok=True)
     AutoModel.register(SurgeConfig, SurgeModel, exist_ok=True)
     AutoModelForSequenceClassification.register(SurgeConfig, SurgeForSequenceClassification, exist_ok=True)
 
 
-_register_auto_classes()
+if _is_torch_available():
+    _register_auto_classes()
 
-__all__ = [
-    "SurgeConfig",
-    "SurgeModel",
-    "SurgePreTrainedModel",
-    "SurgeForSequenceClassification",
-    "SurgeSequenceClassifierOutput",
-    *_LAZY,
-]
+__all__ = list(_LAZY)

@@ -284,7 +284,7 @@ class SurgeProcessor(ProcessorMixin):
             lexicon = Lexicon.curated()
         elif isinstance(lexicon, Mapping):
             lexicon = Lexicon.from_dict(lexicon)
-        elif not (isinstance(lexicon, Lexicon) or type(lexicon).__name__ == "Lexicon"):
+        elif not isinstance(lexicon, Lexicon):
             raise TypeError(f"lexicon must be a Lexicon, got {type(lexicon).__name__}")
         tasks = _check_tasks(tasks)
         if prefix not in (None, *PREFIX_STYLES):

@@ -9,7 +9,6 @@ from pathlib import Path
 import datasets
 import pytest
 
-from conftest import SHARED_DATA
 from surgellm_hf.data import (
     MultiTaskData,
     TaskSpec,
@@ -17,6 +16,7 @@ from surgellm_hf.data import (
     load_run_data,
     load_tasks,
 )
+from tests._helpers import SHARED_DATA
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -396,7 +396,7 @@ def test_a_test_only_folder_loads_when_only_test_is_required(tmp_path):
 
 
 def test_load_run_data_draws_its_sample_with_its_seed():
-    from conftest import QUICKSTART_DATA
+    from tests._helpers import QUICKSTART_DATA
 
     section = {"folder": str(QUICKSTART_DATA), "max_rows": {"train": 10}}
 

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from _evaluation_fixtures import write_runs as _write_runs
 from scipy import stats
 
 from surgellm_hf import evaluation as ev
+from tests.evaluation._evaluation_fixtures import write_runs as _write_runs
 
 
 def test_compare_runs_from_dirs(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _evaluation_fixtures import write_runs as _write_runs
 
 from surgellm_hf import evaluation as ev
+from tests.evaluation._evaluation_fixtures import write_runs as _write_runs
 
 
 def test_markdown_plots_and_report(tmp_path):

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from _evaluation_fixtures import noisy_predictions as _noisy_predictions
 
 from surgellm_hf import evaluation as ev
+from tests.evaluation._evaluation_fixtures import noisy_predictions as _noisy_predictions
 
 # ----------------------------------------------------------------------------------------------- runs and report
 

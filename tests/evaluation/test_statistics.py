@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from _evaluation_fixtures import noisy_predictions as _noisy_predictions
 from scipy import stats
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from surgellm_hf import evaluation as ev
+from tests.evaluation._evaluation_fixtures import noisy_predictions as _noisy_predictions
 
 # ----------------------------------------------------------------------------------------------- statistics
 

@@ -16,10 +16,8 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from conftest import write_run_config
 from surgellm_hf.training import load_run_config, train_run
-
-pytest_plugins = ["_hub_utils"]  # the hub_server fixture
+from tests._helpers import write_run_config
 
 REPO = "tester/surge-resume"
 STEPS_PER_EPOCH = 6  # 48 + 48 training rows in batches of 16
@@ -190,7 +188,7 @@ def test_a_resume_from_the_hub_ends_with_the_best_epoch_when_it_was_not_the_last
 ):
     """Interrupted after an epoch that did not improve: the Hub holds last-checkpoint/ and best-checkpoint/, and
     the run resumed in a fresh folder stops where the reference stops, with the best epoch's weights."""
-    from _early_stopping_reference import EarlyStopper
+    from tests._early_stopping_reference import EarlyStopper
 
     hub, repo = hub_server.hub, "tester/surge-best"
     config = write_run_config(

@@ -14,7 +14,6 @@ from surgellm_hf.evaluation import save_run
 from surgellm_hf.hub import SurgeModelCardData, template_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-pytest_plugins = ["_hub_utils"]  # the hub_server fixture
 LABELS = {"sst2": ["negative", "positive"], "llm7": [f"model_{i}" for i in range(7)]}
 
 
@@ -311,7 +310,7 @@ def test_pushed_cards_metadata_matches_the_runs_metrics(tmp_path, hub_server):
 
     import yaml
 
-    from _task_mix_utils import MIX_TASKS, MIX_TYPES, build_small_vocab_bert, write_task_mix
+    from tests._task_mix_utils import MIX_TASKS, MIX_TYPES, build_small_vocab_bert, write_task_mix
 
     encoder = build_small_vocab_bert(tmp_path / "encoder")
     (encoder / "README.md").write_text("---\nlicense: mit\n---\n# a tiny encoder\n")
@@ -379,6 +378,6 @@ def test_pushed_cards_metadata_matches_the_runs_metrics(tmp_path, hub_server):
 
 
 def _topic_names(metrics: dict) -> list[str]:
-    from _task_mix_utils import MIX_LABELS
+    from tests._task_mix_utils import MIX_LABELS
 
     return MIX_LABELS["topics"]

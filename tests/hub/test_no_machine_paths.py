@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from conftest import QUICKSTART_DATA, write_run_config
 from surgellm_hf.cli import main
-
-pytest_plugins = ["_hub_utils"]
+from tests._helpers import QUICKSTART_DATA, write_run_config
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 REPO_ROOT = Path(__file__).resolve().parents[2]

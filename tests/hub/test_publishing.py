@@ -14,8 +14,6 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers.dynamic_module_utils import get_imports
 
-pytest_plugins = ["_hub_utils"]  # the hub_server and module_hub_server fixtures
-
 TEXTS = [
     "a gorgeous, witty film. I love it!",
     "Moreover, the results show a clear trend; therefore we conclude (1) and (2).",

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from conftest import run_isolated
 from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.hub.remote_code import (
     OPTIONAL_PACKAGE_IMPORTS,
@@ -20,6 +19,7 @@ from surgellm_hf.hub.remote_code import (
     copy_remote_code,
     remote_code_files,
 )
+from tests._helpers import run_isolated
 
 TEXTS = ["a gorgeous, witty film", "Furthermore, the results show a significant effect (p < 0.05)."]
 

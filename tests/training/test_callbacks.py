@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from _early_stopping_reference import EarlyStopper
 from surgellm_hf.training import callbacks
+from tests._early_stopping_reference import EarlyStopper
 
 # ----------------------------------------------------------------------------------------------- early stopping
 

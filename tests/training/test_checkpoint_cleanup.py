@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import interrupt_at_step, write_run_config
 from surgellm_hf.cli import main
+from tests._helpers import interrupt_at_step, write_run_config
 
 
 def _folder_bytes(folder: Path) -> int:

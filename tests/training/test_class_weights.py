@@ -14,7 +14,6 @@ import yaml
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import BertConfig
 
-from conftest import write_run_config
 from surgellm_hf import SurgeConfig, SurgeForSequenceClassification
 from surgellm_hf.training import (
     RunConfig,
@@ -27,6 +26,7 @@ from surgellm_hf.training import (
 )
 from surgellm_hf.training.class_weights import balanced_pos_weights, class_weights_applied
 from surgellm_hf.training.trainer import weighted_task_loss
+from tests._helpers import write_run_config
 
 # Not alphabetical: task ids follow this order. tags multi-label, rating regression, mood single-label.
 TASKS = {"tags": 3, "rating": 1, "mood": 2}

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import write_run_config
+from tests._helpers import write_run_config
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) route")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUICKSTART_DATA
 from surgellm_hf.data.data_collator import SurgeDataCollator
 from surgellm_hf.training import RunConfig, train_run
+from tests._helpers import QUICKSTART_DATA
 
 
 def _config(tmp_path: Path, encoder: Path, name: str, **overrides) -> RunConfig:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICKSTART_DATA, write_run_config
 from surgellm_hf.cli import main
+from tests._helpers import QUICKSTART_DATA, write_run_config
 
 
 def _data_copy(tmp_path: Path) -> Path:

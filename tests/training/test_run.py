@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICKSTART_DATA, interrupt_at_step, write_run_config
 from surgellm_hf.cli import main
 from surgellm_hf.training import load_run_config, train_run
+from tests._helpers import QUICKSTART_DATA, interrupt_at_step, write_run_config
 
 MAX_ROWS = {"train": 48, "validation": 24, "test": 24}
 
@@ -411,7 +411,7 @@ STOP = {"epochs": 6, "learning_rate": 1e-3, "variant": "IWN", "patience": 2, "ke
 @pytest.fixture(scope="module")
 def stopping_reference(tmp_path_factory, tiny_bert_with_tokenizer):
     """An uninterrupted run that stops early, with the count above zero at the checkpoint before the stop."""
-    from _early_stopping_reference import EarlyStopper
+    from tests._early_stopping_reference import EarlyStopper
 
     tmp = tmp_path_factory.mktemp("stopping")
     config = _write_config(tmp, tiny_bert_with_tokenizer, **STOP)

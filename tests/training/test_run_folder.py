@@ -169,9 +169,9 @@ def test_a_lexicon_file_whose_content_changed_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_bert_with_tokenizer):
     """One tiny run trained through `surgellm train` with a lexicon JSON file; tests copy its folder."""
-    from conftest import write_run_config as write_yaml
     from surgellm_hf import Lexicon
     from surgellm_hf.cli import main
+    from tests._helpers import write_run_config as write_yaml
 
     tmp = tmp_path_factory.mktemp("finished")
     Lexicon({"praise": ["good", "great"], "blame": ["bad", "awful"]}).to_json(tmp / "lexicon.json")

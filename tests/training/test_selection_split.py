@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from conftest import QUICKSTART_DATA
 from surgellm_hf.data.loading import load_run_data
 from surgellm_hf.training import RunConfig, check_run_dir, train_run
+from tests._helpers import QUICKSTART_DATA
 
 DATA = {
     "folder": str(QUICKSTART_DATA),

@@ -13,10 +13,10 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 
-from conftest import QUICKSTART_DATA, write_run_config
 from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor, SurgeTrainingArguments, load_folder
 from surgellm_hf.data import SurgeDataCollator, encode_split
 from surgellm_hf.training import RunConfig, SurgeTrainer, load_run_config, train_run, training_arguments
+from tests._helpers import QUICKSTART_DATA, write_run_config
 
 ROWS = {"reviews": 40, "register": 12}  # unequal sizes, so temperature sampling moves batches between tasks
 SETTINGS = {

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_run_config
 from surgellm_hf.cli import main
 from surgellm_hf.training import RunConfig, load_run_config, train_run
 from surgellm_hf.training.tracking import check_report_to, final_metric_logs
+from tests._helpers import write_run_config
 
 
 @pytest.fixture(scope="module")

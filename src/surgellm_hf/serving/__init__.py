@@ -6,8 +6,9 @@ package costs nothing until one is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports as _lazy_exports
 
 _LAZY: dict[str, str] = {
     "export_onnx": "export",
@@ -26,11 +27,13 @@ _LAZY: dict[str, str] = {
     "predict_file": "streaming",
 }
 
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:
+    from .export import check_parity, export_onnx, export_run
+    from .quantize import quantization_report, quantize_export
+    from .runtime import OnnxSurgeClassifier, is_exported_folder, read_serving_config
+    from .streaming import Predictor, TorchPredictor, load_predictor, predict_file, read_rows, stream_predict
 
 
 __all__ = list(_LAZY)

@@ -13,15 +13,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INPUTS, DEFAULT_OPSET, SUPPORTED_OPSETS
 
 SERVE_EXTRA_HINT = 'install the serving extras: pip install "surgellm_hf[serve]"'
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``surgellm export RUN_DIR --output DIR [--quantize] [--output-gate] [--opset N] [--overwrite]``."""
-    from .export import DEFAULT_OPSET, SUPPORTED_OPSETS
-
     p = subparsers.add_parser(
         "export",
         help="export a trained run to a self-contained ONNX folder (needs: pip install 'surgellm_hf[onnx]')",

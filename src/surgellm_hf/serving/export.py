@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .limits import DEFAULT_OPSET, SUPPORTED_OPSETS
 from .runtime import (
     MODEL_FILE,
     PROBE_TEXTS,
@@ -50,10 +51,6 @@ from .runtime import (
     read_serving_config,
 )
 
-DEFAULT_OPSET = 18
-SUPPORTED_OPSETS = range(18, 26)
-"""ONNX opsets an export may target: torch.onnx's dynamo exporter writes opset 18 and converts upward (under 18
-its converter fails on LayerNormalization, or leaves the graph at 18); ONNX Runtime 1.32 runs up to 25."""
 LONG_PROBE_TEXT = " ".join([PROBE_TEXTS[1], PROBE_TEXTS[2]] * 40)
 """A text several windows long: traced and checked when the processor splits long texts (`long_text`)."""
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps one file at 2 GiB: larger models keep weights beside it

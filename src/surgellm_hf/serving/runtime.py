@@ -10,25 +10,20 @@ The per-type scoring lives here, torch-free, and is the package's one implementa
 `prediction_records` (the record layout of `predict_texts`). Run without the package (no torch), the runner scores
 with `task_probabilities` here, the numpy twin of the pipeline's.
 
-This module imports no torch and nothing of surgellm_hf at import time: it needs numpy, onnxruntime and, for the
-processor, transformers' tokenizers. The processor code (``processing_surge``, ``lexicon``, ``features``: stdlib,
-numpy and transformers only) is the installed package's; when ``surgellm_hf`` has not been imported (whose
-``__init__`` imports torch to register the model classes), those three files are loaded as a private package, so a
-process that loads this file directly (``importlib`` by path) never imports torch.
+This module imports no torch and nothing of surgellm_hf at import time (numpy only; onnxruntime and the package's
+`SurgeProcessor` when a folder is loaded), so ``surgellm_hf.serving.runtime`` runs in a process without torch, and
+the Inference Endpoints handler loads a copy of this file by path (`surgellm_hf.hub.endpoint`) for its scoring.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -56,8 +51,6 @@ PROBE_TEXTS = (
     "According to the passage, the 1937 election was held in Dallas, Texas.",
     "ok",
 )
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
-_PRIVATE_PACKAGE = "_surgellm_hf_processing"
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
@@ -147,19 +140,6 @@ def task_temperatures(config: Mapping[str, Any]) -> dict[str, float]:
 def is_exported_folder(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder written by `surgellm export` (it holds ``serving_config.json``)."""
     return (Path(path) / SERVING_CONFIG_NAME).is_file()
-
-
-def processing_module() -> ModuleType:
-    """``surgellm_hf.processing_surge`` if the package is imported, else the same file loaded without torch."""
-    package = sys.modules.get("surgellm_hf")
-    if package is not None:
-        return importlib.import_module("surgellm_hf.processing_surge")
-    if _PRIVATE_PACKAGE not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(_PRIVATE_PACKAGE, None, is_package=True)
-        module = importlib.util.module_from_spec(spec)
-        module.__path__ = [str(_PACKAGE_DIR)]
-        sys.modules[_PRIVATE_PACKAGE] = module
-    return importlib.import_module(f"{_PRIVATE_PACKAGE}.processing_surge")
 
 
 def input_depends_on_task(processor: Any) -> bool:
@@ -278,9 +258,9 @@ def prediction_records(
 
 
 def _probabilities() -> ProbabilityFn:
-    """`pipeline_surge.task_probabilities` (the package's one scoring) when surgellm_hf is imported; the torch-free
-    twin above when this file runs without the package (no torch)."""
-    if sys.modules.get("surgellm_hf") is not None:
+    """`pipeline_surge.task_probabilities` (the package's one scoring) when surgellm_hf is imported with torch; the
+    torch-free twin above without torch, or when this file runs without the package."""
+    if sys.modules.get("surgellm_hf") is not None and sys.modules.get("torch") is not None:
         return importlib.import_module("surgellm_hf.pipeline_surge").task_probabilities
     return task_probabilities
 
@@ -564,7 +544,9 @@ class OnnxSurgeClassifier:
             raise FileNotFoundError(
                 f"exported folder {folder} is missing {', '.join(missing)}; export it again with `surgellm export`"
             )
-        processor = processing_module().SurgeProcessor.from_pretrained(folder)
+        from ..processing_surge import SurgeProcessor
+
+        processor = SurgeProcessor.from_pretrained(folder)
         if session_options is None:
             session_options = ort.SessionOptions()
             session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -736,7 +718,6 @@ __all__ = [
     "task_list",
     "input_depends_on_task",
     "PROBE_TEXTS",
-    "processing_module",
     "SERVING_CONFIG_NAME",
     "MODEL_FILE",
     "QUANTIZED_MODEL_FILE",

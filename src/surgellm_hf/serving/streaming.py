@@ -20,8 +20,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .._lazy import lazy_exports
 from ..atomic_io import replace_on_success
 from .runtime import ALL_TASKS, OnnxSurgeClassifier, is_exported_folder, length_order
 
@@ -62,13 +63,11 @@ def load_predictor(
     return TorchPredictor.from_pretrained(path)
 
 
-def __getattr__(name: str) -> Any:
-    """`TorchPredictor` lives in `surgellm_hf.inference` (it needs torch); imported from here on first use."""
-    if name == "TorchPredictor":
-        from ..inference import TorchPredictor
+# `TorchPredictor` lives in `surgellm_hf.inference` (it needs torch); imported from here on first use.
+__getattr__, __dir__ = lazy_exports(__name__, {"TorchPredictor": "..inference"})
 
-        return TorchPredictor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:
+    from ..inference import TorchPredictor
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -343,6 +342,7 @@ def predict_file(
 
 __all__ = [
     "Predictor",
+    "TorchPredictor",
     "load_predictor",
     "read_rows",
     "count_rows",

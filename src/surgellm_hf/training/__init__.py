@@ -18,6 +18,8 @@ Names load on first access, so `surgellm_hf.training.variants` does not pull in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports as _lazy_exports
 
 _LAZY: dict[str, str] = {
@@ -70,5 +72,44 @@ _LAZY: dict[str, str] = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from .callbacks import SurgeEarlyStoppingCallback, early_stopping_arguments, patience_counter_from_history
+    from .class_weights import balanced_class_weights, class_weight_table, resolve_class_weights
+    from .encoder_cache import EncoderStateCache, cache_first_token_states, encoder_fingerprint
+    from .lexicons import build_lexicon, extract_lexicon_from_data
+    from .run import train_run, uses_encoder_cache
+    from .run_config import (
+        LEXICON_CHOICES,
+        MIXED_PRECISION_CHOICES,
+        REUSE_IGNORED_KEYS,
+        RunConfig,
+        comparable_settings,
+        load_run_config,
+        settings_differences,
+    )
+    from .run_folder import (
+        RUN_CONFIG_FORMAT,
+        RUN_CONFIG_NAME,
+        check_lexicon_matches,
+        check_run_dir,
+        get_last_complete_checkpoint,
+        is_run_written,
+        read_run_config,
+        remove_incomplete_checkpoints,
+        start_fresh,
+        write_run_config,
+    )
+    from .run_lock import RunFolderBusyError, RunFolderLock
+    from .sampler import TASK_SAMPLING_CHOICES, TaskBalancedBatchSampler, task_sampling_probabilities
+    from .trainer import SurgeTrainer, build_compute_metrics
+    from .training_args import (
+        SurgeTrainingArguments,
+        check_sharding,
+        precision_used,
+        resolve_precision,
+        training_arguments,
+    )
+    from .variants import VARIANTS, Variant, get_variant
 
 __all__ = list(_LAZY)

@@ -10,6 +10,8 @@ Needs the `tune` extra: `pip install "surgellm_hf[tune]"` (optuna).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports as _lazy_exports
 
 _LAZY: dict[str, str] = {
@@ -25,5 +27,10 @@ _LAZY: dict[str, str] = {
 }
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from .outputs import StudyResult, write_outputs
+    from .space import Param, SearchSpace, apply_values, load_space, parse_space
+    from .study import PruningCallback, run_study
 
 __all__ = list(_LAZY)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from _serving_utils import TASKS, TEXTS, build_family_encoder, eager_logits, fitted_model
 from surgellm_hf.serving.export import export_onnx, export_run
 from surgellm_hf.serving.quantize import quantize_export
 from surgellm_hf.serving.runtime import OnnxSurgeClassifier, read_serving_config
+from tests._family_encoders import family_encoder
+from tests._serving_utils import TASKS, TEXTS, eager_logits, fitted_model
 
 LONG_TEXT = " ".join(
     ["the results show that the method works, maybe"] * 30
@@ -25,8 +26,7 @@ F32_MIN = np.finfo(np.float32).min
 def family_encoders(tmp_path_factory, minilm_path):
     root = tmp_path_factory.mktemp("serving_encoders")
     return {
-        f: build_family_encoder(f, root / f, minilm_path)
-        for f in ("bert", "roberta", "distilbert", "deberta-v2")
+        f: family_encoder(f, root / f, minilm_path) for f in ("bert", "roberta", "distilbert", "deberta-v2")
     }
 
 

@@ -10,10 +10,10 @@ import random
 
 import pytest
 
-from _serving_utils import TASKS, TEXTS, fitted_model
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.cli import add_export_command, add_predict_arguments, cmd_predict
 from surgellm_hf.serving.streaming import count_rows, predict_file, read_rows, stream_predict
+from tests._serving_utils import TASKS, TEXTS, fitted_model
 
 
 class FakePredictor:

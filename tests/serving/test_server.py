@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from _serving_utils import TEXTS
 from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.inference import load_run_model, predict_texts
 from surgellm_hf.serving.streaming import output_row
+from tests._serving_utils import TEXTS
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("litserve")

@@ -15,10 +15,10 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from conftest import write_run_config
 from surgellm_hf.cli import main
 from surgellm_hf.training import RunConfig, load_run_config
 from surgellm_hf.tune import apply_values, load_space, parse_space, run_study
+from tests._helpers import write_run_config
 
 SPACE = """
 learning_rate: {type: float, low: 1e-5, high: 1.0e-3, log: true}

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from _serving_utils import predict_without_torch
 from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.export import export_onnx
 from surgellm_hf.serving.runtime import SERVING_CONFIG_NAME, OnnxSurgeClassifier
 from surgellm_hf.serving.streaming import TorchPredictor
+from tests._serving_utils import predict_without_torch
 
 # Not alphabetical: task ids follow the given order (as in tests/test_problem_types.py).
 TASKS = {"topics": 3, "score": 1, "sentiment": 2}
@@ -294,7 +294,7 @@ def test_bad_type_metadata_is_a_one_line_error(exported, tmp_path, edit, message
 
 
 def test_the_runner_without_torch_scores_each_type(exported, loaded, tmp_path):
-    """runtime.py loaded by path with torch and surgellm_hf blocked: its torch-free scoring gives the same records."""
+    """The runner in a process where torch cannot be imported: its torch-free scoring gives the same records."""
     out = predict_without_torch(exported, TEXTS, ROW_TASKS, tmp_path)
     assert out["torch"] == []
     _assert_records(out["records"], predict_texts(*loaded, TEXTS, ROW_TASKS), atol=1e-4)

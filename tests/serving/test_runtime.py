@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from _serving_utils import TASKS, TEXTS, fitted_model, predict_without_torch
 from surgellm_hf.inference import predict_texts
 from surgellm_hf.serving.export import export_onnx
 from surgellm_hf.serving.runtime import OnnxSurgeClassifier
 from surgellm_hf.serving.streaming import TorchPredictor
+from tests._serving_utils import TASKS, TEXTS, fitted_model, predict_without_torch
 
 MIXED = [list(TASKS)[i % 2] for i in range(len(TEXTS))]
 
@@ -144,7 +144,7 @@ def test_a_task_prefix_runs_one_pass_per_task_and_says_so(exported_prefix):
 
 
 def test_the_runner_needs_no_torch(exported, tmp_path):
-    """runtime.py loaded by path in a process where torch and surgellm_hf cannot be imported."""
+    """surgellm_hf.serving.runtime in a process where torch cannot be imported: the same records, no torch loaded."""
     model, processor, folder = exported
     out = predict_without_torch(folder, TEXTS, MIXED, tmp_path)
     assert out["torch"] == []
