@@ -1,0 +1,188 @@
+"""`surgellm_hf.problem_types`: the one torch-free home of the problem types. Its scoring is checked against hand
+computations (math module, per element), its names against every old home, and it imports without torch, also as
+the sibling of an endpoint repo's ``surgellm_runtime.py``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surgellm_hf import problem_types as pt
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "surgellm_hf"
+TASKS = {"mood": 3, "topics": 2, "score": 1}
+TYPES = {"mood": "single_label", "topics": "multi_label", "score": "regression"}
+# padded [rows, max_num_labels] logits; row i belongs to TASK_IDS[i]; padding is a large negative number
+LOGITS = np.array(
+    [
+        [1.0, 2.0, 3.0],  # mood
+        [0.5, -1.0, -1e9],  # topics
+        [2.5, -1e9, -1e9],  # score
+        [-2.0, 0.0, 4.0],  # mood
+        [-0.2, 3.0, -1e9],  # topics
+    ]
+)
+TASK_IDS = np.array([0, 1, 2, 0, 1])
+
+
+def _softmax_by_hand(row):
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def _sigmoid_by_hand(v):
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+def test_softmax_and_sigmoid_match_hand_computations_in_the_given_dtype():
+    got = pt.softmax(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]))
+    np.testing.assert_allclose(got, [_softmax_by_hand([1, 2, 3]), _softmax_by_hand([0, 0, 1])], rtol=1e-12)
+    np.testing.assert_allclose(
+        pt.sigmoid(np.array([0.0, 2.0, -3.0])), [0.5, _sigmoid_by_hand(2), _sigmoid_by_hand(-3)]
+    )
+    # the pipeline scores float32 logits in float32; the ONNX runner's public softmax is float64
+    assert pt.task_probabilities(np.array([1.0, 2.0], dtype=np.float32), 2).dtype == np.float32
+    from surgellm_hf.serving.runtime import softmax
+
+    assert softmax(np.array([1.0, 2.0], dtype=np.float32)).dtype == np.float64
+
+
+def test_task_probabilities_uses_only_the_tasks_own_columns():
+    row = np.array([0.3, -0.7, 1e4])  # the third column is another task's padding width
+    np.testing.assert_allclose(pt.task_probabilities(row, 2, "single_label"), _softmax_by_hand([0.3, -0.7]))
+    np.testing.assert_allclose(
+        pt.task_probabilities(row, 2, "multi_label"), [_sigmoid_by_hand(0.3), _sigmoid_by_hand(-0.7)]
+    )
+    assert pt.task_probabilities(row, 1, "regression").tolist() == [0.3]
+
+
+def test_split_by_task_scores_each_type_by_hand():
+    out = pt.split_by_task(LOGITS, TASK_IDS, TASKS, TYPES, {"topics": [0.5, 0.9]}, temperatures={"mood": 2.0})
+    assert out["mood"]["index"].tolist() == [0, 3]
+    expected = [_softmax_by_hand([v / 2.0 for v in LOGITS[i, :3]]) for i in (0, 3)]  # logits / T
+    np.testing.assert_allclose(out["mood"]["score"], expected, rtol=1e-12)
+    assert out["mood"]["y_pred"].tolist() == [2, 2]
+    # multi-label: per-label sigmoid, each label against its own threshold
+    sig = [[_sigmoid_by_hand(v) for v in LOGITS[i, :2]] for i in (1, 4)]
+    np.testing.assert_allclose(out["topics"]["score"], sig, rtol=1e-12)
+    by_hand = [[int(s >= t) for s, t in zip(row, (0.5, 0.9))] for row in sig]
+    assert out["topics"]["y_pred"].tolist() == by_hand == [[1, 0], [0, 1]]
+    # regression: the raw value, no temperature
+    assert out["score"]["score"].tolist() == out["score"]["y_pred"].tolist() == [2.5]
+
+
+def test_prediction_records_layout_per_type():
+    by_task = pt.split_by_task(LOGITS, TASK_IDS, TASKS, TYPES)
+    names = {"mood": ["sad", "calm", "glad"], "topics": ["art", "war"], "score": ["value"]}
+    records = pt.prediction_records(by_task, len(LOGITS), names, TYPES)
+    assert records[0]["label"] == 2 and records[0]["label_name"] == "glad"
+    assert records[0]["scores"] == pytest.approx(dict(zip(names["mood"], _softmax_by_hand([1, 2, 3]))))
+    assert records[1]["label"] == [0] and records[1]["label_name"] == [
+        "art"
+    ]  # sigmoid(0.5) >= 0.5 > sigmoid(-1)
+    assert records[2] == {
+        "task": "score",
+        "label": None,
+        "label_name": None,
+        "value": 2.5,
+        "scores": {"value": 2.5},
+    }
+    with pytest.raises(ValueError, match=r"rows \[5\] have no task"):
+        pt.prediction_records(by_task, len(LOGITS) + 1, names, TYPES)
+
+
+def test_primary_score_and_the_label_matrix_layout():
+    assert pt.primary_score({"macro_f1": 0.25, "accuracy": 0.9}) == 0.25
+    assert pt.primary_score({"pearson": 0.5, "spearman": float("nan"), "rmse": 1.0}) == 0.25  # NaN counts 0
+    with pytest.raises(ValueError, match="neither 'macro_f1'"):
+        pt.primary_score({"rmse": 1.0})
+    # class ids / targets in column 0, multi-hot rows from column 0, ragged rows padded with 0
+    assert pt.label_matrix([2, [1, 0, 1], 0.5]).tolist() == [[2, 0, 0], [1, 0, 1], [0.5, 0, 0]]
+    assert pt.label_matrix(np.array([3, 1])).tolist() == [[3.0], [1.0]]
+
+
+def test_one_set_of_names_everywhere():
+    from surgellm_hf import configuration_surge, losses_surge, normalization, pipeline_surge
+    from surgellm_hf.evaluation import metrics
+    from surgellm_hf.serving import runtime
+
+    assert [pt.ProblemType.of(k) for k in pt.PROBLEM_TYPES] == [0, 1, 2] == list(pt.ProblemType)
+    assert configuration_surge.PROBLEM_TYPES is runtime.PROBLEM_TYPES is pt.PROBLEM_TYPES
+    assert configuration_surge.HF_PROBLEM_TYPES is pt.HF_PROBLEM_TYPES
+    assert pipeline_surge.task_probabilities is runtime.task_probabilities is pt.task_probabilities
+    assert runtime.split_by_task is pt.split_by_task and runtime.prediction_records is pt.prediction_records
+    assert metrics.primary_score is pt.primary_score and metrics.METRICS is pt.METRICS
+    assert metrics.TYPE_METRICS is pt.TYPE_METRICS and normalization.label_matrix is pt.label_matrix
+    assert losses_surge.ProblemType is pt.ProblemType
+
+
+def _package_imports(path: Path) -> set[str]:
+    """The surgellm_hf modules a file imports anywhere in it (relative imports resolved to dotted names)."""
+    parts = ["surgellm_hf", *path.relative_to(SRC).with_suffix("").parts[:-1]]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            names.add(".".join([*base, node.module] if node.module else base))
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_evaluation_and_training_do_not_import_serving():
+    for folder in ("evaluation", "training"):
+        for path in sorted((SRC / folder).glob("*.py")):
+            assert not [n for n in _package_imports(path) if n.startswith("surgellm_hf.serving")], path
+    assert "surgellm_hf.problem_types" in _package_imports(SRC / "evaluation" / "predictions.py")
+    assert "surgellm_hf.serving.runtime" in _package_imports(
+        SRC / "inference.py"
+    )  # the check sees such imports
+
+
+_NO_TORCH = """
+import importlib.abc, importlib.util, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch.") or name.split(".")[0] == "surgellm_hf":
+            raise ImportError(f"{name} is not importable here")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+spec = importlib.util.spec_from_file_location(MODULE, PATH)
+module = importlib.util.module_from_spec(spec)
+sys.modules[MODULE] = module
+spec.loader.exec_module(module)
+out = module.split_by_task([[1.0, 2.0]], [0], {"t": 2})["t"]["score"].tolist()
+print(json.dumps({"score": out, "file": module.split_by_task.__code__.co_filename,
+                  "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}))
+"""
+
+
+def _run_without_torch(module: str, path: Path, cwd: Path) -> dict:
+    code = f"MODULE, PATH = {module!r}, {str(path)!r}\n" + _NO_TORCH
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_problem_types_imports_without_torch(tmp_path):
+    out = _run_without_torch("problem_types", SRC / "problem_types.py", tmp_path)
+    assert out["torch"] == [] and out["score"] == [pytest.approx(_softmax_by_hand([1.0, 2.0]))]
+
+
+def test_an_endpoint_runtime_loads_the_problem_types_beside_it(tmp_path):
+    """An endpoint repo: runtime.py as surgellm_runtime.py next to the remote code's problem_types.py."""
+    shutil.copyfile(SRC / "serving" / "runtime.py", tmp_path / "surgellm_runtime.py")
+    shutil.copyfile(SRC / "problem_types.py", tmp_path / "problem_types.py")
+    out = _run_without_torch("surgellm_runtime", tmp_path / "surgellm_runtime.py", tmp_path)
+    assert out["torch"] == [] and out["file"] == str((tmp_path / "problem_types.py").resolve())
+    assert out["score"] == [pytest.approx(_softmax_by_hand([1.0, 2.0]))]
