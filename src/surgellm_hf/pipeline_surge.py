@@ -21,7 +21,7 @@ from transformers import Pipeline
 from transformers.pipelines.text_classification import ClassificationFunction
 
 from .explaining_surge import explain_batch
-from .problem_types import MULTI_LABEL, REGRESSION, SINGLE_LABEL, sigmoid, task_probabilities
+from .problem_types import SCORING, sigmoid, task_probabilities
 
 PIPELINE_TASK = "text-classification"
 _WINDOWS = "windows"
@@ -42,11 +42,7 @@ def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
-_DEFAULT_FUNCTION = {
-    SINGLE_LABEL: ClassificationFunction.SOFTMAX,
-    MULTI_LABEL: ClassificationFunction.SIGMOID,
-    REGRESSION: ClassificationFunction.NONE,
-}
+_DEFAULT_FUNCTION = {kind: ClassificationFunction(name) for kind, name in SCORING.items()}
 
 
 class SurgeTextClassificationPipeline(Pipeline):

@@ -51,6 +51,9 @@ HF_PROBLEM_TYPES: dict[str, str] = {
 DEFAULT_THRESHOLD = 0.5
 """A multi-label task's decision threshold when none was set or calibrated."""
 
+SCORING: dict[str, str] = {SINGLE_LABEL: "softmax", MULTI_LABEL: "sigmoid", REGRESSION: "none"}
+"""How a task's scores come from its logits, by type (transformers' ``function_to_apply`` names)."""
+
 # -- metric names ----------------------------------------------------------------------------------------------------
 METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "precision", "recall", "roc_auc")
 """Per-task metrics reported (docs/method.md#training-protocol); macro-F1 is primary."""
@@ -125,13 +128,14 @@ def task_probabilities(logits: np.ndarray, num_labels: int, problem_type: str = 
     it); it computes in the dtype it is given.
     """
     own = np.asarray(logits)[..., :num_labels]
-    if problem_type == MULTI_LABEL:
-        return sigmoid(own)
-    if problem_type == REGRESSION:
-        return own
-    return softmax(own)
+    return _SCORE_FUNCTIONS[SCORING.get(problem_type, "softmax")](own)
 
 
+_SCORE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax": softmax,
+    "sigmoid": sigmoid,
+    "none": lambda own: own,
+}
 ProbabilityFn = Callable[[np.ndarray, int, str], np.ndarray]
 
 
@@ -222,6 +226,7 @@ __all__ = [
     "DEFAULT_PROBLEM_TYPE",
     "HF_PROBLEM_TYPES",
     "DEFAULT_THRESHOLD",
+    "SCORING",
     "METRICS",
     "TYPE_METRICS",
     "LOGGED_METRICS",
