@@ -180,9 +180,17 @@ def test_problem_types_imports_without_torch(tmp_path):
 
 
 def test_an_endpoint_runtime_loads_the_problem_types_beside_it(tmp_path):
-    """An endpoint repo: runtime.py as surgellm_runtime.py next to the remote code's problem_types.py."""
-    shutil.copyfile(SRC / "serving" / "runtime.py", tmp_path / "surgellm_runtime.py")
-    shutil.copyfile(SRC / "problem_types.py", tmp_path / "problem_types.py")
-    out = _run_without_torch("surgellm_runtime", tmp_path / "surgellm_runtime.py", tmp_path)
-    assert out["torch"] == [] and out["file"] == str((tmp_path / "problem_types.py").resolve())
+    """An endpoint repo as a Hub cache snapshot holds it: runtime.py as surgellm_runtime.py next to the remote
+    code's problem_types.py, each a link to a blob named by its hash."""
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / "abc123"
+    blobs.mkdir()
+    snapshot.mkdir(parents=True)
+    for source, name, blob in [
+        (SRC / "serving" / "runtime.py", "surgellm_runtime.py", "1f2e"),
+        (SRC / "problem_types.py", "problem_types.py", "9a8b"),
+    ]:
+        shutil.copyfile(source, blobs / blob)
+        (snapshot / name).symlink_to(blobs / blob)
+    out = _run_without_torch("surgellm_runtime", snapshot / "surgellm_runtime.py", tmp_path)
+    assert out["torch"] == [] and out["file"] == str(snapshot / "problem_types.py")
     assert out["score"] == [pytest.approx(_softmax_by_hand([1.0, 2.0]))]

@@ -72,7 +72,11 @@ def _load_problem_types() -> ModuleType:
         return importlib.import_module("surgellm_hf.problem_types")
     if _PROBLEM_TYPES_MODULE in sys.modules:
         return sys.modules[_PROBLEM_TYPES_MODULE]
-    candidates = [Path(__file__).resolve().parent / "problem_types.py", _PACKAGE_DIR / "problem_types.py"]
+    # beside this file as named (a Hub cache snapshot links each file to a blob: not resolved), then the package's
+    candidates = [
+        Path(os.path.abspath(__file__)).parent / "problem_types.py",
+        _PACKAGE_DIR / "problem_types.py",
+    ]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
         raise ImportError(
