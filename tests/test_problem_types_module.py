@@ -194,3 +194,73 @@ def test_an_endpoint_runtime_loads_the_problem_types_beside_it(tmp_path):
     out = _run_without_torch("surgellm_runtime", snapshot / "surgellm_runtime.py", tmp_path)
     assert out["torch"] == [] and out["file"] == str(snapshot / "problem_types.py")
     assert out["score"] == [pytest.approx(_softmax_by_hand([1.0, 2.0]))]
+
+
+# -- the SURGELLM modules' own save and load; the one encoder-weight loader ------------------------------------------
+def _model(encoder_dir):
+    import torch
+
+    from surgellm_hf import SurgeForSequenceClassification
+
+    torch.manual_seed(0)
+    model = SurgeForSequenceClassification.from_encoder_pretrained(
+        str(encoder_dir), tasks={"a": 2, "b": 3}, norm="none"
+    )
+    with torch.no_grad():  # differ from a fresh init
+        model.heads[1][-1].bias.add_(0.5)
+    return model.freeze_encoder()
+
+
+def test_surge_modules_save_and_load_and_the_old_names(tiny_bert_dir, tmp_path):
+    import torch
+
+    from surgellm_hf import SurgeForSequenceClassification
+
+    model = _model(tiny_bert_dir)
+    model.save_surge_modules(tmp_path / "new")
+    with pytest.warns(FutureWarning, match="`save_adapter` is deprecated, use `save_surge_modules`"):
+        model.save_adapter(tmp_path / "old")
+    for name in (
+        "surge_adapter.safetensors",
+        "surge_adapter_config.json",
+    ):  # the same files under either name
+        assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes()
+    with pytest.warns(FutureWarning, match="`adapter_state_dict` is deprecated"):
+        assert model.adapter_state_dict().keys() == model.surge_modules_state_dict().keys()
+    expected = model.state_dict()
+    torch.manual_seed(1)
+    loaded = SurgeForSequenceClassification.from_surge_modules(tmp_path / "old")
+    with pytest.warns(FutureWarning, match="`from_adapter` is deprecated, use `from_surge_modules`"):
+        again = SurgeForSequenceClassification.from_adapter(tmp_path / "new")
+    for other in (loaded, again):
+        state = other.state_dict()
+        assert state.keys() == expected.keys()
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_load_encoder_weights_keeps_the_added_token_rows(tiny_bert_dir):
+    import torch
+    from transformers import AutoModel
+
+    from surgellm_hf.modeling_surge_modules import load_encoder_weights
+
+    model = _model(tiny_bert_dir)
+    pretrained = AutoModel.from_pretrained(tiny_bert_dir).state_dict()
+    vocab = pretrained["embeddings.word_embeddings.weight"].shape[0]
+    model.resize_token_embeddings(vocab + 3)
+    encoder = model.surge.encoder
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.fill_(7.0)
+    load_encoder_weights(encoder, str(tiny_bert_dir), "tiny")
+    own = encoder.state_dict()
+    rows = own["embeddings.word_embeddings.weight"]
+    assert torch.equal(rows[:vocab], pretrained["embeddings.word_embeddings.weight"])
+    assert torch.equal(rows[vocab:], torch.full_like(rows[vocab:], 7.0))  # the added prefix-token rows kept
+    shared = [
+        k for k in pretrained if not k.startswith("pooler.") and k != "embeddings.word_embeddings.weight"
+    ]
+    assert shared and all(torch.equal(own[k], pretrained[k]) for k in shared)
+    with pytest.raises(ValueError, match="Encoder weights of 'tiny' do not fit the wrapped encoder"):
+        encoder.extra = torch.nn.Linear(2, 2)  # a weight no pretrained encoder has
+        load_encoder_weights(encoder, str(tiny_bert_dir), "tiny")
