@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .atomic_io import atomic_write_text
+from .problem_types import label_matrix, task_probabilities
 
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 """The range a fitted temperature is searched in."""
@@ -91,8 +92,6 @@ def _classification_tasks(
 ) -> Iterator[tuple[str, str, int, np.ndarray, np.ndarray]]:
     """``(task, problem type, label count, own logits [n, L], labels)`` of every classification task with rows in
     `predict_split` output (class ids, or multi-hot rows of a multi-label task)."""
-    from .normalization import label_matrix
-
     for t, name in enumerate(config.task_names):
         kind, num_labels = config.task_problem_types[name], config.tasks[name]
         rows = np.flatnonzero(np.asarray(pred["task_ids"]) == t)
@@ -115,8 +114,6 @@ def fit_calibration(
     """(temperature per classification task, thresholds per multi-label task) fitted on `predict_split` output of
     a model with `config`; a multi-label label without positive rows keeps its base threshold (`base_thresholds`,
     default the config's)."""
-    from .pipeline_surge import task_probabilities
-
     base = dict(config.task_thresholds if base_thresholds is None else base_thresholds)
     temperatures: dict[str, float] = {}
     thresholds: dict[str, Any] = {}
@@ -140,7 +137,6 @@ def calibration_scores(
     """Per classification task: ECE, Brier score and NLL of `predict_split` output under `temperatures` (plus
     macro-F1 at `thresholds` for multi-label tasks)."""
     from .evaluation.metrics import calibration_metrics, multi_label_metrics
-    from .pipeline_surge import task_probabilities
 
     out: dict[str, dict[str, float]] = {}
     for name, kind, num_labels, logits, labels in _classification_tasks(pred, config):

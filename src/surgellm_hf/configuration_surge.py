@@ -1,6 +1,7 @@
 """SurgeConfig: the configuration of a SURGELLM model (an encoder plus gate, task prefixes and IWN).
 
-This file is copied to the Hub for ``trust_remote_code`` loading: it imports only transformers and the stdlib.
+This file is copied to the Hub for ``trust_remote_code`` loading: it imports only transformers, the stdlib and its flat
+sibling `problem_types` (numpy).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .problem_types import HF_PROBLEM_TYPES, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
+
 NORM_CHOICES = ("none", "standard", "iwn")
 
 LONG_TEXT_POOLS = ("mean", "max", "first")
@@ -21,16 +24,6 @@ first window's (`long_text` in the run config; `SurgeConfig.long_text_pool`)."""
 
 SOFT_PREFIX_LENGTHS = (0, 1, 2)
 """Virtual tokens of the soft prefix: 0 (none), 1 (task and features summed into one) or 2 (task, then features)."""
-
-PROBLEM_TYPES = ("single_label", "multi_label", "regression")
-"""Per-task problem types: one class (cross-entropy), any subset of labels (BCE with logits), one float (MSE)."""
-
-HF_PROBLEM_TYPES = {
-    "single_label": "single_label_classification",
-    "multi_label": "multi_label_classification",
-    "regression": "regression",
-}
-"""SURGELLM task type -> transformers' `config.problem_type` name."""
 
 
 class SurgeConfig(PreTrainedConfig):
@@ -231,7 +224,7 @@ class SurgeConfig(PreTrainedConfig):
             )
         if self.task_problem_types is None:
             # transformers' meaning: the model's problem type, i.e. every task's (old configs: all single-label)
-            kind = by_hf[self.problem_type] if self.problem_type else "single_label"
+            kind = by_hf[self.problem_type] if self.problem_type else SINGLE_LABEL
             types = dict.fromkeys(self.tasks, kind)
         else:
             given = _pairs_to_dict(self.task_problem_types, "task_problem_types")
@@ -245,7 +238,7 @@ class SurgeConfig(PreTrainedConfig):
                 raise ValueError(
                     f"`task_problem_types` {bad}: each type must be one of {list(PROBLEM_TYPES)}."
                 )
-            types = {n: given.get(n, "single_label") for n in self.tasks}
+            types = {n: given.get(n, SINGLE_LABEL) for n in self.tasks}
             default = self.default_task if self.default_task in types else self.task_names[0]
             if self.problem_type is not None and by_hf[self.problem_type] != types[default]:
                 raise ValueError(
@@ -261,9 +254,9 @@ class SurgeConfig(PreTrainedConfig):
         )
         for name, kind in types.items():
             count = self.tasks[name]
-            if kind == "single_label" and count < 2:
+            if kind == SINGLE_LABEL and count < 2:
                 raise ValueError(f"Single-label task {name!r} needs >= 2 labels, got {count}{origin}.")
-            if kind == "regression" and count != 1:
+            if kind == REGRESSION and count != 1:
                 raise ValueError(
                     f"Regression task {name!r} has one output (label count 1), got {count}{origin}."
                 )
@@ -271,20 +264,20 @@ class SurgeConfig(PreTrainedConfig):
         thresholds = (
             {} if self.task_thresholds is None else _pairs_to_dict(self.task_thresholds, "task_thresholds")
         )
-        wrong = [n for n in thresholds if types.get(n) != "multi_label"]
+        wrong = [n for n in thresholds if types.get(n) != MULTI_LABEL]
         if wrong:
             raise ValueError(f"`task_thresholds` names task(s) {wrong} that are not multi-label tasks.")
         self.task_thresholds = {
             n: _check_threshold(n, thresholds.get(n, 0.5), self.tasks[n])
             for n, k in types.items()
-            if k == "multi_label"
+            if k == MULTI_LABEL
         }
         temperatures = (
             {}
             if self.task_temperatures is None
             else _pairs_to_dict(self.task_temperatures, "task_temperatures")
         )
-        wrong = [n for n in temperatures if types.get(n) not in ("single_label", "multi_label")]
+        wrong = [n for n in temperatures if types.get(n) not in (SINGLE_LABEL, MULTI_LABEL)]
         if wrong:
             raise ValueError(
                 f"`task_temperatures` names task(s) {wrong} that are not classification tasks "
@@ -485,8 +478,8 @@ def _keep_saved_task_settings(config_dict: dict[str, Any], kwargs: Mapping[str, 
         types = {n: t for n, t in _pairs_to_dict(saved_types, "task_problem_types").items() if n in tasks}
         for name, kind in types.items():
             count = tasks[name]
-            if (kind == "regression" and count != 1) or (kind == "single_label" and count < 2):
-                need = "one output" if kind == "regression" else ">= 2 labels"
+            if (kind == REGRESSION and count != 1) or (kind == SINGLE_LABEL and count < 2):
+                need = "one output" if kind == REGRESSION else ">= 2 labels"
                 raise ValueError(
                     f"tasks= gives task {name!r} {count} label(s), but the saved config makes it a {kind} task "
                     f"({need}); keep its label count, or pass task_problem_types= to give it another type (a new "
@@ -496,12 +489,12 @@ def _keep_saved_task_settings(config_dict: dict[str, Any], kwargs: Mapping[str, 
         if "task_thresholds" not in kwargs and config_dict.get("task_thresholds") is not None:
             limits = _pairs_to_dict(config_dict["task_thresholds"], "task_thresholds")
             config_dict["task_thresholds"] = [
-                [n, limits[n]] for n in tasks if n in limits and types.get(n) == "multi_label"
+                [n, limits[n]] for n in tasks if n in limits and types.get(n) == MULTI_LABEL
             ]
         if "task_temperatures" not in kwargs and config_dict.get("task_temperatures") is not None:
             fitted = _pairs_to_dict(config_dict["task_temperatures"], "task_temperatures")
             config_dict["task_temperatures"] = [
-                [n, fitted[n]] for n in tasks if n in fitted and types.get(n, "single_label") != "regression"
+                [n, fitted[n]] for n in tasks if n in fitted and types.get(n, SINGLE_LABEL) != REGRESSION
             ]
     if "task_label_names" not in kwargs and config_dict.get("task_label_names") is not None:
         names = _pairs_to_dict(config_dict["task_label_names"], "task_label_names")

@@ -108,7 +108,7 @@ def load_run_model(
     if kind == "lora":
         model = load_lora_model(folder)
     elif kind == "adapter":
-        model = SurgeForSequenceClassification.from_adapter(folder)
+        model = SurgeForSequenceClassification.from_surge_modules(folder)
     else:
         model = SurgeForSequenceClassification.from_pretrained(folder)
     processor = SurgeProcessor.from_pretrained(folder)

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModel
-
 from .configuration_surge import SurgeConfig
 from .encoders import local_encoder
 from .modeling_surge import SurgeForSequenceClassification
+from .modeling_surge_modules import load_encoder_weights
 
 LORA_ADAPTER_CONFIG = "adapter_config.json"
 LORA_ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -120,23 +119,7 @@ def _base_model(config: SurgeConfig, encoder_name_or_path: str | None) -> SurgeF
             "The LoRA config names no base encoder (`encoder_name_or_path`); pass encoder_name_or_path."
         )
     model = SurgeForSequenceClassification(config)
-    encoder = AutoModel.from_pretrained(local_encoder(base))
-    own = model.surge.encoder.state_dict()
-    state = {}
-    for key, value in encoder.state_dict().items():
-        if key.startswith("pooler.") or key not in own:
-            continue
-        if (
-            own[key].shape != value.shape and own[key].shape[1:] == value.shape[1:]
-        ):  # resized token embeddings
-            grown = own[key].clone()
-            grown[: value.shape[0]] = value
-            value = grown
-        state[key] = value
-    result = model.surge.encoder.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-    if missing:
-        raise ValueError(f"The base encoder {base!r} lacks weights the model needs: {missing[:5]}")
+    load_encoder_weights(model.surge.encoder, local_encoder(base), base)
     return model
 
 

@@ -6,9 +6,7 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -20,33 +18,20 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_surge import LONG_TEXT_POOLS, PROBLEM_TYPES, SurgeConfig
-from .normalization import apply_normalizer, fit_normalizer, label_matrix
+from .configuration_surge import LONG_TEXT_POOLS, SurgeConfig
+from .losses_surge import labels_as_matrix, rows_loss
+from .modeling_surge_modules import (  # noqa: F401 (ADAPTER_*, SURGE_MODULES_*: public names of this module)
+    ADAPTER_CONFIG_NAME,
+    ADAPTER_FORMAT_VERSION,
+    ADAPTER_WEIGHTS_NAME,
+    SURGE_MODULES_CONFIG_NAME,
+    SURGE_MODULES_WEIGHTS_NAME,
+    SurgeModulesMixin,
+    encoder_names,
+    load_encoder_weights,
+)
+from .normalization import apply_normalizer, fit_config_normalizer
 from .pipeline_surge import surge_custom_pipelines
-
-ADAPTER_WEIGHTS_NAME = "surge_adapter.safetensors"
-ADAPTER_CONFIG_NAME = "surge_adapter_config.json"
-ADAPTER_FORMAT_VERSION = 1
-_ENCODER_PREFIX = "surge.encoder."
-_SURGE_MODULES = ("task_embedding", "feature_proj", "gate", "fusion_norm", "soft_prefix")
-"""The trainable SURGELLM modules of `SurgeModel` (each None when the config has no use for it)."""
-
-
-def encoder_names(name_or_path: str | os.PathLike) -> tuple[str, str]:
-    """(the name a model records for its base encoder, where to load it from).
-
-    With surgellm_hf installed, the bundled all-MiniLM-L6-v2 is recorded by its Hub id (never a machine's folder)
-    and that id loads from the bundled copy; otherwise (remote code without the package) both are the name.
-    """
-    name = str(name_or_path)
-    try:
-        encoders = importlib.import_module("surgellm_hf.encoders")
-    except ModuleNotFoundError as err:
-        if err.name is None or not "surgellm_hf.encoders".startswith(err.name):
-            raise
-        return name, name
-    recorded = encoders.encoder_record_name(name)
-    return recorded, encoders.local_encoder(recorded)
 
 
 def _tracing() -> bool:
@@ -221,16 +206,10 @@ class SurgePreTrainedModel(PreTrainedModel):
             **config_kwargs,
         )
         model = cls(config)
-        encoder = AutoModel.from_pretrained(source, config=encoder_config, **encoder_kwargs)
-        state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
         base = model.surge if isinstance(model, SurgeForSequenceClassification) else model
-        result = base.encoder.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"Encoder weights of {encoder_name_or_path!r} do not fit the wrapped encoder: missing "
-                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
-            )
-        del encoder
+        load_encoder_weights(
+            base.encoder, source, str(encoder_name_or_path), config=encoder_config, **encoder_kwargs
+        )
         return model
 
 
@@ -318,6 +297,19 @@ class SurgeModel(SurgePreTrainedModel):
             raise ValueError(
                 f"`lexical_features` must have shape ({batch_size}, {self.config.num_features}) (num_features from "
                 f"the config), got {tuple(lexical_features.shape)}; does the lexicon match the model?"
+            )
+        return lexical_features
+
+    def _fusion_features(self, lexical_features, batch_size: int) -> torch.Tensor | None:
+        """The checked lexical features where the gate or the soft prefix reads them (refused while the statistics
+        they are normalized with are unfitted); as given otherwise."""
+        if not (self.config.use_gate or self.soft_prefix is not None):
+            return lexical_features
+        lexical_features = self._check_features(lexical_features, batch_size)
+        if self.config.norm != "none" and not _tracing() and not self.feature_normalizer_fitted:
+            raise ValueError(
+                f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
+                "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
             )
         return lexical_features
 
@@ -441,13 +433,7 @@ class SurgeModel(SurgePreTrainedModel):
             num_windows = self._check_windows(num_windows, ref.shape[0], device)
         batch_size = ref.shape[0] if num_windows is None else num_windows.shape[0]
         task_ids = self._resolve_task_ids(task_ids, batch_size, device)
-        if self.config.use_gate or self.soft_prefix is not None:
-            lexical_features = self._check_features(lexical_features, batch_size)
-            if self.config.norm != "none" and not _tracing() and not self.feature_normalizer_fitted:
-                raise ValueError(
-                    f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
-                    "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
-                )
+        lexical_features = self._fusion_features(lexical_features, batch_size)
         if first_token_state is not None:
             if self.soft_prefix is not None:
                 raise ValueError(
@@ -593,7 +579,7 @@ class SurgeTaskHead(nn.Sequential):
         )
 
 
-class SurgeForSequenceClassification(SurgePreTrainedModel):
+class SurgeForSequenceClassification(SurgeModulesMixin, SurgePreTrainedModel):
     """SURGELLM multi-task classifier: the shared trunk and one head per task; a batch may mix tasks."""
 
     def __init__(self, config: SurgeConfig):
@@ -620,111 +606,16 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
 
         Task ids may be ids or task names. Statistics are frozen buffers saved with the weights.
         """
-        method = method or self.config.norm
-        if method == "none":
-            raise ValueError("config.norm is 'none': there are no statistics to fit.")
-        if isinstance(task_ids, (list, tuple)) and task_ids and isinstance(task_ids[0], str):
-            task_ids = [self.config.task_id(t) for t in task_ids]
-        if (
-            hasattr(features, "shape")
-            and len(features.shape) == 2
-            and features.shape[1] != self.config.num_features
-        ):
-            raise ValueError(
-                f"features have {features.shape[1]} columns but the model expects num_features="
-                f"{self.config.num_features}; does the lexicon match the model?"
-            )
-        tids = torch.as_tensor(task_ids).detach().cpu().numpy()
-        labs = None if labels is None else label_matrix(labels)
-        if labs is not None and labs.shape[0] == tids.shape[0] and len(tids):
-            # the model's own label checks, by task type (class ids in range, multi-hot 0/1, finite targets)
-            self._label_matrix(torch.from_numpy(labs), torch.as_tensor(tids).long())
-        cfg = self.config
-        mean, std = fit_normalizer(
-            features,
-            labs,
-            tids,
-            cfg.num_tasks,
-            method=method,
-            task_names=cfg.task_names,
-            problem_types=list(cfg.task_problem_types.values()),
-            num_labels=list(cfg.tasks.values()),
-            num_bins=cfg.iwn_regression_bins,
-        )
+        mean, std = fit_config_normalizer(self.config, features, labels, task_ids, method)
         normalizer = self.surge.normalizer
         normalizer.mean.copy_(torch.from_numpy(mean))
         normalizer.std.copy_(torch.from_numpy(std))
         normalizer.fitted.fill_(True)
 
-    # -- forward -----------------------------------------------------------------------------------------------------
+    # -- labels and loss (by problem type: `losses_surge`) ----------------------------------------------------------
     def _label_matrix(self, labels: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Any accepted labels format as the padded float ``[batch, max_num_labels]`` matrix (see `forward`)."""
-        batch, width = task_ids.shape[0], self.config.max_num_labels
-        if labels.dim() == 1:
-            if labels.shape[0] != batch:
-                raise ValueError(
-                    f"`labels` must have {batch} rows (one per example), got {tuple(labels.shape)}."
-                )
-            labels = labels.view(-1, 1)
-        if labels.dim() != 2 or labels.shape[0] != batch or not 1 <= labels.shape[1] <= width:
-            raise ValueError(
-                f"`labels` must be [{batch}] (class ids or regression targets) or [{batch}, k] with 1 <= k <= "
-                f"max_num_labels={width} (multi-hot rows, padded), got {tuple(labels.shape)}."
-            )
-        matrix = labels.float()
-        if labels.shape[1] < width:
-            matrix = nn.functional.pad(matrix, (0, width - labels.shape[1]))
-        if not _tracing():
-            self._check_label_values(matrix, task_ids, given_width=labels.shape[1])
-        return matrix
-
-    def _check_label_values(self, matrix: torch.Tensor, task_ids: torch.Tensor, given_width: int) -> None:
-        """Raise a ValueError naming the task and the first offending row for labels its task type cannot take."""
-        codes, counts = self._task_constants(matrix.device)
-        kind, count = codes[task_ids], counts[task_ids]
-        y0 = matrix[:, 0]
-        in_task = (torch.arange(matrix.shape[1], device=matrix.device).view(1, -1) < count.view(-1, 1)) & (
-            kind == 1
-        ).view(-1, 1)
-        problems = {
-            "single": (kind == 0) & ~((y0 == y0.round()) & (y0 >= 0) & (y0 < count)),
-            "regression": (kind == 2) & ~torch.isfinite(y0),
-            "width": (kind == 1) & (count > given_width),
-            "multi": (in_task & (matrix != 0) & (matrix != 1)).any(dim=1),
-        }
-        for what, bad in problems.items():
-            if not bool(bad.any()):
-                continue
-            i = int(bad.nonzero()[0])
-            name = self.config.task_names[int(task_ids[i])]
-            n_bad = int(bad.sum())
-            if what == "single":
-                raise ValueError(
-                    f"Label {float(y0[i]):g} out of range for task {name!r} (0..{self.config.tasks[name] - 1}); "
-                    f"single-label labels are class ids; {n_bad} bad label(s) in the batch, first at row {i}."
-                )
-            if what == "regression":
-                raise ValueError(
-                    f"Regression target {float(y0[i])} of task {name!r} is not a finite number; {n_bad} bad "
-                    f"target(s) in the batch, first at row {i}."
-                )
-            if what == "width":
-                raise ValueError(
-                    f"Multi-label task {name!r} has {self.config.tasks[name]} labels but `labels` has "
-                    f"{given_width} column(s) (batch row {i}); pass multi-hot rows [batch, >= "
-                    f"{self.config.tasks[name]}]."
-                )
-            row = matrix[i, : self.config.tasks[name]].tolist()
-            raise ValueError(
-                f"Multi-hot labels of task {name!r} must be 0 or 1; batch row {i} holds {row} ({n_bad} bad row(s))."
-            )
-
-    def _task_constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task type codes (0 single-label, 1 multi-label, 2 regression) and label counts, as tensors."""
-        codes = [PROBLEM_TYPES.index(k) for k in self.config.task_problem_types.values()]
-        return torch.tensor(codes, device=device), torch.tensor(
-            list(self.config.tasks.values()), device=device
-        )
+        """Any accepted labels format as the padded float ``[batch, max_num_labels]`` matrix, checked (see `forward`)."""
+        return labels_as_matrix(self.config, labels, task_ids, check=not _tracing())
 
     def loss_per_row(
         self,
@@ -736,37 +627,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         """fp32 loss of each row under its task's type (labels in any format `forward` takes, checked);
         `pos_weight` ([batch, max_num_labels], 1 = none) weights a multi-label row's positive terms."""
         matrix = self._label_matrix(torch.as_tensor(labels), task_ids)
-        return self._rows_loss(logits, matrix, task_ids, pos_weight)
-
-    def _rows_loss(
-        self,
-        logits: torch.Tensor,
-        matrix: torch.Tensor,
-        task_ids: torch.Tensor,
-        pos_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Cross-entropy (single-label), BCE with logits averaged over the task's labels (multi-label; with
-        `pos_weight` p: -(p_j y_j log s(x_j) + (1 - y_j) log(1 - s(x_j))), torch's meaning), squared error on output 0
-        (regression), in fp32. No branch on the data: the three losses are computed for every row and selected with
-        `torch.where` (the inputs of the unselected ones made safe, so no NaN/inf gradients)."""
-        codes, counts = self._task_constants(logits.device)
-        kind, count = codes[task_ids], counts[task_ids]
-        x = logits.float()
-        matrix = matrix.to(x.device)
-        single, multi = kind == 0, kind == 1
-        target = torch.where(single, matrix[:, 0], torch.zeros_like(matrix[:, 0])).long()
-        ce = nn.functional.cross_entropy(x, target, reduction="none")
-        columns = torch.arange(x.shape[1], device=x.device).view(1, -1) < count.view(-1, 1)
-        multi_hot = torch.where(columns & multi.view(-1, 1), matrix, torch.zeros_like(matrix))
-        bce = nn.functional.binary_cross_entropy_with_logits(
-            torch.where(columns, x, torch.zeros_like(x)),
-            multi_hot,
-            reduction="none",
-            pos_weight=None if pos_weight is None else pos_weight.to(x.device, torch.float32),
-        )
-        bce = torch.where(columns, bce, torch.zeros_like(bce)).sum(dim=1) / count.float()
-        mse = (x[:, 0] - torch.where(kind == 2, matrix[:, 0], x[:, 0].detach())) ** 2
-        return torch.where(single, ce, torch.where(multi, bce, mse))
+        return rows_loss(self.config, logits, matrix, task_ids, pos_weight)
 
     @can_return_tuple
     def forward(
@@ -827,7 +688,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         logits = self._route_heads(out.pooled_output, task_ids)
         loss = None
         if labels is not None:
-            loss = self._rows_loss(logits, labels, task_ids).mean()
+            loss = rows_loss(self.config, logits, labels, task_ids).mean()
         return SurgeSequenceClassifierOutput(
             loss=loss,
             logits=logits,
@@ -882,14 +743,7 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
         if num_windows is not None:
             num_windows = self.surge._check_windows(num_windows, ref.shape[0], ref.device)
         batch_size = ref.shape[0] if num_windows is None else num_windows.shape[0]
-        if self.config.use_gate:
-            lexical_features = self.surge._check_features(lexical_features, batch_size)
-        if self.config.use_gate and self.config.norm != "none" and not _tracing():
-            if not self.feature_normalizer_fitted:
-                raise ValueError(
-                    f"norm={self.config.norm!r} but the feature statistics were never fitted: call "
-                    "`model.fit_feature_normalizer(features, labels, task_ids)` on training data first."
-                )
+        lexical_features = self.surge._fusion_features(lexical_features, batch_size)
         if first_token_state is not None:
             states = first_token_state
         else:
@@ -983,155 +837,6 @@ class SurgeForSequenceClassification(SurgePreTrainedModel):
                 "fitted, so its predictions would be meaningless; call `model.fit_feature_normalizer(...)` first."
             )
         return super().push_to_hub(repo_id, *args, **kwargs)
-
-    # -- frozen encoder; the SURGELLM adapter: a checkpoint of the non-encoder weights (not a PEFT adapter) ---------
-    def freeze_encoder(self, freeze: bool = True) -> SurgeForSequenceClassification:
-        """Freeze (or unfreeze) the encoder; the SURGELLM modules and heads stay trainable.
-
-        A frozen encoder stays in eval mode (no dropout) even under ``model.train()``, so its first-token states are
-        fixed per example and can be cached (`first_token_state`).
-        """
-        for p in self.surge.encoder.parameters():
-            p.requires_grad_(not freeze)
-        return self.train(self.training)
-
-    @property
-    def encoder_is_frozen(self) -> bool:
-        """True when no encoder parameter is trainable (only the SURGELLM modules and heads train)."""
-        return not any(p.requires_grad for p in self.surge.encoder.parameters())
-
-    def train(self, mode: bool = True) -> SurgeForSequenceClassification:
-        """As `nn.Module.train`, except that a frozen encoder stays in eval mode."""
-        super().train(mode)
-        if mode and self.encoder_is_frozen:
-            self.surge.encoder.eval()
-        return self
-
-    def trainable_parameters_report(self) -> dict[str, dict[str, int]]:
-        """Trainable and total parameter counts per component (encoder, SURGELLM modules, heads, all)."""
-        groups = {"encoder": self.surge.encoder, "heads": self.heads}
-        modules = {n: getattr(self.surge, n) for n in _SURGE_MODULES if getattr(self.surge, n) is not None}
-        report = {}
-        for name, mod in {**groups, **modules}.items():
-            params = list(mod.parameters())
-            report[name] = {
-                "trainable": sum(p.numel() for p in params if p.requires_grad),
-                "total": sum(p.numel() for p in params),
-            }
-        params = list(self.parameters())
-        report["all"] = {
-            "trainable": sum(p.numel() for p in params if p.requires_grad),
-            "total": sum(p.numel() for p in params),
-        }
-        return report
-
-    def print_trainable_parameters(self) -> None:
-        """Print the PEFT-style one-line summary of trainable parameters."""
-        a = self.trainable_parameters_report()["all"]
-        print(
-            f"trainable params: {a['trainable']:,} || all params: {a['total']:,} || "
-            f"trainable%: {100 * a['trainable'] / a['total']:.4f}"
-        )
-
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every non-encoder weight and buffer (gate, task embedding, statistics, heads)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(_ENCODER_PREFIX)}
-
-    def save_adapter(self, save_directory: str | os.PathLike) -> None:
-        """Write only the non-encoder weights and buffers plus a JSON config naming the base encoder.
-
-        Refuses when the encoder was trained (its weights would be lost) or its base is unknown.
-        """
-        from safetensors.torch import save_file
-
-        if not self.config.encoder_name_or_path:
-            raise ValueError(
-                "The model has no `encoder_name_or_path`; an adapter must name its base encoder."
-            )
-        if any(p.requires_grad for p in self.surge.encoder.parameters()):
-            raise ValueError(
-                "The encoder is trainable, so its weights may differ from the base checkpoint and an adapter-only "
-                "save would lose them. Call `model.freeze_encoder()` before training, or use `save_pretrained`."
-            )
-        base_vocab = AutoConfig.from_pretrained(encoder_names(self.config.encoder_name_or_path)[1]).vocab_size
-        if getattr(self.config.encoder_config, "vocab_size", base_vocab) != base_vocab:
-            raise ValueError(
-                "The token embeddings were resized (added prefix tokens): their new rows are encoder weights, so "
-                "an adapter-only save cannot hold them. Use `save_pretrained`."
-            )
-        os.makedirs(save_directory, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.adapter_state_dict().items()}
-        save_file(state, os.path.join(save_directory, ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
-        config = self.config.to_dict()
-        config.pop("encoder_config", None)
-        config.pop("_name_or_path", None)  # the folder this model was loaded from: a path of this machine
-        config["encoder_name_or_path"] = base = encoder_names(self.config.encoder_name_or_path)[0]
-        payload = {
-            "format_version": ADAPTER_FORMAT_VERSION,
-            "base_model_name_or_path": base,
-            "surge_config": config,
-        }
-        with open(os.path.join(save_directory, ADAPTER_CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_adapter(
-        cls, adapter_name_or_path: str | os.PathLike, encoder_name_or_path: str | None = None, **hub_kwargs
-    ) -> SurgeForSequenceClassification:
-        """Rebuild a model from its base encoder and an adapter folder or Hub repo written by `save_adapter`."""
-        from safetensors.torch import load_file
-
-        if os.path.isdir(adapter_name_or_path):
-            config_path = os.path.join(adapter_name_or_path, ADAPTER_CONFIG_NAME)
-            weights_path = os.path.join(adapter_name_or_path, ADAPTER_WEIGHTS_NAME)
-            for path in (config_path, weights_path):
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"No adapter file {path}; was it written by `save_adapter`?")
-        else:
-            from huggingface_hub import hf_hub_download
-
-            config_path = hf_hub_download(str(adapter_name_or_path), ADAPTER_CONFIG_NAME, **hub_kwargs)
-            weights_path = hf_hub_download(str(adapter_name_or_path), ADAPTER_WEIGHTS_NAME, **hub_kwargs)
-        with open(config_path, encoding="utf-8") as f:
-            payload = json.load(f)
-        if payload.get("format_version") != ADAPTER_FORMAT_VERSION:
-            raise ValueError(
-                f"Unsupported adapter format version {payload.get('format_version')!r} in {config_path} "
-                f"(this code reads version {ADAPTER_FORMAT_VERSION})."
-            )
-        surge_config = dict(payload["surge_config"])
-        for key in (
-            "auto_map",
-            "architectures",
-            "transformers_version",
-            "model_type",
-            "encoder_name_or_path",
-        ):
-            surge_config.pop(key, None)
-        tasks = surge_config.pop("tasks")
-        if isinstance(tasks, dict) and len(tasks) > 1:
-            raise ValueError(
-                f"The adapter config {config_path} stores `tasks` as a mapping {list(tasks)} (surgellm_hf 0.1); "
-                "JSON writers sort mapping keys, so the task order (which indexes the heads, task embeddings and "
-                "statistics) cannot be known for sure and is not guessed. Save the adapter again with this version."
-            )
-        base = encoder_name_or_path or payload["base_model_name_or_path"]
-        model = cls.from_encoder_pretrained(base, tasks=tasks, **surge_config)
-        state = load_file(weights_path)
-        expected = set(model.adapter_state_dict())
-        if set(state) != expected:
-            raise ValueError(
-                f"Adapter weights do not match the model: missing {sorted(expected - set(state))[:5]}, "
-                f"unexpected {sorted(set(state) - expected)[:5]}."
-            )
-        model.load_state_dict(state, strict=False)
-        return model
-
-    def surge_modules_to_save(self) -> list[str]:
-        """Module names to pass as PEFT ``modules_to_save`` when LoRA adapts the encoder."""
-        names = ["normalizer"] + [f"heads.{i}" for i in range(len(self.heads))]
-        names += [n for n in _SURGE_MODULES if getattr(self.surge, n) is not None]
-        return names
 
 
 # Saving copies the remote-code files; save_pretrained then writes the complete auto_map (docs/architecture.md#pitfall-3).

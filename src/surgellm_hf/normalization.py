@@ -1,6 +1,7 @@
 """Per-task feature statistics: standard and Instance-Weighted Normalization (IWN, docs/method.md#normalization).
 
-Fitted once on training features, then frozen. Copied to the Hub as remote code: numpy/torch only.
+Fitted once on training features, then frozen. Copied to the Hub as remote code: numpy/torch and its flat sibling
+`problem_types` only.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import warnings
 import numpy as np
 import torch
 
+from .losses_surge import labels_as_matrix
+from .problem_types import label_matrix
+
 
 def _as_numpy(x, name: str, dtype) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -18,31 +22,6 @@ def _as_numpy(x, name: str, dtype) -> np.ndarray:
         return np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
         raise TypeError(f"`{name}` must be numeric array-like: {err}") from None
-
-
-def label_matrix(labels) -> np.ndarray:
-    """Labels as the padded float ``[n_rows, k]`` matrix: numbers become column 0, (ragged) rows are padded with 0.
-
-    The layout of mixed-type batches (`SurgeForSequenceClassification.forward`): column 0 holds a single-label
-    class id or a regression target, the first L columns a multi-label row's multi-hot vector.
-    """
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    if isinstance(labels, np.ndarray) and labels.dtype != object:
-        arr = labels.astype(np.float64)
-        if arr.ndim == 1:
-            return arr.reshape(-1, 1)
-        if arr.ndim != 2:
-            raise ValueError(f"`labels` must be 1-D or 2-D, got shape {arr.shape}.")
-        return arr
-    rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in labels]
-    if any(r.ndim != 1 or r.size == 0 for r in rows):
-        raise ValueError("`labels` rows must be numbers or non-empty 1-D multi-hot vectors.")
-    width = max((r.size for r in rows), default=1)
-    out = np.zeros((len(rows), width), dtype=np.float64)
-    for i, r in enumerate(rows):
-        out[i, : r.size] = r
-    return out
 
 
 def regression_bins(y: np.ndarray, num_bins: int, task: str = "") -> np.ndarray:
@@ -183,6 +162,39 @@ def fit_normalizer(
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def fit_config_normalizer(
+    config, features, labels, task_ids, method: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of `fit_normalizer` for a `SurgeConfig`'s tasks, after the model's own checks: the method
+    (default ``config.norm``), the feature width, the labels by task type. Task ids may be ids or task names."""
+    method = method or config.norm
+    if method == "none":
+        raise ValueError("config.norm is 'none': there are no statistics to fit.")
+    if isinstance(task_ids, (list, tuple)) and task_ids and isinstance(task_ids[0], str):
+        task_ids = [config.task_id(t) for t in task_ids]
+    if hasattr(features, "shape") and len(features.shape) == 2 and features.shape[1] != config.num_features:
+        raise ValueError(
+            f"features have {features.shape[1]} columns but the model expects num_features="
+            f"{config.num_features}; does the lexicon match the model?"
+        )
+    tids = torch.as_tensor(task_ids).detach().cpu().numpy()
+    labs = None if labels is None else label_matrix(labels)
+    if labs is not None and labs.shape[0] == tids.shape[0] and len(tids):
+        # the model's own label checks, by task type (class ids in range, multi-hot 0/1, finite targets)
+        labels_as_matrix(config, torch.from_numpy(labs), torch.as_tensor(tids).long())
+    return fit_normalizer(
+        features,
+        labs,
+        tids,
+        config.num_tasks,
+        method=method,
+        task_names=config.task_names,
+        problem_types=list(config.task_problem_types.values()),
+        num_labels=list(config.tasks.values()),
+        num_bins=config.iwn_regression_bins,
+    )
+
+
 def apply_normalizer(
     features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, task_ids: torch.Tensor, eps: float
 ):
@@ -190,4 +202,4 @@ def apply_normalizer(
     return (features - mean[task_ids]) / (std[task_ids] + eps)
 
 
-__all__ = ["fit_normalizer", "apply_normalizer", "label_matrix", "regression_bins"]
+__all__ = ["fit_normalizer", "fit_config_normalizer", "apply_normalizer", "label_matrix", "regression_bins"]

@@ -7,7 +7,7 @@ Each call may name its task (``clf(texts, task="sst2")``); without one the confi
 Sentence-pair tasks take ``{"text": ..., "text_pair": ...}`` dicts (one, or a list), as the stock
 text-classification pipeline does: ``clf({"text": premise, "text_pair": hypothesis}, task="nli")``.
 
-Copied to the Hub for ``trust_remote_code`` loading: imports only numpy, torch and transformers.
+Copied to the Hub for ``trust_remote_code`` loading: imports only numpy, torch, transformers and its flat siblings.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
-from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
+from transformers.pipelines.text_classification import ClassificationFunction
 
 from .explaining_surge import explain_batch
+from .problem_types import SCORING, sigmoid, task_probabilities
 
 PIPELINE_TASK = "text-classification"
 _WINDOWS = "windows"
@@ -41,27 +42,7 @@ def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
-def task_probabilities(logits: np.ndarray, num_labels: int, problem_type: str = "single_label") -> np.ndarray:
-    """One task's scores from the first `num_labels` columns (last axis) of padded SURGELLM logits: softmax
-    (single-label), sigmoid per label (multi-label), the raw value (regression, `num_labels` 1), as transformers'
-    text-classification pipeline scores each problem type.
-
-    The one per-task scoring of the package (the pipeline, `surgellm predict` and evaluation use it); it computes
-    in the dtype it is given.
-    """
-    own = np.asarray(logits)[..., :num_labels]
-    if problem_type == "multi_label":
-        return sigmoid(own)
-    if problem_type == "regression":
-        return own
-    return softmax(own)
-
-
-_DEFAULT_FUNCTION = {
-    "single_label": ClassificationFunction.SOFTMAX,
-    "multi_label": ClassificationFunction.SIGMOID,
-    "regression": ClassificationFunction.NONE,
-}
+_DEFAULT_FUNCTION = {kind: ClassificationFunction(name) for kind, name in SCORING.items()}
 
 
 class SurgeTextClassificationPipeline(Pipeline):

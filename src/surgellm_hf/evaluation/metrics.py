@@ -18,11 +18,7 @@ from typing import Any
 
 import numpy as np
 
-METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "precision", "recall", "roc_auc")
-"""Per-task metrics reported (docs/method.md#training-protocol); macro-F1 is primary."""
-
-TYPE_METRICS: tuple[str, ...] = ("micro_f1", "subset_accuracy", "pearson", "spearman", "rmse")
-"""Further per-task metrics of multi-label (micro_f1, subset_accuracy; macro_f1 is shared) and regression tasks."""
+from ..problem_types import METRICS, TYPE_METRICS, primary_score  # noqa: F401 (the metric names' old home)
 
 CALIBRATION_METRICS: tuple[str, ...] = ("ece", "brier")
 """Per-task calibration metrics of classification tasks (`calibration_metrics`): expected calibration error over
@@ -177,17 +173,6 @@ def correlation_undefined_reason(y_true: Any, y_pred: Any) -> str | None:
 
 UNDEFINED_CORRELATION = "Pearson and Spearman undefined ({reason}); counted 0 in avg_macro_f1"
 """How an undefined correlation is reported (warning, metrics.json `undefined_scores`)."""
-
-
-def primary_score(metrics: Mapping[str, float]) -> float:
-    """A task's primary score: macro_f1 (single- and multi-label), else the mean of pearson and spearman, an
-    undefined (NaN) correlation counting 0 (see the module docstring), so a regression task never makes it NaN."""
-    if "macro_f1" in metrics:
-        return float(metrics["macro_f1"])
-    if "pearson" in metrics and "spearman" in metrics:
-        pearson, spearman = (float(metrics[k]) for k in ("pearson", "spearman"))
-        return float(np.nan_to_num(pearson, nan=0.0) + np.nan_to_num(spearman, nan=0.0)) / 2
-    raise ValueError(f"metrics {sorted(metrics)} have neither 'macro_f1' nor 'pearson'/'spearman'")
 
 
 def undefined_scores(

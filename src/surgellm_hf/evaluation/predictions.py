@@ -10,9 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..normalization import label_matrix
-from ..pipeline_surge import task_probabilities
-from ..serving.runtime import split_by_task
+from ..problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    DEFAULT_THRESHOLD,
+    MULTI_LABEL,
+    REGRESSION,
+    label_matrix,
+    split_by_task,
+)
 from .metrics import (
     UNDEFINED_CORRELATION,
     calibration_metrics,
@@ -37,15 +42,15 @@ def per_task_predictions(
     task's own labels, y_pred its argmax; multi-label: score = per-label sigmoid [n, L], y_pred the multi-hot
     ``score >= threshold`` (default 0.5; one number or one per label); regression: score = y_pred = the output
     value [n]. A task with a temperature is scored from logits / T."""
-    return split_by_task(logits, task_ids, tasks, problem_types, thresholds, task_probabilities, temperatures)
+    return split_by_task(logits, task_ids, tasks, problem_types, thresholds, temperatures=temperatures)
 
 
 def task_scores(
     labels: np.ndarray,
     pred: Mapping[str, np.ndarray],
     num_labels: int,
-    problem_type: str = "single_label",
-    threshold: float = 0.5,
+    problem_type: str = DEFAULT_PROBLEM_TYPE,
+    threshold: float = DEFAULT_THRESHOLD,
     task: str = "?",
 ) -> dict[str, float]:
     """One task's metrics by problem type from `per_task_predictions` output and the rows' labels (class ids, or
@@ -59,13 +64,13 @@ def task_scores(
             "diverged (try a lower learning_rate)"
         )
     matrix = label_matrix(np.asarray(labels)[pred["index"]])
-    if problem_type == "multi_label":
+    if problem_type == MULTI_LABEL:
         y = matrix[:, :num_labels]
         return {
             **multi_label_metrics(y, pred["score"], threshold),
-            **calibration_metrics(y, pred["score"], "multi_label"),
+            **calibration_metrics(y, pred["score"], MULTI_LABEL),
         }
-    if problem_type == "regression":
+    if problem_type == REGRESSION:
         reason = correlation_undefined_reason(matrix[:, 0], pred["y_pred"])
         if reason:
             logger.warning("task %r: %s", task, UNDEFINED_CORRELATION.format(reason=reason))
@@ -139,14 +144,16 @@ def evaluate_predictions(
     types, limits = problem_types or {}, thresholds or {}
     per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits, temperatures)
     for name, p in per_task.items():
-        kind = types.get(name, "single_label")
-        metrics[name] = task_scores(pred["labels"], p, tasks[name], kind, limits.get(name, 0.5), task=name)
+        kind = types.get(name, DEFAULT_PROBLEM_TYPE)
+        metrics[name] = task_scores(
+            pred["labels"], p, tasks[name], kind, limits.get(name, DEFAULT_THRESHOLD), task=name
+        )
         matrix = label_matrix(np.asarray(pred["labels"])[p["index"]])
-        if kind == "multi_label":
+        if kind == MULTI_LABEL:
             names = list((label_names or {}).get(name) or [f"LABEL_{i}" for i in range(tasks[name])])
             y_true = [[names[j] for j in np.flatnonzero(row[: tasks[name]])] for row in matrix]
             y_pred = [[names[j] for j in np.flatnonzero(row)] for row in p["y_pred"]]
-        elif kind == "regression":
+        elif kind == REGRESSION:
             y_true, y_pred = matrix[:, 0], p["y_pred"]
         else:
             y_true, y_pred = matrix[:, 0].astype(np.int64), p["y_pred"]

@@ -75,7 +75,7 @@ def _save_folder(
         for name in (LORA_ADAPTER_WEIGHTS, LORA_ADAPTER_CONFIG, "config.json"):
             shutil.copyfile(lora_dir / name, folder / name)
     elif adapter:
-        model.save_adapter(folder)
+        model.save_surge_modules(folder)
     else:
         model.save_pretrained(folder)  # config with auto_map and custom_pipelines (the pipeline route)
     if processor is not None:

@@ -20,6 +20,9 @@ REMOTE_CODE_MODULES: tuple[str, ...] = (
     "normalization",
     "features",
     "lexicon",
+    "problem_types",
+    "losses_surge",
+    "modeling_surge_modules",
 )
 """Modules of `surgellm_hf` that a model repo carries as remote code."""
 
@@ -34,11 +37,11 @@ REMOTE_CODE_DEPENDENCIES: tuple[str, ...] = (
 
 OPTIONAL_PACKAGE_IMPORTS: dict[str, tuple[str, ...]] = {
     "lexicon": ("surgellm_hf.lexicon_extraction",),
-    "modeling_surge": ("surgellm_hf.encoders",),
+    "modeling_surge_modules": ("surgellm_hf.encoders",),
 }
 """Package modules a remote-code module imports only when surgellm_hf is installed (with a clear error, or a plain
 fallback, otherwise): `Lexicon.extract` and `Lexicon.random_like` need scikit-learn, wordfreq and an encoder; the
-model maps the bundled encoder's Hub id to its local copy (`modeling_surge.encoder_names`)."""
+model maps the bundled encoder's Hub id to its local copy (`modeling_surge_modules.encoder_names`)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 

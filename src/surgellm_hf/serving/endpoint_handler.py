@@ -45,7 +45,7 @@ class EndpointHandler:
             model_class = get_class_from_dynamic_module(
                 "modeling_surge.SurgeForSequenceClassification", str(folder)
             )
-            model = model_class.from_adapter(str(folder))
+            model = model_class.from_surge_modules(str(folder))
         else:
             model = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=True)
         self.model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()

@@ -5,10 +5,10 @@
 ``serving_config.json``, see `prediction_records`); ``task="all"`` returns every task's prediction for every text,
 from one encoder pass per batch when the encoder input does not depend on the task.
 
-The per-type scoring lives here, torch-free, and is the package's one implementation: `split_by_task` (what
-`evaluation.predictions.per_task_predictions` calls, with `pipeline_surge.task_probabilities`) and
-`prediction_records` (the record layout of `predict_texts`). Run without the package (no torch), the runner scores
-with `task_probabilities` here, the numpy twin of the pipeline's.
+The per-type scoring (`split_by_task`, `prediction_records`: the record layout of `predict_texts`,
+`task_probabilities`) is the package's one implementation in `surgellm_hf.problem_types` (numpy only), re-exported
+here. Loaded by path without its package (an endpoint repo's ``surgellm_runtime.py``), this file loads
+``problem_types.py`` from beside it (the repo's remote code) or from the package folder.
 
 This module imports no torch and nothing of surgellm_hf at import time (numpy only; onnxruntime and the package's
 `SurgeProcessor` when a folder is loaded), so ``surgellm_hf.serving.runtime`` runs in a process without torch, and
@@ -18,12 +18,14 @@ the Inference Endpoints handler loads a copy of this file by path (`surgellm_hf.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,46 @@ PROBE_TEXTS = (
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
+_PROBLEM_TYPES_MODULE = "_surgellm_hf_problem_types"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _load_problem_types() -> ModuleType:
+    """`surgellm_hf.problem_types` for this file loaded by path (an endpoint repo's ``surgellm_runtime.py``, or run
+    without the package): the package's module when it is imported, else ``problem_types.py`` beside this file (the
+    repo's remote code) or in the package folder, loaded by path (numpy only)."""
+    if sys.modules.get("surgellm_hf") is not None:
+        return importlib.import_module("surgellm_hf.problem_types")
+    if _PROBLEM_TYPES_MODULE in sys.modules:
+        return sys.modules[_PROBLEM_TYPES_MODULE]
+    # beside this file as named (a Hub cache snapshot links each file to a blob: not resolved), then the package's
+    candidates = [
+        Path(os.path.abspath(__file__)).parent / "problem_types.py",
+        _PACKAGE_DIR / "problem_types.py",
+    ]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise ImportError(
+            f"problem_types.py (the per-task scoring) is in none of {[str(c) for c in candidates]}"
+        )
+    spec = importlib.util.spec_from_file_location(_PROBLEM_TYPES_MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_PROBLEM_TYPES_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if __package__:  # surgellm_hf.serving.runtime
+    from .. import problem_types as _problem_types
+else:  # loaded by path
+    _problem_types = _load_problem_types()
+PROBLEM_TYPES = _problem_types.PROBLEM_TYPES
+ProbabilityFn = _problem_types.ProbabilityFn
+split_by_task = _problem_types.split_by_task
+prediction_records = _problem_types.prediction_records
+task_probabilities = _problem_types.task_probabilities
+
+
 def read_serving_config(folder: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``serving_config.json`` of an exported folder (one-line errors when missing or foreign)."""
     path = Path(folder) / SERVING_CONFIG_NAME
@@ -72,9 +114,6 @@ def read_serving_config(folder: str | os.PathLike) -> dict[str, Any]:
             f"{path} has format version {config.get('format_version')!r}; this code reads {SERVING_FORMAT_VERSION}"
         )
     return config
-
-
-PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 
 
 def task_types(config: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, float]]:
@@ -159,110 +198,7 @@ def input_depends_on_task(processor: Any) -> bool:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64 (what `predict_texts` computes from the model's logits)."""
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def task_probabilities(logits: np.ndarray, num_labels: int, problem_type: str = "single_label") -> np.ndarray:
-    """Torch-free twin of `pipeline_surge.task_probabilities` for the standalone runner: softmax (single-label),
-    per-label sigmoid (multi-label) or the raw value (regression) of the first `num_labels` columns."""
-    own = np.asarray(logits)[..., :num_labels]
-    if problem_type == "multi_label":
-        return 1.0 / (1.0 + np.exp(-own))
-    if problem_type == "regression":
-        return own
-    return softmax(own)
-
-
-ProbabilityFn = Callable[[np.ndarray, int, str], np.ndarray]
-
-
-def split_by_task(
-    logits: np.ndarray,
-    task_ids: np.ndarray,
-    tasks: Mapping[str, int],
-    problem_types: Mapping[str, str] | None = None,
-    thresholds: Mapping[str, float | Sequence[float]] | None = None,
-    probabilities: ProbabilityFn = task_probabilities,
-    temperatures: Mapping[str, float] | None = None,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Padded logits split by task: {task: {'index', 'y_pred', 'score'}} (see
-    `surgellm_hf.evaluation.predictions.per_task_predictions`, which calls this with the pipeline's scoring).
-
-    Single-label: score = softmax over the task's own labels, y_pred its argmax; multi-label: score = per-label
-    sigmoid [n, L], y_pred the multi-hot ``score >= threshold`` (default 0.5; a threshold is one number or one per
-    label); regression: score = y_pred = the output value [n]. A task with a temperature T (`temperatures`,
-    fitted by `surgellm calibrate`) is scored from logits / T. Scores are computed in float64.
-    """
-    out = {}
-    for t, (name, n_labels) in enumerate(tasks.items()):
-        idx = np.flatnonzero(np.asarray(task_ids) == t)
-        if not len(idx):
-            continue
-        kind = (problem_types or {}).get(name, "single_label")
-        own = np.asarray(logits)[idx].astype(np.float64)
-        if kind != "regression" and (temperatures or {}).get(name) is not None:
-            own = own[..., :n_labels] / float(temperatures[name])
-        prob = probabilities(own, n_labels, kind)
-        if kind == "multi_label":
-            limit = np.asarray((thresholds or {}).get(name, 0.5), dtype=np.float64)
-            y_pred = (prob >= limit).astype(np.int64)
-        elif kind == "regression":
-            prob = prob[:, 0]
-            y_pred = prob
-        else:
-            y_pred = prob.argmax(axis=1)
-        out[name] = {"index": idx, "y_pred": y_pred, "score": prob}
-    return out
-
-
-def prediction_records(
-    by_task: Mapping[str, Mapping[str, np.ndarray]],
-    num_rows: int,
-    label_names: Mapping[str, Sequence[str]],
-    problem_types: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """One `predict_texts` record per row from `split_by_task` / `per_task_predictions` output, in row order.
-
-    Single-label: ``{task, label, label_name, scores}`` (label id, its name, every label's softmax probability);
-    multi-label: label and label_name are the lists of ids and names at/above the threshold, scores every label's
-    sigmoid probability; regression: ``{task, label: None, label_name: None, value, scores: {name: value}}``.
-    """
-    rows: dict[int, dict[str, Any]] = {}
-    for name, pred in by_task.items():
-        names, kind = list(label_names[name]), (problem_types or {}).get(name, "single_label")
-        for j, i in enumerate(pred["index"]):
-            if kind == "regression":
-                value = float(pred["y_pred"][j])
-                rows[int(i)] = {"task": name, "label": None, "label_name": None, "value": value,
-                                "scores": {names[0]: value}}  # fmt: skip
-                continue
-            if kind == "multi_label":
-                label: Any = [int(k) for k in np.flatnonzero(pred["y_pred"][j])]
-                label_name: Any = [names[k] for k in label]
-            else:
-                label = int(pred["y_pred"][j])
-                label_name = names[label]
-            rows[int(i)] = {
-                "task": name,
-                "label": label,
-                "label_name": label_name,
-                "scores": {n: float(p) for n, p in zip(names, pred["score"][j])},
-            }
-    missing = [i for i in range(num_rows) if i not in rows]
-    if missing:
-        raise ValueError(f"rows {missing[:5]} have no task among {list(by_task)} (task ids out of range?)")
-    return [rows[i] for i in range(num_rows)]
-
-
-def _probabilities() -> ProbabilityFn:
-    """`pipeline_surge.task_probabilities` (the package's one scoring) when surgellm_hf is imported with torch; the
-    torch-free twin above without torch, or when this file runs without the package."""
-    if sys.modules.get("surgellm_hf") is not None and sys.modules.get("torch") is not None:
-        return importlib.import_module("surgellm_hf.pipeline_surge").task_probabilities
-    return task_probabilities
+    return _problem_types.softmax(np.asarray(logits, dtype=np.float64))
 
 
 class TaskScoring:
@@ -322,7 +258,7 @@ class TaskScoring:
             self.tasks,
             self.problem_types,
             self.thresholds,
-            _probabilities(),
+            task_probabilities,
             self.temperatures,
         )
         return prediction_records(by_task, len(tasks), self.label_names, self.problem_types)

@@ -11,8 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
-from ..evaluation.metrics import primary_score
 from ..evaluation.predictions import per_task_predictions, task_scores
+from ..problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    DEFAULT_THRESHOLD,
+    LOGGED_METRICS,
+    SINGLE_LABEL,
+    primary_score,
+)
 from .class_weights import (
     class_weight_table,
     needs_training_labels,
@@ -197,19 +203,12 @@ def weighted_task_loss(
     task_ids = torch.as_tensor(task_ids, device=logits.device).long()
     rows = table.to(logits.device, torch.float32)[task_ids]
     per_row = model.loss_per_row(logits, labels, task_ids, pos_weight=rows)
-    single_task = [kind == "single_label" for kind in model.config.task_problem_types.values()]
+    single_task = [kind == SINGLE_LABEL for kind in model.config.task_problem_types.values()]
     single = torch.tensor(single_task, device=logits.device)[task_ids]
     first = labels if labels.dim() == 1 else labels[:, 0]
     cls = torch.where(single, first, torch.zeros_like(first)).long().view(-1, 1)  # checked by loss_per_row
     weight = torch.where(single, rows.gather(1, cls).squeeze(1), torch.ones_like(per_row))
     return (weight * per_row).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
-
-
-_LOGGED = {
-    "single_label": ("macro_f1", "accuracy", "roc_auc"),
-    "multi_label": ("micro_f1", "macro_f1", "subset_accuracy"),
-    "regression": ("pearson", "spearman", "rmse"),
-}
 
 
 def build_compute_metrics(
@@ -231,9 +230,11 @@ def build_compute_metrics(
         primaries = []
         per_task = per_task_predictions(np.asarray(logits), np.asarray(task_ids), tasks, types, limits)
         for name, pred in per_task.items():
-            kind = types.get(name, "single_label")
-            m = task_scores(np.asarray(labels), pred, tasks[name], kind, limits.get(name, 0.5), task=name)
-            for key in _LOGGED[kind]:
+            kind = types.get(name, DEFAULT_PROBLEM_TYPE)
+            m = task_scores(
+                np.asarray(labels), pred, tasks[name], kind, limits.get(name, DEFAULT_THRESHOLD), task=name
+            )
+            for key in LOGGED_METRICS[kind]:
                 result[f"{name}_{key}"] = m[key]
             primaries.append(primary_score(m))
         result["avg_macro_f1"] = float(np.mean(primaries))
