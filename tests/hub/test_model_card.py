@@ -122,7 +122,7 @@ def test_adapter_card_explains_how_to_load(tokenizer):
         _model(base="org/enc"), processor, repo_id="org/adapter", adapter_only=True
     )
     text = str(data.to_model_card())
-    assert "holds only the **adapter**" in text and 'from_adapter("org/adapter")' in text
+    assert "holds only the **adapter**" in text and 'from_surge_modules("org/adapter")' in text
     assert 'pipeline("text-classification"' not in text and "| prefix style | none |" in text
 
 

@@ -437,7 +437,7 @@ result({"author": author_logits(model, processor), "installed": author_logits(ag
     )
     assert not hub_server.hub.repo_exists("tester/refused")
     card = hub_server.hub.read("tester/surge-adapter", "README.md").decode()
-    assert "holds only the **adapter**" in card and 'from_adapter("tester/surge-adapter")' in card
+    assert "holds only the **adapter**" in card and 'from_surge_modules("tester/surge-adapter")' in card
     _check_remote_code_imports(hub_server.hub, "tester/surge-adapter")
 
     user = hub_server.run_python(
@@ -447,7 +447,7 @@ from transformers import AutoProcessor
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 TEXTS = {TEXTS!r}
 cls = get_class_from_dynamic_module("modeling_surge.SurgeForSequenceClassification", "tester/surge-adapter")
-model = cls.from_adapter("tester/surge-adapter").eval()
+model = cls.from_surge_modules("tester/surge-adapter").eval()  # the card's call
 processor = AutoProcessor.from_pretrained("tester/surge-adapter", trust_remote_code=True)
 out = {{}}
 with torch.no_grad():
