@@ -13,7 +13,7 @@ columns ``id`` (str), ``text`` (str) and ``label`` (int64), validated in full be
 
 Typical use::
 
-    data = load_folder("../shared/data")                       # <task>/{train,validation,test}.jsonl
+    data = load_folder("data/paper_tasks")                      # <task>/{train,validation,test}.jsonl
     data = load_tasks([TaskSpec("sst2", "stanfordnlp/sst2", text_column="sentence", ...)])
     SurgeConfig(encoder_config=..., tasks=data.tasks_config(), task_label_names=data.label_names)
 """

@@ -70,7 +70,7 @@ def load_folder(
     seed: int = 0,
     problem_types: Mapping[str, str] | None = None,
 ) -> MultiTaskData:
-    """Load the layout ``<path>/<task>/<split>.{jsonl,json,csv,tsv,parquet}`` (e.g. ../shared/data).
+    """Load the layout ``<path>/<task>/<split>.{jsonl,json,csv,tsv,parquet}`` (docs/task-mixes.md#paper-tasks).
 
     `tasks` picks and orders task folders (default: every sub-folder holding a train file, sorted by name).
     Splits in `required` must exist (a missing one raises an error naming the expected file); others such as

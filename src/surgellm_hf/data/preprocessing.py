@@ -23,7 +23,7 @@ def _hotpot_gold_context(supporting_facts: Any, context: Any) -> str:
 def hotpotqa_difficulty(batch: dict[str, list[Any]], max_context_words: int = 300) -> dict[str, list[Any]]:
     """Batched map: HotpotQA rows -> text "[Q] question [CTX] gold context" and label easy=0, medium/hard=1.
 
-    Mirrors the construction of ../shared/data/D2 (see its manifest.json): context = all sentences of the
+    Mirrors how the paper's D2 was built (docs/task-mixes.md#paper-tasks): context = all sentences of the
     gold supporting paragraphs in context order, titles omitted, whitespace-normalised, first 300 words.
     """
     texts, labels, ids = [], [], []

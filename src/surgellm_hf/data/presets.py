@@ -9,7 +9,7 @@ from .task_spec import TaskSpec
 # validation 872, unlabelled test 1,821) and hotpotqa/hotpot_qa (config distractor; id/question/answer/type/
 # level/supporting_facts/context; train 90,447, validation 7,405 hard-only). The paper's D3 ("LLM 7 prompt
 # training dataset") and D4 ("Human vs. LLM Text Corpus") are Kaggle corpora with no stable Hub copy: give
-# them as local folders, e.g. TaskSpec("llm7", "../shared/data/D3"), TaskSpec("humllm", "../shared/data/D4").
+# them as local folders, e.g. TaskSpec("llm7", "data/D3"), TaskSpec("humllm", "data/D4") (docs/task-mixes.md#paper-tasks).
 PAPER_TASKS_HUB: tuple[TaskSpec, ...] = (
     TaskSpec(
         name="sst2",
