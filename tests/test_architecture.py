@@ -145,3 +145,13 @@ def test_the_model_and_the_data_flow_point_one_way():
             m for m in reached for d in downstream if m == f"{PACKAGE}.{d}" or m.startswith(f"{PACKAGE}.{d}.")
         )
         assert not wrong, f"{module} imports {wrong}, which come later in the data flow"
+
+
+def test_the_classification_model_class_stays_lean():
+    """`SurgeForSequenceClassification` holds the forward passes and heads only (issue 21: under ~250 lines); the
+    freeze / save / PEFT helpers, label checks, losses and problem types live in their own modules."""
+    tree = ast.parse((PACKAGE_DIR / "modeling_surge.py").read_text(encoding="utf-8"))
+    (cls,) = [
+        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SurgeForSequenceClassification"
+    ]
+    assert cls.end_lineno - cls.lineno + 1 <= 250

@@ -1,6 +1,7 @@
 """One way to import lazily (`surgellm_hf._lazy.lazy_exports`): every lazy table matches its ``TYPE_CHECKING``
 imports and resolves; without torch the package, the processor, the ONNX runner and the CLI's help still import (and
-import no torch); with torch, ``import surgellm_hf`` registers the Auto classes."""
+import no torch); ``import surgellm_hf`` imports neither transformers nor torch, and the Auto classes know SURGELLM
+whichever side is imported first."""
 
 from __future__ import annotations
 
@@ -98,11 +99,7 @@ try:
     model_error = None
 except ImportError as err:
     model_error = str(err)
-try:
-    AutoConfig.for_model("surge")
-    registered = True
-except ValueError:
-    registered = False
+registered = type(AutoConfig.for_model("surge")) is surgellm_hf.SurgeConfig
 print(json.dumps({{
     "input_ids": enc["input_ids"], "features": [list(map(float, f)) for f in enc["lexical_features"]],
     "task_ids": list(map(int, enc["task_ids"])), "runner": OnnxSurgeClassifier.__name__,
@@ -120,14 +117,10 @@ print(json.dumps({{
     assert out["runner"] == "OnnxSurgeClassifier"
     assert out["help"].startswith("usage: surgellm") and "predict" in out["help"]
     assert "torch" in out["model_error"]
-    assert out["registered"] is False  # the model classes need torch: nothing is registered without it
+    assert out["registered"] is True  # the configuration needs no torch: AutoConfig knows it without torch
 
 
-def test_import_registers_the_auto_classes(tmp_path):
-    """With torch, ``import surgellm_hf`` alone makes the Auto classes resolve SURGELLM's config and models."""
-    code = """
-import json
-import surgellm_hf
+_CHECK_REGISTERED = """
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 config_class = type(AutoConfig.for_model("surge"))
 print(json.dumps({
@@ -137,4 +130,37 @@ print(json.dumps({
     is surgellm_hf.SurgeForSequenceClassification,
 }))
 """
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import surgellm_hf",
+        "from transformers import AutoModelForSequenceClassification\nimport surgellm_hf",
+        "import surgellm_hf\nfrom transformers import pipeline",  # transformers.pipelines imports modeling_auto
+        "import surgellm_hf\nfrom transformers import Trainer",
+        "import surgellm_hf\nimport surgellm_hf.modeling_surge",  # it imports the Auto module while initialising
+        "import surgellm_hf\nfrom surgellm_hf import SurgeConfig",
+        "import surgellm_hf\nfrom peft import get_peft_model",
+    ],
+)
+def test_auto_classes_know_surgellm_whichever_side_is_imported_first(first, tmp_path):
+    """The Auto classes resolve SURGELLM's config and models after any import order (the registration hooks wait
+    until both transformers' Auto module and ours have finished importing)."""
+    code = f"import json\n{first}\n{_CHECK_REGISTERED}"
     assert run_fresh_python(code, tmp_path) == {"config": True, "model": True, "classifier": True}
+
+
+def test_import_and_cli_help_load_neither_transformers_nor_torch(tmp_path):
+    """With torch installed, ``import surgellm_hf`` and ``surgellm --help`` import neither torch nor transformers
+    (what keeps the CLI's help fast); the registration happens when the Auto classes are imported."""
+    code = """
+import contextlib, io, json, sys
+import surgellm_hf
+from surgellm_hf.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main(["--help"])
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+print(json.dumps({"loaded": loaded}))
+"""
+    assert run_fresh_python(code, tmp_path) == {"loaded": []}

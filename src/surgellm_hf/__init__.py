@@ -1,16 +1,16 @@
 """surgellm_hf: SURGELLM (arXiv 2606.24259) as a Hugging Face transformers extension.
 
-Names load lazily on first attribute access (`_lazy.lazy_exports`). Where torch can be imported, importing the
-package registers the configuration and model classes with AutoConfig, AutoModel and
-AutoModelForSequenceClassification; without torch it imports nothing heavy, so the processor and the ONNX runner
-(`surgellm_hf.serving.runtime`) work in a torch-free process.
+Names load lazily on first attribute access (`_lazy.lazy_exports`). Importing the package imports neither
+transformers nor torch; it registers SURGELLM with AutoConfig (and, where torch can be imported, AutoModel and
+AutoModelForSequenceClassification) as soon as transformers' Auto classes are imported (`_auto_registration`), so
+the processor, the ONNX runner and `surgellm --help` stay fast and work in a torch-free process.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import is_torch_available as _is_torch_available
+from ._auto_registration import install as _install_auto_registration
 from ._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
@@ -72,19 +72,6 @@ if TYPE_CHECKING:
     from .workflow import train_run
 
 
-def _register_auto_classes() -> None:
-    """AutoConfig, AutoModel and AutoModelForSequenceClassification know SURGELLM (needs torch: the models)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
-    from .configuration_surge import SurgeConfig
-    from .modeling_surge import SurgeForSequenceClassification, SurgeModel
-
-    AutoConfig.register(SurgeConfig.model_type, SurgeConfig, exist_ok=True)
-    AutoModel.register(SurgeConfig, SurgeModel, exist_ok=True)
-    AutoModelForSequenceClassification.register(SurgeConfig, SurgeForSequenceClassification, exist_ok=True)
-
-
-if _is_torch_available():
-    _register_auto_classes()
+_install_auto_registration()
 
 __all__ = list(_LAZY)

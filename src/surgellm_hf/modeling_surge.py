@@ -6,6 +6,7 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from dataclasses import dataclass
@@ -31,7 +32,23 @@ from .modeling_surge_modules import (  # noqa: F401 (ADAPTER_*, SURGE_MODULES_*:
     load_encoder_weights,
 )
 from .normalization import apply_normalizer, fit_config_normalizer
-from .pipeline_surge import surge_custom_pipelines
+
+PIPELINE_TASK = "text-classification"
+PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
+# What a SURGELLM config stores under `custom_pipelines`: plain data, so this file never imports transformers'
+# pipelines package (the Auto-class registration may run while that package is still initialising).
+_CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
+    PIPELINE_TASK: {
+        "impl": f"pipeline_surge.{PIPELINE_CLASS_NAME}",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
+}
+
+
+def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The ``config.custom_pipelines`` entry that routes ``pipeline("text-classification", ...)`` to `pipeline_surge`."""
+    return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
 def _tracing() -> bool:
@@ -807,16 +824,7 @@ class SurgeForSequenceClassification(SurgeModulesMixin, SurgePreTrainedModel):
         normalized = feats if self.config.norm == "none" else self.surge.normalizer(feats, task_ids)
         reference = counterfactual = None
         if self.config.norm != "none":
-            batch, width = feats.shape
-            diagonal = torch.arange(1, width + 1, device=h.device)
-            # row (i, 0): example i as it is; row (i, j): example i with feature j - 1 at its task's mean. The
-            # reference runs in the same batch as the counterfactuals, so an unchanged feature contributes 0.
-            moved = feats.unsqueeze(1).repeat(1, width + 1, 1)
-            moved[:, diagonal, diagonal - 1] = self.surge.normalizer.mean[task_ids]
-            rows = task_ids.repeat_interleave(width + 1)
-            z, _ = self.surge.fuse(h.repeat_interleave(width + 1, dim=0), moved.view(-1, width), rows)
-            both = self._route_heads(z, rows).view(batch, width + 1, -1)
-            reference, counterfactual = both[:, 0], both[:, 1:]
+            reference, counterfactual = _feature_counterfactuals(self, h, feats, task_ids)
         return SurgeFeatureExplanationOutput(
             logits=logits,
             mean_gate=out.gate.float().mean(dim=-1),
@@ -842,6 +850,23 @@ class SurgeForSequenceClassification(SurgeModulesMixin, SurgePreTrainedModel):
 # Saving copies the remote-code files; save_pretrained then writes the complete auto_map (docs/architecture.md#pitfall-3).
 SurgeModel.register_for_auto_class("AutoModel")
 SurgeForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+
+def _feature_counterfactuals(
+    model: SurgeForSequenceClassification, h: torch.Tensor, feats: torch.Tensor, task_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference logits [batch, labels], counterfactual logits [batch, features, labels]) of `explain_features`:
+    row (i, 0) is example i as it is, row (i, j) example i with raw feature j - 1 at its task's mean. The reference
+    runs in the same batch as the counterfactuals, so an unchanged feature contributes exactly 0."""
+    batch, width = feats.shape
+    diagonal = torch.arange(1, width + 1, device=h.device)
+    moved = feats.unsqueeze(1).repeat(1, width + 1, 1)
+    moved[:, diagonal, diagonal - 1] = model.surge.normalizer.mean[task_ids]
+    rows = task_ids.repeat_interleave(width + 1)
+    z, _ = model.surge.fuse(h.repeat_interleave(width + 1, dim=0), moved.view(-1, width), rows)
+    both = model._route_heads(z, rows).view(batch, width + 1, -1)
+    return both[:, 0], both[:, 1:]
+
 
 __all__ = [
     "SurgeModel",
