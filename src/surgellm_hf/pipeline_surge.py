@@ -21,7 +21,7 @@ from transformers import Pipeline
 from transformers.pipelines.text_classification import ClassificationFunction
 
 from .explaining_surge import explain_batch
-from .problem_types import SCORING, sigmoid, task_probabilities
+from .problem_types import info, sigmoid, task_probabilities
 
 PIPELINE_TASK = "text-classification"
 _WINDOWS = "windows"
@@ -40,9 +40,6 @@ _CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
 def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
     """The ``config.custom_pipelines`` entry that routes ``pipeline("text-classification", ...)`` to this file."""
     return copy.deepcopy(_CUSTOM_PIPELINES)
-
-
-_DEFAULT_FUNCTION = {kind: ClassificationFunction(name) for kind, name in SCORING.items()}
 
 
 class SurgeTextClassificationPipeline(Pipeline):
@@ -220,7 +217,7 @@ class SurgeTextClassificationPipeline(Pipeline):
         num_labels = config.tasks[task]
         logits = model_outputs["logits"][0].float().numpy()
         kind = config.task_problem_types[task]  # defaults as transformers': per problem type
-        function_to_apply = function_to_apply or _DEFAULT_FUNCTION[kind]
+        function_to_apply = function_to_apply or ClassificationFunction(info(kind).scoring)
         temperature = (getattr(config, "task_temperatures", None) or {}).get(task)
         if temperature is not None and function_to_apply != ClassificationFunction.NONE:
             logits = logits[:num_labels] / temperature
@@ -249,7 +246,7 @@ class SurgeTextClassificationPipeline(Pipeline):
         if threshold is None:
             return None
         config = self.model.config
-        if config.task_problem_types[task] != "multi_label":
+        if not info(config.task_problem_types[task]).has_thresholds:
             raise ValueError(
                 f"`threshold` is for multi-label tasks; task {task!r} is {config.problem_type_of(task)}."
             )
