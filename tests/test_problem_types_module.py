@@ -264,3 +264,214 @@ def test_load_encoder_weights_keeps_the_added_token_rows(tiny_bert_dir):
     with pytest.raises(ValueError, match="Encoder weights of 'tiny' do not fit the wrapped encoder"):
         encoder.extra = torch.nn.Linear(2, 2)  # a weight no pretrained encoder has
         load_encoder_weights(encoder, str(tiny_bert_dir), "tiny")
+
+
+# -- the registry: a fourth type is one entry; no other module branches on a type's name ------------------------------
+def _expected_rank(score: np.ndarray, threshold) -> tuple[np.ndarray, np.ndarray]:
+    """The toy ordinal decision: the class nearest the expected rank (not the argmax)."""
+    return score, np.rint(score @ np.arange(score.shape[1])).astype(np.int64)
+
+
+def ordinal_scores(matrix, pred, num_labels, problem_type, threshold, task) -> dict[str, float]:
+    """The toy type's metrics: mean absolute rank error and exact-class rate."""
+    y, p = matrix[:, 0], np.asarray(pred["y_pred"], dtype=np.float64)
+    return {"mae": float(np.mean(np.abs(y - p))), "exact": float(np.mean(y == p)), "n": len(y)}
+
+
+def _ordinal_type():
+    import dataclasses
+
+    return dataclasses.replace(
+        pt.info("single_label"),
+        name="ordinal",
+        code=3,
+        title="Ordinal",
+        min_labels=3,
+        logged_metrics=("mae",),
+        card_metrics=("accuracy", "macro_f1"),
+        primary_metrics=("exact",),
+        task_scores=f"{__name__}:ordinal_scores",
+        decide=_expected_rank,
+    )
+
+
+@pytest.fixture
+def ordinal(monkeypatch):
+    """A toy fourth problem type, registered for one test through the registry only."""
+    monkeypatch.setitem(pt.PROBLEM_TYPE_INFO, "ordinal", _ordinal_type())
+    return "ordinal"
+
+
+# grade: ordinal (3 ranks); score: regression. Grade row 0 has probabilities [0.45, 0.10, 0.45]: argmax 0, expected
+# rank 0.10 + 0.90 = 1.0; row 3 [0.7, 0.2, 0.1]: expected rank 0.4 -> 0
+TOY_TASKS = {"grade": 3, "score": 1}
+TOY_TYPES = {"grade": "ordinal", "score": "regression"}
+TOY_LOGITS = np.array(
+    [
+        np.log([0.45, 0.10, 0.45]),
+        [1.5, -1e9, -1e9],
+        [0.5, -1e9, -1e9],
+        np.log([0.7, 0.2, 0.1]),
+        [2.0, -1e9, -1e9],
+    ]
+)
+TOY_TASK_IDS = np.array([0, 1, 1, 0, 1])
+TOY_LABELS = np.array([1.0, 2.0, 0.0, 2.0, 1.0])  # grade ranks 1, 2; score targets 2, 0, 1
+
+
+def test_a_fourth_type_scores_predicts_and_evaluates_from_its_registry_entry(ordinal):
+    from transformers import EvalPrediction
+
+    from surgellm_hf.evaluation.predictions import evaluate_predictions
+    from surgellm_hf.training.trainer import build_compute_metrics
+
+    by_task = pt.split_by_task(TOY_LOGITS, TOY_TASK_IDS, TOY_TASKS, TOY_TYPES)
+    np.testing.assert_allclose(by_task["grade"]["score"], [[0.45, 0.10, 0.45], [0.7, 0.2, 0.1]], rtol=1e-12)
+    assert by_task["grade"]["y_pred"].tolist() == [1, 0]  # its own decision, not the argmax [0, 0]
+    # softmax scores, so a temperature applies: logits / 2 -> probabilities proportional to sqrt(p)
+    warm = pt.split_by_task(TOY_LOGITS, TOY_TASK_IDS, TOY_TASKS, TOY_TYPES, temperatures={"grade": 2.0})
+    roots = np.sqrt([0.7, 0.2, 0.1])
+    np.testing.assert_allclose(warm["grade"]["score"][1], roots / roots.sum(), rtol=1e-12)
+    records = pt.prediction_records(
+        by_task, 5, {"grade": ["low", "mid", "high"], "score": ["value"]}, TOY_TYPES
+    )
+    assert records[0] == {
+        "task": "grade",
+        "label": 1,
+        "label_name": "mid",
+        "scores": pytest.approx({"low": 0.45, "mid": 0.10, "high": 0.45}),
+    }
+    assert records[1]["value"] == 1.5 and records[3]["label_name"] == "low"
+
+    pred = {"logits": TOY_LOGITS, "labels": TOY_LABELS, "task_ids": TOY_TASK_IDS}
+    metrics, rows = evaluate_predictions(pred, TOY_TASKS, problem_types=TOY_TYPES)
+    # ranks [1, 2] predicted [1, 0]: |errors| 0 and 2
+    assert metrics["grade"] == {"mae": 1.0, "exact": 0.5, "n": 2}
+    assert rows["grade"]["y_true"].tolist() == [1, 2] and rows["grade"]["y_pred"].tolist() == [1, 0]
+    assert set(metrics["score"]) >= {"pearson", "spearman", "rmse"}
+    logged = build_compute_metrics(TOY_TASKS, TOY_TYPES)(
+        EvalPrediction(predictions=TOY_LOGITS, label_ids=(TOY_LABELS, TOY_TASK_IDS))
+    )
+    assert logged["grade_mae"] == 1.0 and "grade_exact" not in logged  # only its logged_metrics
+    # the primary score is its primary_metrics' (exact 0.5), averaged with the regression task's correlations
+    regression = (metrics["score"]["pearson"] + metrics["score"]["spearman"]) / 2
+    assert logged["avg_macro_f1"] == pytest.approx((0.5 + regression) / 2)
+
+
+def test_a_fourth_type_passes_config_calibration_weights_iwn_explanations_and_the_card(ordinal):
+    from surgellm_hf import SurgeConfig
+    from surgellm_hf.calibration import calibration_scores, fit_calibration
+    from surgellm_hf.explaining_surge import feature_contributions
+    from surgellm_hf.hub.model_card import SurgeModelCardData, TaskCardInfo
+    from surgellm_hf.normalization import fit_normalizer
+    from surgellm_hf.training.class_weights import class_weights_applied, resolve_class_weights
+
+    config = SurgeConfig(
+        tasks=[["grade", 3], ["score", 1]], task_problem_types=TOY_TYPES, task_temperatures={"grade": 1.5}
+    )
+    assert config.task_problem_types == TOY_TYPES and config.problem_type == "single_label_classification"
+    # transformers' name alone still means the first type registered under it
+    assert SurgeConfig(tasks={"a": 3}, problem_type="single_label_classification").problem_type_of("a") == (
+        "single_label"
+    )
+    with pytest.raises(ValueError, match=r"Ordinal task 'grade' needs >= 3 labels, got 2\."):
+        SurgeConfig(tasks=[["grade", 2]], task_problem_types={"grade": "ordinal"})
+    with pytest.raises(ValueError, match=r"task\(s\) \['grade'\] that are not multi-label tasks"):
+        SurgeConfig(
+            tasks=[["grade", 3]], task_problem_types={"grade": "ordinal"}, task_thresholds={"grade": 0.4}
+        )
+
+    pred = {"logits": TOY_LOGITS, "labels": TOY_LABELS, "task_ids": TOY_TASK_IDS}
+    temperatures, thresholds = fit_calibration(pred, config)
+    assert list(temperatures) == ["grade"] and thresholds == {}  # a class task; the regression task has none
+    assert set(calibration_scores(pred, config, temperatures, {})["grade"]) == {"ece", "brier", "nll"}
+
+    weights = resolve_class_weights("balanced", TOY_TASKS, {"grade": [0, 2, 2, 1]}, problem_types=TOY_TYPES)
+    assert weights == {"grade": [4 / 3, 4 / 3, 2 / 3]}  # n / (K * n_c), like a single-label task
+    assert class_weights_applied(weights, TOY_TYPES, list(TOY_TASKS)) == {
+        "grade": "class weight",
+        "score": "none (regression)",
+    }
+
+    # IWN's classes of the toy type are its class ids: the mean of the per-class means
+    features = np.array([[0.0], [2.0], [10.0], [5.0]])
+    mean, _ = fit_normalizer(
+        features, [0, 0, 2, 1], [0, 0, 0, 0], 1, problem_types=["ordinal"], num_labels=[3]
+    )
+    assert mean[0, 0] == pytest.approx((1.0 + 10.0 + 5.0) / 3)
+
+    # explanations measure the logit of the label the type decides (rank 1), not of the argmax (0)
+    counterfactual = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    got = feature_contributions(TOY_LOGITS[0], counterfactual, 3, "ordinal")
+    np.testing.assert_allclose(got, [np.log(0.10), np.log(0.10) - 1.0])
+
+    card = SurgeModelCardData(
+        model_name="org/toy",
+        tasks=[
+            TaskCardInfo(
+                name="grade", num_labels=3, label_names=["low", "mid", "high"], problem_type="ordinal"
+            ),
+            TaskCardInfo(name="score", num_labels=1, label_names=["value"], problem_type="regression"),
+        ],
+        default_task="grade",
+        metrics={
+            "test": {"grade": {"macro_f1": 0.5, "accuracy": 0.75}, "score": {"pearson": 0.2, "spearman": 0.4}}
+        },
+        label_counts={"grade": {"train": [1, 2, 1]}, "score": {"train": [4]}},
+    )
+    index = [(r.dataset_name, r.metric_type, r.metric_value) for r in card.eval_results()]
+    assert index == [
+        ("grade", "accuracy", 0.75),  # its card_metrics, in their order
+        ("grade", "f1", 0.5),
+        ("score", "pearsonr", 0.2),
+        ("score", "spearmanr", 0.4),
+    ]
+    cells = {row["task"]: row["classes"] for row in card.template_variables()["data_rows"]}
+    assert cells == {"`grade`": "low 1, mid 2, high 1", "`score`": "–"}
+
+
+def test_the_evaluate_module_scores_the_registered_types():
+    """The self-contained `evaluate` module cannot import the package; its own list must follow the registry."""
+    from surgellm_hf.evaluation.surgellm_multitask import surgellm_multitask
+
+    assert surgellm_multitask.PROBLEM_TYPES == pt.type_names()
+
+
+# Where a type's name may appear in code: its home, the loss, the data parsing, and the self-contained evaluate
+# module (checked against the registry above).
+NAME_HOMES = ("problem_types.py", "losses_surge.py", "data/", "evaluation/surgellm_multitask/")
+NAME_CONSTANTS = {"SINGLE_LABEL", "MULTI_LABEL", "REGRESSION"}
+
+
+def _type_name_uses(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every type name in code: a string equal to a type's name, or a name constant."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in pt.PROBLEM_TYPES:
+            hits.append((node.lineno, repr(node.value)))
+        elif isinstance(node, ast.Name) and node.id in NAME_CONSTANTS:
+            hits.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr in NAME_CONSTANTS:
+            hits.append((node.lineno, node.attr))
+        elif isinstance(node, ast.alias) and node.name in NAME_CONSTANTS:
+            hits.append((node.lineno, f"import {node.name}"))
+    return sorted(hits)
+
+
+def test_no_module_but_the_types_home_branches_on_a_type_name():
+    assert _type_name_uses('if kind == "multi_label":\n    pass\n') == [(1, "'multi_label'")]
+    assert _type_name_uses("from .problem_types import REGRESSION\nx = pt.SINGLE_LABEL\n") == [
+        (1, "import REGRESSION"),
+        (2, "SINGLE_LABEL"),
+    ]
+    assert _type_name_uses('"""A multi_label task: see single_label."""\n') == []  # prose is not a branch
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if not rel.startswith(NAME_HOMES):
+            found += [
+                f"{rel}:{line}: {what}" for line, what in _type_name_uses(path.read_text(encoding="utf-8"))
+            ]
+    assert not found, "read `problem_types.info(kind)` fields instead of comparing type names:\n" + "\n".join(
+        found
+    )

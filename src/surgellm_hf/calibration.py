@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .atomic_io import atomic_write_text
-from .problem_types import label_matrix, task_probabilities
+from .problem_types import DEFAULT_PROBLEM_TYPE, info, label_matrix, task_probabilities
 
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 """The range a fitted temperature is searched in."""
@@ -44,14 +44,16 @@ def negative_log_likelihood(
     from scipy.special import log_softmax
 
     z = np.asarray(logits, dtype=np.float64) / temperature
-    if problem_type == "multi_label":
+    if info(problem_type).multi_hot:
         y = np.asarray(labels, dtype=np.float64)
         return float(np.mean(np.logaddexp(0.0, -z * (2.0 * y - 1.0))))
     y = np.asarray(labels, dtype=np.int64)
     return float(-np.mean(log_softmax(z, axis=1)[np.arange(len(y)), y]))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, problem_type: str = "single_label") -> float:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, problem_type: str = DEFAULT_PROBLEM_TYPE
+) -> float:
     """The temperature T minimising `negative_log_likelihood` of one task's own logits ``[n, L]`` and labels."""
     from scipy.optimize import minimize_scalar
 
@@ -95,10 +97,9 @@ def _classification_tasks(
     for t, name in enumerate(config.task_names):
         kind, num_labels = config.task_problem_types[name], config.tasks[name]
         rows = np.flatnonzero(np.asarray(pred["task_ids"]) == t)
-        if kind == "regression" or not len(rows):
+        if not info(kind).has_classes or not len(rows):
             continue
-        matrix = label_matrix(np.asarray(pred["labels"])[rows])
-        labels = matrix[:, :num_labels] if kind == "multi_label" else matrix[:, 0]
+        labels = info(kind).targets(label_matrix(np.asarray(pred["labels"])[rows]), num_labels)
         yield (
             name,
             kind,
@@ -119,7 +120,7 @@ def fit_calibration(
     thresholds: dict[str, Any] = {}
     for name, kind, num_labels, logits, labels in _classification_tasks(pred, config):
         temperatures[name] = fit_temperature(logits, labels, kind)
-        if kind == "multi_label":
+        if info(kind).has_thresholds:
             fitted = fit_label_thresholds(
                 task_probabilities(logits / temperatures[name], num_labels, kind), labels
             )
@@ -146,7 +147,7 @@ def calibration_scores(
             **calibration_metrics(labels, prob, kind),
             "nll": negative_log_likelihood(logits, labels, kind, temperature),
         }
-        if kind == "multi_label":
+        if info(kind).has_thresholds:
             scores["macro_f1"] = multi_label_metrics(labels, prob, thresholds.get(name, 0.5))["macro_f1"]
         out[name] = scores
     return out
@@ -210,7 +211,7 @@ def calibrate_run(
     run_dir = Path(run_dir)
     model, processor = loaded or load_run_model(run_dir)
     config = model.config
-    if not any(k != "regression" for k in config.task_problem_types.values()):
+    if not any(info(k).has_classes for k in config.task_problem_types.values()):
         raise ValueError(
             f"{run_dir} has no classification task to calibrate (tasks: {config.task_summary()})"
         )

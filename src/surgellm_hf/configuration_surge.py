@@ -14,7 +14,14 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .problem_types import HF_PROBLEM_TYPES, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
+from .problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    HF_PROBLEM_TYPES,
+    PROBLEM_TYPES,
+    info,
+    type_names,
+    types_where,
+)
 
 NORM_CHOICES = ("none", "standard", "iwn")
 
@@ -110,7 +117,7 @@ class SurgeConfig(PreTrainedConfig):
             self.tasks = {"default": 2}
         self._validate()
         self._sync_labels(num_labels, given_id2label, given_label2id)
-        self.problem_type = HF_PROBLEM_TYPES[self.task_problem_types[self.default_task]]
+        self.problem_type = info(self.task_problem_types[self.default_task]).hf_name
 
     def _sync_labels(self, num_labels: Any, id2label: Any, label2id: Any) -> None:
         """Make `num_labels`/`id2label`/`label2id` the default task's; refuse values that say otherwise."""
@@ -216,15 +223,17 @@ class SurgeConfig(PreTrainedConfig):
     def _validate_problem_types(self) -> None:
         """Resolve `task_problem_types` (all single-label by default) against `problem_type` and the label counts;
         resolve `task_thresholds` of the multi-label tasks."""
-        by_hf = {v: k for k, v in HF_PROBLEM_TYPES.items()}
+        by_hf: dict[str, str] = {}  # transformers' name -> the first type registered under it
+        for kind in type_names():
+            by_hf.setdefault(info(kind).hf_name, kind)
         if self.problem_type is not None and self.problem_type not in by_hf:
             raise ValueError(
                 f"problem_type={self.problem_type!r} is not one of transformers' {list(by_hf)}; SURGELLM sets "
-                f"types per task with `task_problem_types` ({list(PROBLEM_TYPES)})."
+                f"types per task with `task_problem_types` ({list(type_names())})."
             )
         if self.task_problem_types is None:
             # transformers' meaning: the model's problem type, i.e. every task's (old configs: all single-label)
-            kind = by_hf[self.problem_type] if self.problem_type else SINGLE_LABEL
+            kind = by_hf[self.problem_type] if self.problem_type else DEFAULT_PROBLEM_TYPE
             types = dict.fromkeys(self.tasks, kind)
         else:
             given = _pairs_to_dict(self.task_problem_types, "task_problem_types")
@@ -233,17 +242,17 @@ class SurgeConfig(PreTrainedConfig):
                 raise ValueError(
                     f"`task_problem_types` names unknown task(s) {unknown}; tasks are {self.task_names}."
                 )
-            bad = {n: t for n, t in given.items() if t not in PROBLEM_TYPES}
+            bad = {n: t for n, t in given.items() if t not in type_names()}
             if bad:
                 raise ValueError(
-                    f"`task_problem_types` {bad}: each type must be one of {list(PROBLEM_TYPES)}."
+                    f"`task_problem_types` {bad}: each type must be one of {list(type_names())}."
                 )
-            types = {n: given.get(n, SINGLE_LABEL) for n in self.tasks}
+            types = {n: given.get(n, DEFAULT_PROBLEM_TYPE) for n in self.tasks}
             default = self.default_task if self.default_task in types else self.task_names[0]
-            if self.problem_type is not None and by_hf[self.problem_type] != types[default]:
+            if self.problem_type is not None and info(types[default]).hf_name != self.problem_type:
                 raise ValueError(
                     f"problem_type={self.problem_type!r} contradicts the per-task types: the default task "
-                    f"{default!r} is {types[default]!r} ({HF_PROBLEM_TYPES[types[default]]!r}); task types are "
+                    f"{default!r} is {types[default]!r} ({info(types[default]).hf_name!r}); task types are "
                     f"{types}. A task's type is fixed by its head and training; change it with "
                     "`task_problem_types` on a new model, or drop `problem_type`."
                 )
@@ -253,31 +262,29 @@ class SurgeConfig(PreTrainedConfig):
             else ""
         )
         for name, kind in types.items():
-            count = self.tasks[name]
-            if kind == SINGLE_LABEL and count < 2:
-                raise ValueError(f"Single-label task {name!r} needs >= 2 labels, got {count}{origin}.")
-            if kind == REGRESSION and count != 1:
-                raise ValueError(
-                    f"Regression task {name!r} has one output (label count 1), got {count}{origin}."
-                )
+            problem = info(kind).label_count_error(name, self.tasks[name])
+            if problem:
+                raise ValueError(f"{problem}{origin}.")
         self.task_problem_types = types
         thresholds = (
             {} if self.task_thresholds is None else _pairs_to_dict(self.task_thresholds, "task_thresholds")
         )
-        wrong = [n for n in thresholds if types.get(n) != MULTI_LABEL]
+        wrong = [n for n in thresholds if n not in types or not info(types[n]).has_thresholds]
         if wrong:
-            raise ValueError(f"`task_thresholds` names task(s) {wrong} that are not multi-label tasks.")
+            raise ValueError(
+                f"`task_thresholds` names task(s) {wrong} that are not {_titles(lambda t: t.has_thresholds)} tasks."
+            )
         self.task_thresholds = {
             n: _check_threshold(n, thresholds.get(n, 0.5), self.tasks[n])
             for n, k in types.items()
-            if k == MULTI_LABEL
+            if info(k).has_thresholds
         }
         temperatures = (
             {}
             if self.task_temperatures is None
             else _pairs_to_dict(self.task_temperatures, "task_temperatures")
         )
-        wrong = [n for n in temperatures if types.get(n) not in (SINGLE_LABEL, MULTI_LABEL)]
+        wrong = [n for n in temperatures if n not in types or not info(types[n]).has_classes]
         if wrong:
             raise ValueError(
                 f"`task_temperatures` names task(s) {wrong} that are not classification tasks "
@@ -478,27 +485,33 @@ def _keep_saved_task_settings(config_dict: dict[str, Any], kwargs: Mapping[str, 
         types = {n: t for n, t in _pairs_to_dict(saved_types, "task_problem_types").items() if n in tasks}
         for name, kind in types.items():
             count = tasks[name]
-            if (kind == REGRESSION and count != 1) or (kind == SINGLE_LABEL and count < 2):
-                need = "one output" if kind == REGRESSION else ">= 2 labels"
+            if not info(kind).accepts_label_count(count):
                 raise ValueError(
                     f"tasks= gives task {name!r} {count} label(s), but the saved config makes it a {kind} task "
-                    f"({need}); keep its label count, or pass task_problem_types= to give it another type (a new "
-                    "head, trained anew)."
+                    f"({info(kind).label_need}); keep its label count, or pass task_problem_types= to give it "
+                    "another type (a new head, trained anew)."
                 )
         config_dict["task_problem_types"] = [[n, types[n]] for n in tasks if n in types]
         if "task_thresholds" not in kwargs and config_dict.get("task_thresholds") is not None:
             limits = _pairs_to_dict(config_dict["task_thresholds"], "task_thresholds")
             config_dict["task_thresholds"] = [
-                [n, limits[n]] for n in tasks if n in limits and types.get(n) == MULTI_LABEL
+                [n, limits[n]] for n in tasks if n in limits and n in types and info(types[n]).has_thresholds
             ]
         if "task_temperatures" not in kwargs and config_dict.get("task_temperatures") is not None:
             fitted = _pairs_to_dict(config_dict["task_temperatures"], "task_temperatures")
             config_dict["task_temperatures"] = [
-                [n, fitted[n]] for n in tasks if n in fitted and types.get(n, SINGLE_LABEL) != REGRESSION
+                [n, fitted[n]]
+                for n in tasks
+                if n in fitted and info(types.get(n, DEFAULT_PROBLEM_TYPE)).has_classes
             ]
     if "task_label_names" not in kwargs and config_dict.get("task_label_names") is not None:
         names = _pairs_to_dict(config_dict["task_label_names"], "task_label_names")
         config_dict["task_label_names"] = [[n, names[n]] for n in tasks if n in names]
+
+
+def _titles(test: Any) -> str:
+    """The message names of the problem types passing `test` ("multi-label", "single-label or multi-label")."""
+    return " or ".join(info(k).title.lower() for k in types_where(test))
 
 
 def _check_threshold(task: str, value: Any, num_labels: int) -> float | list[float]:

@@ -16,7 +16,7 @@ Contributions are on logits, before any temperature. A prefix carries the floore
 the contributions do not capture that path (the encoder input is left as it was).
 
 Copied to the Hub for ``trust_remote_code`` loading (the pipeline imports it): numpy, torch and its flat sibling
-`features` only.
+`features` and `problem_types` only.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .features import pair_feature_text
+from .problem_types import info, task_probabilities
 
 NO_GATE_NOTE = "the model has no feature gate: the features do not reach its decision"
 NO_STATISTICS_NOTE = "norm 'none': no fitted task means to set a feature to"
@@ -37,12 +38,16 @@ def feature_contributions(
 ) -> np.ndarray:
     """One row's contributions from its logits ``[C]`` and counterfactual logits ``[F, C]``: ``[F]`` for the
     predicted label's logit (single-label) or the value (regression), ``[F, L]`` for every label (multi-label).
-    The predicted label is the argmax of `logits` (a temperature does not change it)."""
+    The predicted label is the one the type decides from `logits` (single-label: the argmax, which a temperature
+    does not change)."""
     own = np.asarray(logits, dtype=np.float64)[:num_labels]
     moved = np.asarray(counterfactual, dtype=np.float64)[:, :num_labels]
-    if problem_type == "multi_label":
+    entry = info(problem_type)
+    if entry.multi_hot:
         return own[None, :] - moved
-    column = 0 if problem_type == "regression" else int(own.argmax())
+    column = 0
+    if entry.has_classes:  # the label the type decides on (single-label: the argmax)
+        column = int(entry.decide(task_probabilities(own[None, :], num_labels, problem_type), None)[1][0])
     return own[column] - moved[:, column]
 
 
@@ -67,13 +72,13 @@ def explanation(
         "contributions": None,
     }
     if contributions is not None:
-        if problem_type == "multi_label":
+        if info(problem_type).multi_hot:
             out["contributions"] = {
                 n: {label: float(v) for label, v in zip(label_names, row)}
                 for n, row in zip(names, contributions)
             }
             out["contribution_of"] = "each label's logit"
-        elif problem_type == "regression":
+        elif not info(problem_type).has_classes:
             out["contributions"] = {n: float(v) for n, v in zip(names, contributions)}
             out["contribution_of"] = "the predicted value"
         else:

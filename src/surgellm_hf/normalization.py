@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .losses_surge import labels_as_matrix
-from .problem_types import label_matrix
+from .problem_types import DEFAULT_PROBLEM_TYPE, info, label_matrix
 
 
 def _as_numpy(x, name: str, dtype) -> np.ndarray:
@@ -52,21 +52,23 @@ def _class_stats(rows: np.ndarray, classes: np.ndarray, ddof: int) -> tuple[np.n
 def _iwn_task(
     rows: np.ndarray, y: np.ndarray, kind: str, width: int, bins: int, task: str, ddof: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IWN statistics of one task from its rows and its label matrix rows, by problem type."""
-    if kind == "regression":
+    """IWN statistics of one task from its rows and its label matrix rows, by its type's label form: quantile bins
+    of a value, each label's two classes of a multi-hot row, or the class ids."""
+    entry = info(kind)
+    if not entry.has_classes:
         target = y[:, 0]
         if not np.isfinite(target).all():
-            raise ValueError(f"Regression task {task!r} has non-finite training targets.")
+            raise ValueError(f"{entry.title} task {task!r} has non-finite training targets.")
         return _class_stats(rows, regression_bins(target, bins, task), ddof)
-    if kind == "multi_label":
+    if entry.multi_hot:
         if y.shape[1] < width or not np.isin(y[:, :width], (0.0, 1.0)).all():
-            raise ValueError(f"Multi-label task {task!r}: labels must be multi-hot rows of length {width}.")
+            raise ValueError(f"{entry.title} task {task!r}: labels must be multi-hot rows of length {width}.")
         per_label = []
         for j in range(width):
             positive = y[:, j] == 1
             if positive.all() or not positive.any():
                 raise ValueError(
-                    f"IWN on multi-label task {task!r}: label {j} has no "
+                    f"IWN on {entry.title.lower()} task {task!r}: label {j} has no "
                     f"{'negative' if positive.all() else 'positive'} training row; each label needs both."
                 )
             per_label.append(_class_stats(rows, positive.astype(np.int64), ddof))
@@ -121,7 +123,7 @@ def fit_normalizer(
     if np.any(tids != np.round(tids)) or np.any((tids < 0) | (tids >= num_tasks)):
         raise ValueError(f"`task_ids` must be integers in 0..{num_tasks - 1}.")
     tids = tids.astype(np.int64)
-    kinds = list(problem_types or ["single_label"] * num_tasks)
+    kinds = list(problem_types or [DEFAULT_PROBLEM_TYPE] * num_tasks)
     widths = list(num_labels or [1] * num_tasks)
     y = None
     if method == "iwn":

@@ -20,13 +20,10 @@ from transformers import Pipeline
 from transformers.pipelines.text_classification import ClassificationFunction
 
 from .explaining_surge import explain_batch
-from .problem_types import SCORING, sigmoid, task_probabilities
+from .problem_types import info, sigmoid, task_probabilities
 
 _WINDOWS = "windows"
 _PER_TEXT = ("lexical_features", "task_ids", "num_windows")
-
-
-_DEFAULT_FUNCTION = {kind: ClassificationFunction(name) for kind, name in SCORING.items()}
 
 
 class SurgeTextClassificationPipeline(Pipeline):
@@ -204,7 +201,7 @@ class SurgeTextClassificationPipeline(Pipeline):
         num_labels = config.tasks[task]
         logits = model_outputs["logits"][0].float().numpy()
         kind = config.task_problem_types[task]  # defaults as transformers': per problem type
-        function_to_apply = function_to_apply or _DEFAULT_FUNCTION[kind]
+        function_to_apply = function_to_apply or ClassificationFunction(info(kind).scoring)
         temperature = (getattr(config, "task_temperatures", None) or {}).get(task)
         if temperature is not None and function_to_apply != ClassificationFunction.NONE:
             logits = logits[:num_labels] / temperature
@@ -233,7 +230,7 @@ class SurgeTextClassificationPipeline(Pipeline):
         if threshold is None:
             return None
         config = self.model.config
-        if config.task_problem_types[task] != "multi_label":
+        if not info(config.task_problem_types[task]).has_thresholds:
             raise ValueError(
                 f"`threshold` is for multi-label tasks; task {task!r} is {config.problem_type_of(task)}."
             )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration_surge import PROBLEM_TYPES
+from ..problem_types import info
 from ..validation import Requirement, check_fields, checked, one_of, setting
 from .preprocessing import PREPROCESSORS
 
@@ -217,9 +218,6 @@ class TaskSpec:
         )
 
 
-_MIN_LABELS = {"single_label": 2, "multi_label": 1, "regression": 1}
-
-
 def _check_pair_column(spec: TaskSpec) -> None:
     if spec.text_pair_column is not None and spec.text_pair_column in (spec.text_column, spec.label_column):
         raise ValueError(
@@ -242,7 +240,7 @@ def _check_problem_type_fields(spec: TaskSpec) -> None:
 def _check_label_count(spec: TaskSpec) -> None:
     """label_names and num_labels fit the problem type (a single-label task has at least two classes, a
     regression task one output) and each other."""
-    least = _MIN_LABELS[spec.problem_type]
+    least, exact = info(spec.problem_type).min_labels, info(spec.problem_type).exact_labels
     if spec.label_names is not None:
         names = list(spec.label_names)
         if len(names) < least or not all(names) or len(set(names)) != len(names):
@@ -252,8 +250,8 @@ def _check_label_count(spec: TaskSpec) -> None:
             )
     if spec.num_labels is None:
         return
-    if spec.num_labels < least or (spec.problem_type == "regression" and spec.num_labels != 1):
-        wanted = "1" if spec.problem_type == "regression" else f"an integer >= {least}"
+    if spec.num_labels < least or (exact is not None and spec.num_labels != exact):
+        wanted = str(exact) if exact is not None else f"an integer >= {least}"
         raise ValueError(
             f"task {spec.name!r}: num_labels of a {spec.problem_type} task must be {wanted}, got {spec.num_labels!r}"
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..problem_types import METRICS, TYPE_METRICS, primary_score  # noqa: F401 (the metric names' old home)
+from ..problem_types import DEFAULT_PROBLEM_TYPE, METRICS, TYPE_METRICS, info, primary_score  # noqa: F401 (the metric names' old home)
 
 CALIBRATION_METRICS: tuple[str, ...] = ("ece", "brier")
 """Per-task calibration metrics of classification tasks (`calibration_metrics`): expected calibration error over
@@ -230,7 +230,9 @@ def expected_calibration_error(confidence: Any, outcome: Any, n_bins: int = ECE_
     return float(total)
 
 
-def calibration_metrics(y_true: Any, y_score: Any, problem_type: str = "single_label") -> dict[str, float]:
+def calibration_metrics(
+    y_true: Any, y_score: Any, problem_type: str = DEFAULT_PROBLEM_TYPE
+) -> dict[str, float]:
     """``ece`` (15 bins) and ``brier`` of one classification task's scores.
 
     Single-label (class ids, softmax rows ``[n, K]``): ECE of the top label (confidence = the largest probability,
@@ -240,7 +242,7 @@ def calibration_metrics(y_true: Any, y_score: Any, problem_type: str = "single_l
     each bin's mean probability with its share of positives, Brier is the mean squared error over rows and labels.
     """
     prob = np.asarray(y_score, dtype=np.float64)
-    if problem_type == "multi_label":
+    if info(problem_type).multi_hot:
         y = np.asarray(y_true, dtype=np.float64)
         if y.shape != prob.shape:
             raise ValueError(f"y_true {y.shape} and y_score {prob.shape} differ in shape")

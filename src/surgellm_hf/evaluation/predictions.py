@@ -3,6 +3,7 @@ records."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,8 +14,7 @@ import torch
 from ..problem_types import (
     DEFAULT_PROBLEM_TYPE,
     DEFAULT_THRESHOLD,
-    MULTI_LABEL,
-    REGRESSION,
+    info,
     label_matrix,
     split_by_task,
 )
@@ -64,21 +64,64 @@ def task_scores(
             "diverged (try a lower learning_rate)"
         )
     matrix = label_matrix(np.asarray(labels)[pred["index"]])
-    if problem_type == MULTI_LABEL:
-        y = matrix[:, :num_labels]
-        return {
-            **multi_label_metrics(y, pred["score"], threshold),
-            **calibration_metrics(y, pred["score"], MULTI_LABEL),
-        }
-    if problem_type == REGRESSION:
-        reason = correlation_undefined_reason(matrix[:, 0], pred["y_pred"])
-        if reason:
-            logger.warning("task %r: %s", task, UNDEFINED_CORRELATION.format(reason=reason))
-        return regression_metrics(matrix[:, 0], pred["y_pred"])
+    return scores_function(problem_type)(matrix, pred, num_labels, problem_type, threshold, task)
+
+
+TaskScoresFn = Callable[[np.ndarray, Mapping[str, np.ndarray], int, str, Any, str], dict[str, float]]
+"""(label matrix rows, `per_task_predictions` output, num_labels, problem type, threshold, task) -> one task's
+metrics, as `task_scores` takes them."""
+
+
+def scores_function(problem_type: str) -> TaskScoresFn:
+    """The metric function a problem type names (`ProblemTypeInfo.task_scores`, ``"module:function"``)."""
+    module, _, name = info(problem_type).task_scores.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def single_label_scores(
+    matrix: np.ndarray,
+    pred: Mapping[str, np.ndarray],
+    num_labels: int,
+    problem_type: str,
+    threshold: Any,
+    task: str,
+) -> dict[str, float]:
+    """A task with class ids: macro-F1, accuracy, precision, recall, ROC-AUC, ECE and Brier."""
     return {
         **task_metrics(matrix[:, 0], pred["y_pred"], pred["score"], num_labels=num_labels),
-        **calibration_metrics(matrix[:, 0], pred["score"]),
+        **calibration_metrics(matrix[:, 0], pred["score"], problem_type),
     }
+
+
+def multi_label_scores(
+    matrix: np.ndarray,
+    pred: Mapping[str, np.ndarray],
+    num_labels: int,
+    problem_type: str,
+    threshold: Any,
+    task: str,
+) -> dict[str, float]:
+    """A task with multi-hot labels: micro-/macro-F1 and subset accuracy at `threshold`, ECE and Brier."""
+    y = matrix[:, :num_labels]
+    return {
+        **multi_label_metrics(y, pred["score"], threshold),
+        **calibration_metrics(y, pred["score"], problem_type),
+    }
+
+
+def regression_scores(
+    matrix: np.ndarray,
+    pred: Mapping[str, np.ndarray],
+    num_labels: int,
+    problem_type: str,
+    threshold: Any,
+    task: str,
+) -> dict[str, float]:
+    """A task with one value per row: Pearson, Spearman and RMSE; an undefined correlation is logged."""
+    reason = correlation_undefined_reason(matrix[:, 0], pred["y_pred"])
+    if reason:
+        logger.warning("task %r: %s", task, UNDEFINED_CORRELATION.format(reason=reason))
+    return regression_metrics(matrix[:, 0], pred["y_pred"])
 
 
 @torch.no_grad()
@@ -145,15 +188,16 @@ def evaluate_predictions(
     per_task = per_task_predictions(pred["logits"], pred["task_ids"], tasks, types, limits, temperatures)
     for name, p in per_task.items():
         kind = types.get(name, DEFAULT_PROBLEM_TYPE)
+        entry = info(kind)
         metrics[name] = task_scores(
             pred["labels"], p, tasks[name], kind, limits.get(name, DEFAULT_THRESHOLD), task=name
         )
         matrix = label_matrix(np.asarray(pred["labels"])[p["index"]])
-        if kind == MULTI_LABEL:
+        if entry.multi_hot:
             names = list((label_names or {}).get(name) or [f"LABEL_{i}" for i in range(tasks[name])])
             y_true = [[names[j] for j in np.flatnonzero(row[: tasks[name]])] for row in matrix]
             y_pred = [[names[j] for j in np.flatnonzero(row)] for row in p["y_pred"]]
-        elif kind == REGRESSION:
+        elif not entry.has_classes:
             y_true, y_pred = matrix[:, 0], p["y_pred"]
         else:
             y_true, y_pred = matrix[:, 0].astype(np.int64), p["y_pred"]

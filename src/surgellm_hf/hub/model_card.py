@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..data.task_spec import EVALUATION_SPLITS
 from ..evaluation.run_io import RunRecord, load_run
 from ..features import SURFACE_FEATURE_NAMES
+from ..problem_types import DEFAULT_PROBLEM_TYPE, PROBLEM_TYPE_INFO, info
 from ..training.variants import VARIANTS
 from .repo_id import is_hub_id
 
@@ -45,12 +46,9 @@ _METRIC_TITLES = {
     "rmse": "RMSE",
 }
 _SPLIT_TITLES = {"validation": "Validation", "test": "Test", "train": "Train"}
-MODEL_INDEX_METRICS: dict[str, tuple[str, ...]] = {
-    "single_label": ("macro_f1", "accuracy"),
-    "multi_label": ("micro_f1", "macro_f1"),
-    "regression": ("pearson", "spearman"),
-}
-"""The primary metrics of each problem type that the card's model-index carries."""
+MODEL_INDEX_METRICS: dict[str, tuple[str, ...]] = {k: t.card_metrics for k, t in PROBLEM_TYPE_INFO.items()}
+"""The primary metrics of each problem type that the card's model-index carries (`ProblemTypeInfo.card_metrics`;
+a snapshot of the built-in types)."""
 _HUB_METRICS = {
     "macro_f1": ("f1", "macro"),
     "micro_f1": ("f1", "micro"),
@@ -105,7 +103,7 @@ class TaskCardInfo:
     label_names: list[str] = field(metadata={"help": "Label names in id order."})
     dataset: str | None = field(default=None, metadata={"help": "Hub dataset id or description of the data."})
     problem_type: str = field(
-        default="single_label", metadata={"help": "single_label, multi_label or regression."}
+        default=DEFAULT_PROBLEM_TYPE, metadata={"help": "single_label, multi_label or regression."}
     )
     threshold: float | None = field(
         default=None, metadata={"help": "Decision threshold of a multi-label task."}
@@ -365,13 +363,13 @@ class SurgeModelCardData:
 
     # ------------------------------------------------------------------ rendering
     def eval_results(self) -> list[EvalResult]:
-        """The model-index entries: every task's primary metrics by its type (`MODEL_INDEX_METRICS`), on its test
+        """The model-index entries: every task's primary metrics by its type (`ProblemTypeInfo.card_metrics`), on its test
         split where it has one, else on its validation split; undefined values left out."""
         results = []
         for task in self.tasks:
             split = next((s for s in ("test", "validation") if task.name in self.metrics.get(s, {})), None)
             values = self.metrics[split][task.name] if split else {}
-            for metric in MODEL_INDEX_METRICS[task.problem_type]:
+            for metric in info(task.problem_type).card_metrics:
                 number = _point(values.get(metric))
                 if number is None:
                     continue
@@ -492,7 +490,7 @@ _EMPTY_LEXICON = {
 def _calibrated_caveat(temperatures: Mapping[str, float], config: Any) -> str:
     """The limitation that replaces "scores are not calibrated" once temperatures were fitted."""
     named = ", ".join(f"`{t}` (T = {v:.3g})" for t, v in temperatures.items())
-    rest = [t for t, k in config.task_problem_types.items() if k != "regression" and t not in temperatures]
+    rest = [t for t, k in config.task_problem_types.items() if info(k).has_classes and t not in temperatures]
     text = (
         f"Scores of {named} are temperature-scaled (`surgellm calibrate`): calibrated on the split they were "
         "fitted on, and only as far as new data resembles it."
@@ -630,7 +628,7 @@ def _split_table(split: str, by_task: Mapping[str, Mapping[str, Any]], task_orde
 
 def _label_cells(task: TaskCardInfo, counts: Sequence[int] | None) -> str:
     """A split's class counts as 'name count' pairs (multi-label: rows per label); regression: nothing to count."""
-    if not counts or task.problem_type == "regression":
+    if not counts or not info(task.problem_type).has_classes:
         return "–"
     names = task.label_names if len(task.label_names) == len(counts) else [str(i) for i in range(len(counts))]
     return ", ".join(f"{name} {int(n)}" for name, n in zip(names, counts))
@@ -718,7 +716,8 @@ def _summary(card: SurgeModelCardData) -> str:
     if test:
         values = [_primary(test.get(t.name, {})) for t in card.tasks]
         if all(v is not None for v in values):
-            what = "macro-F1" if all(t.problem_type != "regression" for t in card.tasks) else "primary score"
+            by_f1 = all(info(t.problem_type).primary_metrics == ("macro_f1",) for t in card.tasks)
+            what = "macro-F1" if by_f1 else "primary score"
             text += f" Average {split} {what} over tasks: **{sum(values) / len(values):.3f}**."
     return text
 

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from .runtime import (
+    DEFAULT_PROBLEM_TYPE,
     MODEL_FILE,
     QUANTIZED_MODEL_FILE,
     SERVING_CONFIG_NAME,
     OnnxSurgeClassifier,
+    problem_type_info,
     read_serving_config,
 )
 
@@ -107,7 +109,9 @@ def quantization_report(
     fp32 = OnnxSurgeClassifier.from_pretrained(folder, num_threads=num_threads)
     int8 = OnnxSurgeClassifier.from_pretrained(folder, quantized=True, num_threads=num_threads)
     other = {
-        t: fp32.problem_types[t] for t in data if fp32.problem_types.get(t, "single_label") != "single_label"
+        t: fp32.problem_types[t]
+        for t in data
+        if not problem_type_info(fp32.problem_types.get(t, DEFAULT_PROBLEM_TYPE)).class_ids
     }
     if other:
         raise ValueError(

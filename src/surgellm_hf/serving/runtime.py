@@ -90,6 +90,8 @@ if __package__:  # surgellm_hf.serving.runtime
 else:  # loaded by path
     _problem_types = _load_problem_types()
 PROBLEM_TYPES = _problem_types.PROBLEM_TYPES
+DEFAULT_PROBLEM_TYPE = _problem_types.DEFAULT_PROBLEM_TYPE
+problem_type_info = _problem_types.info
 ProbabilityFn = _problem_types.ProbabilityFn
 split_by_task = _problem_types.split_by_task
 prediction_records = _problem_types.prediction_records
@@ -126,17 +128,20 @@ def task_types(config: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, flo
     types: dict[str, str] = {}
     thresholds: dict[str, float] = {}
     for entry in config["tasks"]:
-        name, kind = entry["name"], entry.get("problem_type") or "single_label"
-        if kind not in PROBLEM_TYPES:
+        name, kind = entry["name"], entry.get("problem_type") or DEFAULT_PROBLEM_TYPE
+        known = _problem_types.type_names()
+        if kind not in known:
             raise ValueError(
-                f"{SERVING_CONFIG_NAME}: task {name!r} has problem_type {kind!r}; one of {PROBLEM_TYPES}"
+                f"{SERVING_CONFIG_NAME}: task {name!r} has problem_type {kind!r}; one of {known}"
             )
-        if kind == "regression" and int(entry["num_labels"]) != 1:
+        exact = problem_type_info(kind).exact_labels
+        if exact is not None and int(entry["num_labels"]) != exact:
             raise ValueError(
-                f"{SERVING_CONFIG_NAME}: regression task {name!r} has {entry['num_labels']} outputs; it needs one"
+                f"{SERVING_CONFIG_NAME}: {kind} task {name!r} has {entry['num_labels']} outputs; it needs "
+                f"{'one' if exact == 1 else exact}"
             )
         threshold = entry.get("threshold")
-        if kind == "multi_label":
+        if problem_type_info(kind).has_thresholds:
             values = threshold if isinstance(threshold, list) else [threshold]
             if not all(_in_unit_interval(v) for v in values) or (
                 isinstance(threshold, list) and len(threshold) != int(entry["num_labels"])
@@ -215,7 +220,7 @@ class TaskScoring:
     ):
         self.tasks = dict(tasks)
         self.label_names = {t: list(label_names[t]) for t in self.tasks}
-        self.problem_types = {t: (problem_types or {}).get(t, "single_label") for t in self.tasks}
+        self.problem_types = {t: (problem_types or {}).get(t, DEFAULT_PROBLEM_TYPE) for t in self.tasks}
         self.thresholds = {t: _threshold_value(v) for t, v in (thresholds or {}).items()}
         self.temperatures = {t: float(v) for t, v in (temperatures or {}).items()}
 
@@ -224,7 +229,7 @@ class TaskScoring:
         ``{task: number or one per label}``; None keeps the model's. A bad value is a one-line ValueError."""
         if threshold is None:
             return self
-        multi = [t for t, k in self.problem_types.items() if k == "multi_label"]
+        multi = [t for t, k in self.problem_types.items() if problem_type_info(k).has_thresholds]
         if not multi:
             raise ValueError(
                 f"a threshold is for multi-label tasks; this model has none (tasks: {list(self.tasks)})"

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-# What a task's weights mean in the loss, by problem type (recorded in the run folder as `class_weights_applied`).
-WEIGHT_MEANING = {"single_label": "class weight", "multi_label": "pos_weight"}
+from ..problem_types import DEFAULT_PROBLEM_TYPE, PROBLEM_TYPE_INFO, info
+
+# What a task's weights mean in the loss, by problem type (recorded in the run folder as `class_weights_applied`;
+# `ProblemTypeInfo.weight_meaning`, a snapshot of the built-in types).
+WEIGHT_MEANING = {k: t.weight_meaning for k, t in PROBLEM_TYPE_INFO.items() if t.weight_meaning}
 
 
 def balanced_class_weights(labels: Sequence[int], num_labels: int) -> list[float]:
@@ -65,9 +68,9 @@ def resolve_class_weights(
     """
     if spec is None:
         return None
-    types = {t: (problem_types or {}).get(t, "single_label") for t in tasks}
+    types = {t: (problem_types or {}).get(t, DEFAULT_PROBLEM_TYPE) for t in tasks}
     if spec == "balanced":
-        wanted: Mapping[str, Any] = {t: "balanced" for t in tasks if types[t] != "regression"}
+        wanted: Mapping[str, Any] = {t: "balanced" for t in tasks if info(types[t]).weight_meaning}
     elif isinstance(spec, Mapping):
         wanted = spec
     else:
@@ -79,12 +82,13 @@ def resolve_class_weights(
         raise ValueError(
             f"class_weights names task(s) {unknown} that the run does not have; tasks: {list(tasks)}."
         )
-    regression = [t for t in wanted if types[t] == "regression"]
-    if regression:
+    unweighted = [t for t in wanted if not info(types[t]).weight_meaning]
+    if unweighted:
+        kinds = " or ".join(dict.fromkeys(types[t] for t in unweighted))
         raise ValueError(
-            f"class_weights names regression task(s) {regression}; class weights are defined for single-label "
+            f"class_weights names {kinds} task(s) {unweighted}; class weights are defined for single-label "
             "(class weights) and multi-label (pos_weight) tasks only. Leave them out (run-wide 'balanced' skips "
-            "regression tasks)."
+            f"{kinds} tasks)."
         )
     out: dict[str, list[float]] = {}
     for task in (t for t in tasks if t in wanted):  # task order, whatever order the mapping has
@@ -92,7 +96,7 @@ def resolve_class_weights(
         names = list((label_names or {}).get(task) or range(k))
         if value == "balanced":
             labels = train_labels[task]
-            if kind == "multi_label":
+            if info(kind).multi_hot:
                 out[task] = balanced_pos_weights(labels, k, task, names)
             else:
                 ids = (
@@ -152,10 +156,9 @@ def _explicit_weights(task: str, value: Any, k: int, kind: str, names: list[Any]
     """Explicit weights of one task, checked: one finite number > 0 per label, in label order."""
     check_weight_values(task, value)
     if len(value) != k:
-        what = "pos_weight per label" if kind == "multi_label" else "class weight per label"
         raise ValueError(
             f"class_weights of task {task!r} has {len(value)} value(s) but the task has {k} labels {names} "
-            f"(one {what}, in label order)."
+            f"(one {info(kind).weight_meaning} per label, in label order)."
         )
     return [float(w) for w in value]
 
@@ -166,11 +169,11 @@ def class_weights_applied(
     """{task: what its weights mean in the loss, or why it has none}, in task order, for the run folder."""
     out = {}
     for task in tasks:
-        kind = problem_types.get(task, "single_label")
+        kind = problem_types.get(task, DEFAULT_PROBLEM_TYPE)
         if task in weights:
-            out[task] = WEIGHT_MEANING[kind]
+            out[task] = str(info(kind).weight_meaning)
         else:
-            out[task] = "none (regression)" if kind == "regression" else "none (not listed)"
+            out[task] = "none (not listed)" if info(kind).weight_meaning else f"none ({kind})"
     return out
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..data.multitask import MultiTaskData
 from ..lexicon import Lexicon
+from ..problem_types import info
 
 
 def build_lexicon(choice: str, task_data: MultiTaskData, encoder: str, seed: int = 0) -> Lexicon:
@@ -33,7 +34,7 @@ def extract_lexicon_from_data(
     task_data: MultiTaskData, encoder: str, seed: int = 0, **extract_kwargs: Any
 ) -> Lexicon:
     """`Lexicon.extract` on the training split of every task, each text ranked within its own task."""
-    other = {t: k for t, k in task_data.problem_types.items() if k != "single_label"}
+    other = {t: k for t, k in task_data.problem_types.items() if not info(k).class_ids}
     if other:
         raise ValueError(
             f"lexicon: extracted ranks words by class and needs single-label tasks; this run has {other}. Use the "

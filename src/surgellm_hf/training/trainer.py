@@ -15,8 +15,7 @@ from ..evaluation.predictions import per_task_predictions, task_scores
 from ..problem_types import (
     DEFAULT_PROBLEM_TYPE,
     DEFAULT_THRESHOLD,
-    LOGGED_METRICS,
-    SINGLE_LABEL,
+    info,
     primary_score,
 )
 from .class_weights import (
@@ -203,7 +202,7 @@ def weighted_task_loss(
     task_ids = torch.as_tensor(task_ids, device=logits.device).long()
     rows = table.to(logits.device, torch.float32)[task_ids]
     per_row = model.loss_per_row(logits, labels, task_ids, pos_weight=rows)
-    single_task = [kind == SINGLE_LABEL for kind in model.config.task_problem_types.values()]
+    single_task = [info(kind).class_ids for kind in model.config.task_problem_types.values()]
     single = torch.tensor(single_task, device=logits.device)[task_ids]
     first = labels if labels.dim() == 1 else labels[:, 0]
     cls = torch.where(single, first, torch.zeros_like(first)).long().view(-1, 1)  # checked by loss_per_row
@@ -234,7 +233,7 @@ def build_compute_metrics(
             m = task_scores(
                 np.asarray(labels), pred, tasks[name], kind, limits.get(name, DEFAULT_THRESHOLD), task=name
             )
-            for key in LOGGED_METRICS[kind]:
+            for key in info(kind).logged_metrics:
                 result[f"{name}_{key}"] = m[key]
             primaries.append(primary_score(m))
         result["avg_macro_f1"] = float(np.mean(primaries))

@@ -17,6 +17,10 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+"""The problem types this module scores: surgellm_hf's (`problem_types.PROBLEM_TYPE_INFO`), named here since the
+module must load without the package; tests/test_problem_types_module.py checks that they agree."""
+
 _DESCRIPTION = """SURGELLM multi-task metric: per-task macro-F1, accuracy, macro precision and recall (scikit-learn),
 and avg_macro_f1, the unweighted mean of the per-task macro-F1."""
 
@@ -82,7 +86,7 @@ class SurgellmMultitask(evaluate.Metric):
         if not len(task):
             raise ValueError("surgellm_multitask needs at least one row")
         types, limits = dict(problem_types or {}), dict(thresholds or {})
-        unknown = {t: k for t, k in types.items() if k not in ("single_label", "multi_label", "regression")}
+        unknown = {t: k for t, k in types.items() if k not in PROBLEM_TYPES}
         if unknown:
             raise ValueError(f"problem_types {unknown}: use single_label, multi_label or regression")
         result: dict[str, float] = {}
