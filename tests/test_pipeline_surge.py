@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from surgellm_hf import Lexicon, SurgeForSequenceClassification, SurgeProcessor
-from surgellm_hf.modeling_surge import surge_custom_pipelines
-from surgellm_hf.pipeline_surge import SurgeTextClassificationPipeline
+from surgellm_hf.pipeline_surge import SurgeTextClassificationPipeline, surge_custom_pipelines
 
 LABELS = {"sst2": ["negative", "positive"], "aspect": ["world", "sports", "science"]}
 TEXTS = ["a superb, delightful film!", "Moreover, results show (1) a trend.", "maybe it was dull?"]

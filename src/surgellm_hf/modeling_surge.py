@@ -6,7 +6,6 @@ safetensors and its flat siblings only.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 from dataclasses import dataclass
@@ -32,23 +31,6 @@ from .modeling_surge_modules import (  # noqa: F401 (ADAPTER_*, SURGE_MODULES_*:
     load_encoder_weights,
 )
 from .normalization import apply_normalizer, fit_config_normalizer
-
-PIPELINE_TASK = "text-classification"
-PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
-# What a SURGELLM config stores under `custom_pipelines`: plain data, so this file never imports transformers'
-# pipelines package (the Auto-class registration may run while that package is still initialising).
-_CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
-    PIPELINE_TASK: {
-        "impl": f"pipeline_surge.{PIPELINE_CLASS_NAME}",
-        "pt": ["AutoModelForSequenceClassification"],
-        "type": "text",
-    }
-}
-
-
-def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
-    """The ``config.custom_pipelines`` entry that routes ``pipeline("text-classification", ...)`` to `pipeline_surge`."""
-    return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
 def _tracing() -> bool:
@@ -191,7 +173,12 @@ class SurgePreTrainedModel(PreTrainedModel):
             "AutoModel": "modeling_surge.SurgeModel",
             "AutoModelForSequenceClassification": "modeling_surge.SurgeForSequenceClassification",
         }
-        # pipeline("text-classification", model=repo, trust_remote_code=True) then uses the SURGELLM pipeline
+        # pipeline("text-classification", model=repo, trust_remote_code=True) then uses the SURGELLM pipeline.
+        # Imported here, not at module level: the Auto-class registration may import this module while
+        # transformers' pipelines package is still initialising (docs/architecture.md#auto-classes); transformers
+        # reads relative imports anywhere in the file, so pipeline_surge still travels with the remote code.
+        from .pipeline_surge import surge_custom_pipelines
+
         self.config.custom_pipelines = surge_custom_pipelines()
         if self.config.encoder_name_or_path:  # a model loaded from an older folder may name a machine's copy
             recorded = encoder_names(self.config.encoder_name_or_path)[0]

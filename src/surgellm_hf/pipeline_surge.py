@@ -12,6 +12,7 @@ Copied to the Hub for ``trust_remote_code`` loading: imports only numpy, torch, 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,23 @@ from transformers.pipelines.text_classification import ClassificationFunction
 from .explaining_surge import explain_batch
 from .problem_types import info, sigmoid, task_probabilities
 
+PIPELINE_TASK = "text-classification"
 _WINDOWS = "windows"
 _PER_TEXT = ("lexical_features", "task_ids", "num_windows")
+PIPELINE_CLASS_NAME = "SurgeTextClassificationPipeline"
+# What a SURGELLM config stores under `custom_pipelines` (see `surge_custom_pipelines`).
+_CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
+    PIPELINE_TASK: {
+        "impl": f"pipeline_surge.{PIPELINE_CLASS_NAME}",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
+}
+
+
+def surge_custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The ``config.custom_pipelines`` entry that routes ``pipeline("text-classification", ...)`` to this file."""
+    return copy.deepcopy(_CUSTOM_PIPELINES)
 
 
 class SurgeTextClassificationPipeline(Pipeline):
@@ -245,4 +261,4 @@ class SurgeTextClassificationPipeline(Pipeline):
         return limit
 
 
-__all__ = ["SurgeTextClassificationPipeline", "task_probabilities"]
+__all__ = ["SurgeTextClassificationPipeline", "surge_custom_pipelines", "task_probabilities", "PIPELINE_TASK"]
