@@ -67,3 +67,30 @@ def test_mixed_precision_no_survives_yaml(tmp_path):
     assert load_run_config(path, ["mixed_precision=no"]).mixed_precision == "no"
     with pytest.raises(ValueError, match="`mixed_precision` must be auto, no, bf16 or fp16, got True"):
         load_run_config(path, ["mixed_precision=yes"])
+
+
+def test_prefix_style_defaults_to_soft_with_a_trained_encoder_and_text_with_a_frozen_one():
+    """docs/benchmarks.md#prefix-default: soft when the encoder trains (full or LoRA), text with freeze_encoder, none
+    for a variant without the prefix; an explicit style always wins; the reuse check compares the resolved style."""
+    from surgellm_hf.training.run_config import comparable_settings, settings_differences
+
+    base = {"data": {"folder": "x"}, "variant": "IWN"}
+    assert RunConfig(**base).prefix_style is None  # the field keeps what the user wrote
+    assert RunConfig(**base).prefix == "soft"
+    assert RunConfig(**base, lora={"r": 4}).prefix == "soft"
+    assert RunConfig(**base, freeze_encoder=True).prefix == "text"
+    assert RunConfig(**base, freeze_encoder=True, cache_encoder_outputs=True).prefix == "text"  # no refusal
+    assert RunConfig(**base, prefix_style="text").prefix == "text"
+    assert RunConfig(**base, prefix_style="tokens").prefix == "tokens"
+    assert RunConfig(data={"folder": "x"}, variant="baseline").prefix is None
+    assert RunConfig(data={"folder": "x"}, variant="baseline", prefix_style="text").prefix is None
+    # a folder written under the old default (text, recorded explicitly) is not reused by a default run now
+    old, new = RunConfig(**base, prefix_style="text"), RunConfig(**base)
+    assert settings_differences(comparable_settings(old), comparable_settings(new)) == [
+        'prefix_style: saved "text", requested "soft"',
+        "soft_prefix_length: saved null, requested 2",
+    ]
+    assert comparable_settings(RunConfig(**base, prefix_style="soft")) == comparable_settings(new)
+    # for a variant without a prefix the style does not matter, so it does not block reuse
+    plain = {"data": {"folder": "x"}, "variant": "baseline"}
+    assert comparable_settings(RunConfig(**plain, prefix_style="text")) == comparable_settings(RunConfig(**plain))

@@ -336,12 +336,12 @@ def _build_processor_and_model(
     """Processor and model of the run's variant around the encoder (embeddings resized for a compact prefix)."""
     variant = cfg.variant_spec
     long_text = long_text_settings(cfg.long_text, task_data.task_names)
-    soft = variant.use_prefix and cfg.prefix_style == "soft"
+    soft = cfg.prefix == "soft"
     processor = SurgeProcessor.from_encoder_pretrained(
         encoder,
         lexicon=lexicon,
         tasks=task_data.task_names,
-        prefix=cfg.prefix_style if variant.use_prefix else None,
+        prefix=cfg.prefix,
         max_length=cfg.max_length,
         pair_tasks=pair_task_names(task_data),
         soft_prefix_length=cfg.soft_prefix_length,

@@ -28,6 +28,12 @@ README.md, "Learning rate of the modules and heads"); a full fine-tune keeps the
 as no full fine-tune was measured."""
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 PREFIX_STYLE_CHOICES = ("text", "tokens", "soft")
+DEFAULT_PREFIX_STYLE = "soft"
+"""The prefix of a run that trains its encoder (full fine-tune, LoRA): budget C found it within noise of the text
+prefix on average at 2 positions instead of 86, so the cheaper one is the default (docs/benchmarks.md#prefix-default)."""
+DEFAULT_FROZEN_PREFIX_STYLE = "text"
+"""The prefix of a frozen-encoder run: the cached encoder states cannot serve a soft prefix, whose virtual tokens
+change every step (docs/benchmarks.md#prefix-default)."""
 HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 """`hub_strategy` values: transformers' `HubStrategy`."""
 RESUME_FROM_CHOICES = ("hub",)
@@ -244,15 +250,15 @@ class RunConfig:
     lexicon: str = setting(
         _LEXICON, default="curated", help="curated, extracted, random, or a lexicon JSON path."
     )
-    prefix_style: str = setting(
+    prefix_style: str | None = setting(
         one_of(PREFIX_STYLE_CHOICES),
-        default="text",
-        help="Prefix style when the variant has P: text (the paper's, in the encoder's vocabulary; the "
-        "default: higher average macro-F1 in a CPU full fine-tune, docs/benchmarks.md#cpu-full-fine-tunes; needs "
-        "max_length >= ~90 with MiniLM), tokens (compact, n_features + 1 added tokens: 17 instead of 86, "
-        "faster, and better there on the long-text tasks) or soft (`soft_prefix_length` virtual token "
-        "embeddings built from a learned task prompt and a learned projection of the normalized features, "
-        "inserted after the first token: 1-2 positions).",
+        default=None,
+        help="Prefix style when the variant has P. Default: soft with a trained encoder (full fine-tune or LoRA) "
+        "and text with freeze_encoder (docs/benchmarks.md#prefix-default). soft: `soft_prefix_length` virtual "
+        "token embeddings built from a learned task prompt and a learned projection of the normalized features, "
+        "inserted after the first token (1-2 positions); text: the paper's, in the encoder's vocabulary (86 "
+        "tokens with MiniLM: needs max_length >= ~90; the one a cached frozen encoder can use); tokens: compact, "
+        "n_features + 1 added tokens (17).",
     )
     soft_prefix_length: int = setting(
         one_of((1, 2), "1 or 2"),
@@ -464,6 +470,16 @@ class RunConfig:
         return FROZEN_MODULE_LR_SCALE if self.freeze_encoder else 1.0
 
     @property
+    def prefix(self) -> str | None:
+        """The prefix style the run uses: None for a variant without the prefix, else `prefix_style`, by default
+        soft with a trained encoder and text with a frozen one (docs/benchmarks.md#prefix-default)."""
+        if not self.variant_spec.use_prefix:
+            return None
+        if self.prefix_style is not None:
+            return self.prefix_style
+        return DEFAULT_FROZEN_PREFIX_STYLE if self.freeze_encoder else DEFAULT_PREFIX_STYLE
+
+    @property
     def run_dir(self) -> Path:
         """The run folder: `output_dir` with {variant} and {seed} filled in."""
         return Path(self.output_dir.format(variant=self.variant, seed=self.seed))
@@ -515,7 +531,7 @@ _FLOAT_FIELDS = (
 def _check_frozen_encoder(cfg: RunConfig) -> None:
     """A frozen encoder refuses what it could not train (the compact prefix's new tokens), cached states of a soft
     prefix (they change every step) and LoRA (it adapts the encoder)."""
-    prefix = cfg.prefix_style if cfg.variant_spec.use_prefix else None
+    prefix = cfg.prefix
     if cfg.freeze_encoder and prefix == "tokens":
         raise ValueError(
             "freeze_encoder with prefix_style: tokens is refused: the compact prefix adds new token embeddings "
@@ -629,7 +645,8 @@ def comparable_settings(cfg: RunConfig) -> dict[str, Any]:
         values["lexicon_seed"] = None
     if cfg.task_sampling != "temperature":
         values["temperature"] = None  # only the temperature rule reads it
-    if cfg.prefix_style != "soft" or not cfg.variant_spec.use_prefix:
+    values["prefix_style"] = cfg.prefix  # resolved; None where the variant has no prefix
+    if cfg.prefix != "soft":
         values["soft_prefix_length"] = None  # only the soft prefix reads it
     if not splits_long_texts(cfg.long_text):
         values["long_text"] = None  # max_chunks 1 everywhere is truncation, as without long_text
