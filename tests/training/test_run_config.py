@@ -93,4 +93,6 @@ def test_prefix_style_defaults_to_soft_with_a_trained_encoder_and_text_with_a_fr
     assert comparable_settings(RunConfig(**base, prefix_style="soft")) == comparable_settings(new)
     # for a variant without a prefix the style does not matter, so it does not block reuse
     plain = {"data": {"folder": "x"}, "variant": "baseline"}
-    assert comparable_settings(RunConfig(**plain, prefix_style="text")) == comparable_settings(RunConfig(**plain))
+    assert comparable_settings(RunConfig(**plain, prefix_style="text")) == comparable_settings(
+        RunConfig(**plain)
+    )
