@@ -56,7 +56,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             done = "Run already finished (nothing trained)" if status == "finished" else "Run finished"
             print(f"{done}. Report: {run_dir / 'report.md'}  ({_run_folder_summary(run_dir)})")
+    _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Destroy the process group a launcher started (as `Accelerator.end_training` does), so the backend's threads
+    end before interpreter exit instead of in whatever order its teardown reaches them."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _size(n_bytes: int) -> str:

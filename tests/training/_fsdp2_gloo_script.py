@@ -7,6 +7,7 @@ copy trained on that batch in one process. Prints one JSON line per rank.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
 from pathlib import Path
@@ -71,6 +72,12 @@ def main(encoder: str) -> None:
             }
         )
     )
+    # An orderly teardown: both ranks past every collective, then the sharded model (whose DeviceMesh holds the gloo
+    # group) freed before the group is destroyed. Leaving the group to interpreter exit let gloo's threads be torn
+    # down in any order; rank 0 once aborted at the end in CI ("terminate called without an active exception").
+    dist.barrier()
+    del model, reference, m, full, opt
+    gc.collect()
     dist.destroy_process_group()
 
 

@@ -91,24 +91,31 @@ def test_accelerate_fsdp_config_on_cpu_trains_ddp_and_says_so(tmp_path, tiny_ber
 
 def test_fsdp2_fully_shard_trains_the_model_on_gloo(tmp_path, tiny_bert_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(_free_port()),
-            str(HERE / "_fsdp2_gloo_script.py"),
-            str(tiny_bert_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    for _attempt in range(2):
+        for old in tmp_path.glob("fsdp2_rank*.json"):
+            old.unlink()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                str(_free_port()),
+                str(HERE / "_fsdp2_gloo_script.py"),
+                str(tiny_bert_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+        # One rerun only for the C++ abort that gloo's teardown produced once in CI (0 in 42 launches here); any
+        # other failure, or the abort twice, fails the test.
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("fsdp2_rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1]
