@@ -441,6 +441,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def busy(m: dict[str, Any]) -> bool:
+    """Whether other jobs loaded the cores during the timing rounds: a 1-minute load average at least half a core
+    above the benchmark's own threads (which alone keep it near their count) before or after them."""
+    load = max(m["load_average"]["before_timing"][0], m["load_average"]["after_timing"][0])
+    return load >= m["threads"] + 0.5
+
+
 def render(results: dict[str, Any]) -> str:
     """The markdown report of results.json."""
     m, s = results["machine"], results["settings"]
@@ -460,8 +467,8 @@ def render(results: dict[str, Any]) -> str:
         "cores"
         + (
             ": the machine was busy, so these are not quiet-machine figures."
-            if max(m["load_average"]["before_timing"][0], m["load_average"]["after_timing"][0]) >= 0.5
-            else "."
+            if busy(m)
+            else f": quiet (no more than this benchmark's own {m['threads']} threads)."
         ),
         "",
         "Export optimization: " + json.dumps(results.get("optimization")),
@@ -524,18 +531,17 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_arguments(
+    p: argparse.ArgumentParser, train_per_task: int, epochs: int, tag: str
+) -> argparse.ArgumentParser:
+    """The options of the model both serving scripts build and time (data, encoder, training, batches, output)."""
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--tasks", nargs="+", default=["D1", "D2", "D3", "D4"])
     p.add_argument("--encoder", default="bundled", help="'bundled' (all-MiniLM-L6-v2) or an encoder folder")
-    p.add_argument("--train-per-task", type=int, default=192)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--train-per-task", type=int, default=train_per_task)
+    p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-per-task", type=int, default=None, help="validation rows per task (default: all)")
     p.add_argument("--timing-per-task", type=int, default=32)
-    p.add_argument("--all-tasks-per-task", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5)
@@ -545,19 +551,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", default=None, help="folder for the run and the export (default: a temp folder)"
     )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
-    p.add_argument("--tag", default="serving", help="results file stem: <tag>.json / <tag>.md")
+    p.add_argument("--tag", default=tag, help="results file stem: <tag>.json / <tag>.md")
     return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = model_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 192, 8, "serving")
+    p.add_argument("--eval-per-task", type=int, default=None, help="validation rows per task (default: all)")
+    p.add_argument("--all-tasks-per-task", type=int, default=8)
+    return p
+
+
+def write_results(args: argparse.Namespace, results: dict[str, Any], report: str) -> None:
+    """Write <out>/<tag>.json and .md, and print the report."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{args.tag}.md").write_text(report)
+    print(report)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run, print the report, write <out>/<tag>.json and .md."""
     args = build_parser().parse_args(argv)
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-    report = render(results)
-    (args.out / f"{args.tag}.md").write_text(report)
-    print(report)
+    write_results(args, results, render(results))
     return 0
 
 
