@@ -89,17 +89,9 @@ def torch_op_times(model: torch.nn.Module, batches: list[dict]) -> dict[str, flo
 
 def ort_op_times(folder: Path, threads: int, batches: list[dict], work: Path) -> dict[str, float]:
     """Kernel seconds per node type over one pass (after a warm-up pass), the runner's session with profiling on."""
-    import onnxruntime as ort
+    from surgellm_hf.serving.runtime import OnnxSurgeClassifier, default_session_options
 
-    from surgellm_hf.serving.runtime import OnnxSurgeClassifier
-
-    options = (
-        ort.SessionOptions()
-    )  # the runner's defaults (`OnnxSurgeClassifier.from_pretrained`), profiling on
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.inter_op_num_threads = 1
-    options.intra_op_num_threads = threads
+    options = default_session_options(threads)  # the runner's own, with profiling on
     options.enable_profiling = True
     options.profile_file_prefix = str(work / "ort-profile")
     runner = OnnxSurgeClassifier.from_pretrained(folder, session_options=options)
@@ -305,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run, print the report, write <out>/<tag>.json and .md."""
     args = build_parser().parse_args(argv)
-    results = run(args)  # then the same files as serving.py's
-    return write_results(args, results, render(results)) or 0
+    results = run(args)
+    write_results(args, results, render(results))  # the same files as serving.py's
+    return 0
 
 
 if __name__ == "__main__":

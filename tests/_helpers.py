@@ -1,10 +1,11 @@
 """Shared test helpers (imported as ``tests._helpers``): data folders, tiny encoder specs, run configs, an isolated
-Python runner and a training interrupt. The fixtures built on them live in conftest.py."""
+Python runner, a two-process torchrun launch and a training interrupt. The fixtures built on them live in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -120,3 +121,31 @@ def run_isolated(code: str, tmp_path: Path, env: dict[str, str] | None = None, t
     if proc.returncode != 0:
         raise AssertionError(f"isolated process failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """A free local TCP port (for a server or a process group the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_two_cpu(args: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
+    """`python -m torch.distributed.run` with two processes of one thread each on a free local port, output captured."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"},
+        cwd=cwd,
+    )

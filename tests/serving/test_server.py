@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from surgellm_hf import SurgeForSequenceClassification, SurgeProcessor
 from surgellm_hf.cli import main
 from surgellm_hf.inference import load_run_model, predict_texts
 from surgellm_hf.serving.streaming import output_row
+from tests._helpers import free_port
 from tests._serving_utils import TEXTS
 
 httpx = pytest.importorskip("httpx")
@@ -34,12 +34,6 @@ LABELS = {"sst2": ["negative", "positive"], "topics": ["sports", "politics", "te
 KEY = "s3cret-key"
 MAX_INPUTS = 4000
 MAX_BODY = 1_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,7 @@ class Server:
     """`surgellm serve` in a subprocess; `url`, `proc`, and an httpx client with the API key."""
 
     def __init__(self, run_dir: Path, log: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "SURGE_TEST_KEY": KEY, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()

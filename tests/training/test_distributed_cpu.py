@@ -8,26 +8,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests._helpers import write_run_config
+from tests._helpers import free_port, torchrun_two_cpu, write_run_config
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) route")
 
 HERE = Path(__file__).resolve().parent
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(tmp_path: Path, encoder: Path) -> Path:
@@ -39,7 +30,7 @@ def _accelerate(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     assert accelerate, "the accelerate command is installed with the package"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     return subprocess.run(
-        [accelerate, "launch", "--main_process_port", str(_free_port()), *args],
+        [accelerate, "launch", "--main_process_port", str(free_port()), *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -90,29 +81,13 @@ def test_accelerate_fsdp_config_on_cpu_trains_ddp_and_says_so(tmp_path, tiny_ber
 
 
 def test_fsdp2_fully_shard_trains_the_model_on_gloo(tmp_path, tiny_bert_dir):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     for _attempt in range(2):
         for old in tmp_path.glob("fsdp2_rank*.json"):
             old.unlink()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                "2",
-                "--master_port",
-                str(_free_port()),
-                str(HERE / "_fsdp2_gloo_script.py"),
-                str(tiny_bert_dir),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=tmp_path,
+        proc = torchrun_two_cpu(
+            [str(HERE / "_fsdp2_gloo_script.py"), str(tiny_bert_dir)], tmp_path, timeout=300
         )
-        # One rerun only for the C++ abort that gloo's teardown produced once in CI (0 in 42 launches here); any
+        # One rerun only for the C++ abort that gloo's teardown produced once in CI (none in 44 launches here); any
         # other failure, or the abort twice, fails the test.
         if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
             break

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 from surgellm_hf.cli import main
 from surgellm_hf.training import load_run_config, train_run
-from tests._helpers import QUICKSTART_DATA, interrupt_at_step, write_run_config
+from tests._helpers import QUICKSTART_DATA, interrupt_at_step, torchrun_two_cpu, write_run_config
 
 MAX_ROWS = {"train": 48, "validation": 24, "test": 24}
 
@@ -199,37 +198,10 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_bert_wi
         assert got["tasks"][task]["test"]["macro_f1"] == pytest.approx(ref["tasks"][task]["test"]["macro_f1"])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes(tmp_path, tiny_bert_with_tokenizer):
     config = _write_config(tmp_path, tiny_bert_with_tokenizer, epochs=1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(_free_port()),
-            "-m",
-            "surgellm_hf.cli",
-            "train",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
+    proc = torchrun_two_cpu(
+        ["-m", "surgellm_hf.cli", "train", "--config", str(config)], tmp_path, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "IWN-seed0"

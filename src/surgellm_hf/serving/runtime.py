@@ -418,6 +418,32 @@ def _check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+def _onnxruntime() -> Any:
+    """The onnxruntime module, or an ImportError naming the extra. Imported inside `try` so that transformers'
+    remote-code import check (which skips guarded imports) does not require onnxruntime where this file is copied."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(
+            'onnxruntime is not installed; install the ONNX extras: pip install "surgellm_hf[onnx]"'
+        ) from None
+    return onnxruntime
+
+
+def default_session_options(num_threads: int | None = None) -> Any:
+    """The runner's ONNX Runtime session options: every graph optimization, errors-only logging, one inter-op thread
+    and ``num_threads`` intra-op threads (default: ONNX Runtime's choice); measured against its other settings in
+    docs/benchmarks.md#serving."""
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.inter_op_num_threads = 1
+    if num_threads is not None:
+        options.intra_op_num_threads = int(num_threads)
+    return options
+
+
 class OnnxSurgeClassifier:
     """An exported SURGELLM folder served by ONNX Runtime; `predict` gives `predict_texts`' records."""
 
@@ -459,12 +485,7 @@ class OnnxSurgeClassifier:
         the CPU provider. Every missing file and every mismatch between graph, lexicon and config is a one-line
         error.
         """
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError(
-                'onnxruntime is not installed; install the ONNX extras: pip install "surgellm_hf[onnx]"'
-            ) from None
+        ort = _onnxruntime()
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"exported model folder not found: {folder}")
@@ -489,12 +510,7 @@ class OnnxSurgeClassifier:
 
         processor = SurgeProcessor.from_pretrained(folder)
         if session_options is None:
-            session_options = ort.SessionOptions()
-            session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session_options.log_severity_level = 3
-            session_options.inter_op_num_threads = 1
-            if num_threads is not None:
-                session_options.intra_op_num_threads = int(num_threads)
+            session_options = default_session_options(num_threads)
         try:
             session = ort.InferenceSession(
                 str(folder / model_file),
